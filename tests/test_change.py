@@ -1,0 +1,186 @@
+"""Tests for tripwire.detectors.change."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from river import drift
+
+from tripwire.detectors.change import ChangeDetector
+
+CHANGE_AT = 1000
+RIVER_CLASSES = {"adwin": drift.ADWIN, "page_hinkley": drift.PageHinkley}
+
+
+def bernoulli_errors() -> list[float]:
+    """0/1 error indicators whose error rate jumps from 10 % to 40 % at CHANGE_AT."""
+    rng = np.random.default_rng(7)
+    before = rng.random(CHANGE_AT) < 0.10
+    after = rng.random(CHANGE_AT) < 0.40
+    return [float(x) for x in np.concatenate([before, after])]
+
+
+def gaussian_shift() -> list[float]:
+    """N(0, 1) then N(1.5, 1), switching at CHANGE_AT."""
+    rng = np.random.default_rng(11)
+    return [float(x) for x in np.concatenate([rng.normal(0.0, 1.0, CHANGE_AT), rng.normal(1.5, 1.0, CHANGE_AT)])]
+
+
+STREAMS = {"bernoulli": bernoulli_errors, "gaussian": gaussian_shift}
+
+# Page-Hinkley's default threshold of 50 is tuned for large shifts; a lower one exercises
+# parameter pass-through and gives it alarms on the 0/1 stream too.
+CASES = [
+    ("adwin", {}),
+    ("adwin", {"delta": 0.05, "clock": 1}),
+    ("page_hinkley", {}),
+    ("page_hinkley", {"threshold": 10.0, "min_instances": 50}),
+]
+
+
+def river_alarms(method: str, params: dict, stream: list[float]) -> list[int]:
+    detector = RIVER_CLASSES[method](**params)
+    alarms = []
+    for i, x in enumerate(stream):
+        detector.update(x)
+        if detector.drift_detected:
+            alarms.append(i)
+    return alarms
+
+
+def wrapper_alarms(detector: ChangeDetector, stream: list[float], start: int = 0) -> list[int]:
+    return [i for i, x in enumerate(stream, start) if detector.update(x)]
+
+
+def json_roundtrip(detector: ChangeDetector) -> ChangeDetector:
+    return ChangeDetector.from_dict(json.loads(json.dumps(detector.to_dict())))
+
+
+@pytest.mark.parametrize("stream_name", sorted(STREAMS))
+@pytest.mark.parametrize("method,params", CASES)
+def test_alarms_match_river(method, params, stream_name):
+    stream = STREAMS[stream_name]()
+    expected = river_alarms(method, params, stream)
+    detector = ChangeDetector(method, **params)
+    got = wrapper_alarms(detector, stream)
+    assert got == expected
+    assert detector.n == len(stream)
+    assert detector.detections == len(expected)
+    assert detector.last_detection == (expected[-1] if expected else None)
+
+
+@pytest.mark.parametrize("method,params", CASES)
+def test_detects_the_change(method, params):
+    # Guards against the comparison above passing vacuously with no alarms at all.
+    alarms = wrapper_alarms(ChangeDetector(method, **params), gaussian_shift())
+    after = [i for i in alarms if i >= CHANGE_AT]
+    assert after, alarms
+    assert after[0] < CHANGE_AT + 300
+
+
+def test_bernoulli_rise_detected_by_adwin():
+    alarms = wrapper_alarms(ChangeDetector("adwin"), bernoulli_errors())
+    assert any(CHANGE_AT <= i < CHANGE_AT + 300 for i in alarms), alarms
+
+
+@pytest.mark.parametrize("stream_name", sorted(STREAMS))
+@pytest.mark.parametrize("method,params", CASES)
+def test_save_restore_midpoint_continues_identically(method, params, stream_name):
+    stream = STREAMS[stream_name]()
+    expected = river_alarms(method, params, stream)
+    mid = len(stream) // 2
+
+    detector = ChangeDetector(method, **params)
+    first = wrapper_alarms(detector, stream[:mid])
+    restored = json_roundtrip(detector)
+    assert restored.n == mid
+    assert restored.detections == len(first)
+    second = wrapper_alarms(restored, stream[mid:], start=mid)
+    assert first + second == expected
+    assert restored.detections == len(expected)
+
+    # The original keeps going independently of the copy.
+    assert first + wrapper_alarms(detector, stream[mid:], start=mid) == expected
+
+
+@pytest.mark.parametrize("method,params", CASES)
+def test_repeated_checkpoints(method, params):
+    stream = gaussian_shift() + bernoulli_errors()
+    expected = river_alarms(method, params, stream)
+    detector = ChangeDetector(method, **params)
+    got = []
+    for start in range(0, len(stream), 137):
+        got += wrapper_alarms(detector, stream[start : start + 137], start=start)
+        detector = json_roundtrip(detector)
+    assert got == expected
+
+
+@pytest.mark.parametrize("method", ["adwin", "page_hinkley"])
+def test_checkpoint_right_after_an_alarm(method):
+    # River resets its detector on the update after an alarm; that pending reset must survive.
+    params = {"threshold": 10.0} if method == "page_hinkley" else {}
+    stream = gaussian_shift()
+    expected = river_alarms(method, params, stream)
+    assert expected
+    cut = expected[0] + 1
+    detector = ChangeDetector(method, **params)
+    first = wrapper_alarms(detector, stream[:cut])
+    assert first[-1] == cut - 1
+    assert detector.drift_detected
+    restored = json_roundtrip(detector)
+    assert restored.drift_detected
+    assert first + wrapper_alarms(restored, stream[cut:], start=cut) == expected
+
+
+def test_params_default_to_river_defaults():
+    assert ChangeDetector("adwin").params == drift.ADWIN()._get_params()
+    assert ChangeDetector("page_hinkley").params == drift.PageHinkley()._get_params()
+    p = ChangeDetector("page_hinkley", threshold=7.0, mode="up").params
+    assert p["threshold"] == 7.0 and p["mode"] == "up"
+    assert p["delta"] == drift.PageHinkley().delta
+
+
+def test_to_dict_is_plain_json():
+    detector = ChangeDetector("adwin", delta=0.01)
+    wrapper_alarms(detector, gaussian_shift())
+    d = detector.to_dict()
+    assert json.loads(json.dumps(d)) == d
+    assert d["method"] == "adwin"
+    assert d["params"]["delta"] == 0.01
+    assert d["n"] == 2 * CHANGE_AT
+    assert isinstance(d["state"], str)
+    restored = ChangeDetector.from_dict(d)
+    assert restored.params == detector.params
+    assert restored.method == "adwin"
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError):
+        ChangeDetector("cusum")
+    with pytest.raises(TypeError):
+        ChangeDetector("adwin", threshold=3.0)
+    detector = ChangeDetector("page_hinkley")
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError):
+            detector.update(bad)
+    assert detector.n == 0
+
+
+def test_from_dict_rejects_mismatched_method():
+    d = ChangeDetector("adwin").to_dict()
+    d["method"] = "page_hinkley"
+    with pytest.raises(ValueError):
+        ChangeDetector.from_dict(d)
+    d["method"] = "nope"
+    with pytest.raises(ValueError):
+        ChangeDetector.from_dict(d)
+
+
+def test_deterministic():
+    stream = bernoulli_errors()
+    a = wrapper_alarms(ChangeDetector("adwin", delta=0.05), stream)
+    b = wrapper_alarms(ChangeDetector("adwin", delta=0.05), stream)
+    assert a == b

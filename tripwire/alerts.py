@@ -1,0 +1,138 @@
+"""Alert policy: turn per-window findings into the alert lifecycle of the contract.
+
+A signal fires once when it crosses its threshold and resolves once when it has been back under
+it for ``resolve_windows`` windows; it does not alert again for every bad window. Alert ids are a
+hash of what identifies the incident, so a replaying or restarted worker emits the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tripwire.config import Threshold
+from tripwire.events import format_ts
+
+KINDS = (
+    "data_drift",
+    "prediction_drift",
+    "concept_drift",
+    "performance",
+    "fairness",
+    "data_quality",
+    "infrastructure",
+    "estimated_performance",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One detector's verdict on one window (or one event, for change detectors)."""
+
+    model: str
+    kind: str
+    signal: str
+    detector: str
+    value: float
+    threshold: Threshold
+    window_start: float
+    window_end: float
+    n: int
+    message: str
+    segment: str | None = None
+    evidence: dict[str, Any] | None = None
+    significant: bool = True  # False when an effect is large but not statistically significant
+
+
+def alert_id(*parts: Any) -> str:
+    text = "\x1f".join("" if part is None else str(part) for part in parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def encode_alert(alert: dict[str, Any]) -> bytes:
+    """Canonical bytes (sorted keys), so the same alert is the same bytes on every run."""
+    return orjson.dumps(alert, option=orjson.OPT_SORT_KEYS)
+
+
+class AlertPolicy:
+    """Per-signal alert state: ok or firing, cooldown, good windows since the last bad one."""
+
+    def __init__(self, min_samples: int, resolve_windows: int = 2, cooldown_windows: int = 0) -> None:
+        self.min_samples = min_samples
+        self.resolve_windows = resolve_windows
+        self.cooldown_windows = cooldown_windows
+        self._open: dict[str, dict[str, Any]] = {}  # key -> the firing alert
+        self._good: dict[str, int] = {}  # key -> consecutive good windows while firing
+        self._cooldown: dict[str, int] = {}  # key -> windows left before it may fire again
+
+    def evaluate(self, finding: Finding, *, model_version: str | None, reference: str | None,
+                 ts: float, min_samples: int | None = None) -> dict[str, Any] | None:
+        """Return an alert to publish, or None. ``ts`` is the event time that produced the finding."""
+        if finding.n < (self.min_samples if min_samples is None else min_samples):
+            return None
+        key = alert_id(finding.model, finding.signal, finding.detector, finding.segment)
+        severity = finding.threshold.severity(finding.value) if finding.significant else None
+        firing = self._open.get(key)
+        if firing is None:
+            left = self._cooldown.get(key, 0)
+            if left:
+                self._cooldown[key] = left - 1
+                return None
+            if severity is None:
+                return None
+            alert = self._alert(finding, "firing", severity, model_version, reference, ts, None)
+            self._open[key] = alert
+            self._good[key] = 0
+            return alert
+        if severity is not None:
+            self._good[key] = 0
+            return None
+        self._good[key] += 1
+        if self._good[key] < self.resolve_windows:
+            return None
+        del self._open[key]
+        del self._good[key]
+        self._cooldown[key] = self.cooldown_windows
+        return self._alert(finding, "resolved", firing["severity"], model_version, reference, ts, firing["alert_id"])
+
+    def open_alerts(self) -> list[dict[str, Any]]:
+        return list(self._open.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"open": self._open, "good": self._good, "cooldown": self._cooldown}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._open = dict(state["open"])
+        self._good = dict(state["good"])
+        self._cooldown = dict(state["cooldown"])
+
+    @staticmethod
+    def _alert(finding: Finding, status: str, severity: str, model_version: str | None,
+               reference: str | None, ts: float, incident_id: str | None) -> dict[str, Any]:
+        start = format_ts(finding.window_start)
+        this_id = alert_id(finding.model, finding.signal, finding.detector, finding.segment, start, status)
+        limit = finding.threshold.limit(severity)
+        return {
+            "type": "alert",
+            "schema": 1,
+            "alert_id": this_id,
+            "incident_id": incident_id or this_id,
+            "status": status,
+            "kind": finding.kind,
+            "severity": severity,
+            "model": finding.model,
+            "model_version": model_version,
+            "signal": finding.signal,
+            "segment": finding.segment,
+            "detector": finding.detector,
+            "value": finding.value,
+            "threshold": limit,
+            "window": {"start": start, "end": format_ts(finding.window_end), "n": finding.n},
+            "reference": reference,
+            "evidence": finding.evidence or {},
+            "ts": format_ts(ts),
+            "message": finding.message if status == "firing" else f"resolved: {finding.message}",
+        }

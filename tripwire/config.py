@@ -1,0 +1,335 @@
+"""The monitor's configuration: one TOML file, every key documented with its default.
+
+A wrong key or value raises :class:`ConfigError` naming the key (``models[0].window_events``) and
+what is allowed, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+DETECTOR_FAMILIES = ("drift", "quality", "change", "performance", "fairness", "estimated", "serving")
+DRIFT_STATISTICS = ("psi", "js", "wasserstein")
+CORRECTIONS = ("benjamini-hochberg", "bonferroni", "none")
+CHANGE_METHODS = ("adwin", "page_hinkley")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    warning: float | None
+    critical: float | None
+    direction: str = "above"  # "below" for ratios where smaller is worse
+
+    def severity(self, value: float) -> str | None:
+        def crossed(limit: float | None) -> bool:
+            if limit is None:
+                return False
+            return value >= limit if self.direction == "above" else value <= limit
+
+        if crossed(self.critical):
+            return "critical"
+        if crossed(self.warning):
+            return "warning"
+        return None
+
+    def limit(self, severity: str) -> float | None:
+        return self.critical if severity == "critical" else self.warning
+
+
+# Built-in thresholds per detector. Relative degradations are fractions of the baseline metric.
+DEFAULT_THRESHOLDS: dict[str, Threshold] = {
+    "psi": Threshold(0.1, 0.25),
+    "js": Threshold(0.1, 0.2),
+    "wasserstein": Threshold(0.1, 0.3),
+    "missing_rate": Threshold(0.05, 0.2),
+    "type_error_rate": Threshold(0.01, 0.05),
+    "out_of_range_rate": Threshold(0.05, 0.2),
+    "unseen_rate": Threshold(0.01, 0.05),
+    "mae": Threshold(0.1, 0.25),
+    "rmse": Threshold(0.1, 0.25),
+    "mape": Threshold(0.1, 0.25),
+    "log_loss": Threshold(0.1, 0.25),
+    "accuracy": Threshold(0.05, 0.1),
+    "precision": Threshold(0.05, 0.1),
+    "recall": Threshold(0.05, 0.1),
+    "f1": Threshold(0.05, 0.1),
+    "roc_auc": Threshold(0.05, 0.1),
+    "estimated_accuracy": Threshold(0.05, 0.1),
+    "estimated_f1": Threshold(0.05, 0.1),
+    "demographic_parity_difference": Threshold(0.1, 0.2),
+    "equalized_odds_difference": Threshold(0.1, 0.2),
+    "disparate_impact_ratio": Threshold(0.8, 0.6, "below"),
+    "latency_p95": Threshold(250.0, 1000.0),
+    "latency_p99": Threshold(None, None),
+    "throughput_per_s": Threshold(None, None, "below"),
+    "adwin": Threshold(1, None),
+    "page_hinkley": Threshold(1, None),
+    "rejection_rate": Threshold(0.01, 0.05),
+    "label_coverage": Threshold(None, None, "below"),
+    "cpu_percent": Threshold(85.0, 95.0),
+    "memory_percent": Threshold(85.0, 95.0),
+    "event_loop_lag_ms": Threshold(250.0, 1000.0),
+    "consumer_lag_growth": Threshold(10_000, 100_000),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key."""
+
+
+def _positive_int(value: Any) -> int:
+    if type(value) is not int or value <= 0:
+        raise TypeError("must be a positive integer")
+    return value
+
+
+def _non_negative_number(value: Any) -> float:
+    if type(value) not in (int, float) or value < 0:
+        raise TypeError("must be a number >= 0")
+    return float(value)
+
+
+def _probability(value: Any) -> float:
+    if type(value) not in (int, float) or not 0 < value < 1:
+        raise TypeError("must be a number strictly between 0 and 1")
+    return float(value)
+
+
+def _non_negative_int(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise TypeError("must be an integer >= 0")
+    return value
+
+
+def _string(value: Any) -> str:
+    if type(value) is not str or not value:
+        raise TypeError("must be a non-empty string")
+    return value
+
+
+def _string_list(value: Any) -> tuple[str, ...]:
+    if type(value) is not list or not all(type(item) is str for item in value):
+        raise TypeError("must be a list of strings")
+    return tuple(value)
+
+
+def _one_of(*allowed: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in allowed:
+            raise TypeError(f"must be one of {', '.join(repr(a) for a in allowed)}")
+        return value
+
+    return check
+
+
+def _detector_switches(value: Any) -> dict[str, bool]:
+    if type(value) is not dict:
+        raise TypeError(f"must be a table of {', '.join(DETECTOR_FAMILIES)} = true|false")
+    for name, on in value.items():
+        if name not in DETECTOR_FAMILIES:
+            raise TypeError(f"has unknown detector family {name!r}; allowed: {', '.join(DETECTOR_FAMILIES)}")
+        if type(on) is not bool:
+            raise TypeError(f"{name} must be true or false")
+    return dict(value)
+
+
+# key -> (parser, default, description). The README's configuration table mirrors this.
+MODEL_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
+    "window_events": (_positive_int, 1000, "events (predictions + features) per data window"),
+    "window_seconds": (_non_negative_number, 0.0, "event-time length of a data window, aligned to the epoch; 0 = count only"),
+    "performance_window": (_positive_int, 500, "labelled outcomes per performance / fairness window"),
+    "label_ttl_seconds": (_non_negative_number, 7 * 24 * 3600.0, "how long a prediction waits for its label (event time)"),
+    "min_samples": (_positive_int, 100, "a window with fewer samples never changes an alert"),
+    "cooldown_windows": (_non_negative_int, 0, "windows after a resolve before the same signal may fire again"),
+    "resolve_windows": (_positive_int, 2, "consecutive good windows before a firing alert resolves"),
+    "drift_statistic": (_one_of(*DRIFT_STATISTICS), "psi", "effect size that drift alerts compare to the threshold"),
+    "drift_alpha": (_probability, 0.01, "significance (KS / chi-square) a drift must also reach, after correction"),
+    "drift_correction": (_one_of(*CORRECTIONS), "benjamini-hochberg", "multiple-testing correction across a model's features per window"),
+    "change_method": (_one_of(*CHANGE_METHODS), "adwin", "river detector for change streams"),
+    "change_streams": (_string_list, ("error",), "streams watched for change: error, score, prediction, feature:NAME"),
+    "attributes": (_string_list, None, "attributes for fairness (default: the reference's attributes)"),
+    "positive_class": (lambda v: v, None, "positive class for classification (default: the reference's)"),
+    "performance_metrics": (_string_list, None, "metrics that alert (default: mae, rmse / accuracy, f1, roc_auc)"),
+    "detectors": (_detector_switches, {}, "detector families on/off, all on by default"),
+    "thresholds": (lambda v: v, {}, "per detector: {warning = x, critical = y} overriding the built-in defaults"),
+    "signals": (lambda v: v, {}, "per signal (e.g. \"feature:weight\"): enabled = false and/or per-detector thresholds"),
+}
+
+MONITOR_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
+    "rejection_window": (_positive_int, 1000, "records per window of the dead-letter rate"),
+    "rejection_min_samples": (_positive_int, 100, "minimum records in that window"),
+}
+
+
+@dataclass
+class ModelConfig:
+    name: str
+    reference: str
+    window_events: int = 1000
+    window_seconds: float = 0.0
+    performance_window: int = 500
+    label_ttl_seconds: float = 7 * 24 * 3600.0
+    min_samples: int = 100
+    cooldown_windows: int = 0
+    resolve_windows: int = 2
+    drift_statistic: str = "psi"
+    drift_alpha: float = 0.01
+    drift_correction: str = "benjamini-hochberg"
+    change_method: str = "adwin"
+    change_streams: tuple[str, ...] = ("error",)
+    attributes: tuple[str, ...] | None = None
+    positive_class: Any = None
+    performance_metrics: tuple[str, ...] | None = None
+    detectors: dict[str, bool] = field(default_factory=dict)
+    thresholds: dict[str, Threshold] = field(default_factory=dict)
+    signals: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def enabled(self, family: str, signal: str | None = None) -> bool:
+        if not self.detectors.get(family, True):
+            return False
+        return signal is None or self.signals.get(signal, {}).get("enabled", True)
+
+    def threshold(self, detector: str, signal: str) -> Threshold:
+        """Per-signal override, else per-model override, else the built-in default."""
+        per_signal = self.signals.get(signal, {}).get(detector)
+        if per_signal is not None:
+            return per_signal
+        return self.thresholds.get(detector, DEFAULT_THRESHOLDS[detector])
+
+
+@dataclass
+class MonitorConfig:
+    models: list[ModelConfig]
+    rejection_window: int = 1000
+    rejection_min_samples: int = 100
+    kafka: dict[str, Any] = field(default_factory=dict)
+    mlflow: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+    def model(self, name: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+def load_config(path: str | Path) -> MonitorConfig:
+    """Read and validate a TOML file; relative reference paths resolve against the file's folder."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    config = parse_config(data, where=str(path))
+    config.source = path
+    for model in config.models:
+        if "://" not in model.reference and not model.reference.startswith(("runs:", "models:")):
+            model.reference = str((path.parent / model.reference).resolve())
+    return config
+
+
+def parse_config(data: dict[str, Any], where: str = "config") -> MonitorConfig:
+    allowed = {"models", "defaults", "monitor", "kafka", "mlflow"}
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"{where}: unknown top-level key {key!r}; allowed: {', '.join(sorted(allowed))}")
+    models_raw = data.get("models")
+    if not isinstance(models_raw, list) or not models_raw:
+        raise ConfigError(f"{where}: 'models' must be a non-empty array of tables ([[models]] with name and reference)")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{where}: 'defaults' must be a table")
+    _check_model_keys(defaults, f"{where}: defaults", allow_identity=False)
+
+    models = []
+    for index, raw in enumerate(models_raw):
+        label = f"{where}: models[{index}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{label} must be a table")
+        _check_model_keys(raw, label, allow_identity=True)
+        for required in ("name", "reference"):
+            if required not in raw:
+                raise ConfigError(f"{label}.{required} is required")
+        merged = {**defaults, **raw}
+        for table in ("thresholds", "signals", "detectors"):
+            merged[table] = {**defaults.get(table, {}), **raw.get(table, {})}
+        models.append(_model(merged, label))
+    names = [m.name for m in models]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ConfigError(f"{where}: models[].name must be unique; repeated: {', '.join(duplicated)}")
+
+    monitor_raw = data.get("monitor", {})
+    monitor = {}
+    for key, value in monitor_raw.items():
+        if key not in MONITOR_KEYS:
+            raise ConfigError(f"{where}: monitor.{key}: unknown key; allowed: {', '.join(MONITOR_KEYS)}")
+        monitor[key] = _parse(MONITOR_KEYS[key][0], value, f"{where}: monitor.{key}")
+    return MonitorConfig(models=models, kafka=dict(data.get("kafka", {})), mlflow=dict(data.get("mlflow", {})), **monitor)
+
+
+def _check_model_keys(raw: dict[str, Any], label: str, *, allow_identity: bool) -> None:
+    allowed = set(MODEL_KEYS) | ({"name", "reference"} if allow_identity else set())
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{label}.{key}: unknown key; allowed: {', '.join(sorted(allowed))}")
+
+
+def _parse(parser: Callable[[Any], Any], value: Any, label: str) -> Any:
+    try:
+        return parser(value)
+    except TypeError as error:
+        raise ConfigError(f"{label} {error}, got {value!r}") from None
+
+
+def _model(raw: dict[str, Any], label: str) -> ModelConfig:
+    values: dict[str, Any] = {
+        "name": _parse(_string, raw["name"], f"{label}.name"),
+        "reference": _parse(_string, raw["reference"], f"{label}.reference"),
+    }
+    for key, (parser, _default, _doc) in MODEL_KEYS.items():
+        if key in raw and key not in ("thresholds", "signals"):
+            values[key] = _parse(parser, raw[key], f"{label}.{key}")
+    values["thresholds"] = {
+        detector: _threshold(spec, detector, f"{label}.thresholds.{detector}")
+        for detector, spec in _table(raw["thresholds"], f"{label}.thresholds").items()
+    }
+    signals: dict[str, dict[str, Any]] = {}
+    for signal, spec in _table(raw["signals"], f"{label}.signals").items():
+        where = f"{label}.signals.{signal!r}"
+        parsed: dict[str, Any] = {}
+        for key, value in _table(spec, where).items():
+            if key == "enabled":
+                if type(value) is not bool:
+                    raise ConfigError(f"{where}.enabled must be true or false, got {value!r}")
+                parsed[key] = value
+            else:
+                parsed[key] = _threshold(value, key, f"{where}.{key}")
+        signals[signal] = parsed
+    values["signals"] = signals
+    return ModelConfig(**values)
+
+
+def _table(value: Any, label: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{label} must be a table, got {value!r}")
+    return value
+
+
+def _threshold(spec: Any, detector: str, label: str) -> Threshold:
+    if detector not in DEFAULT_THRESHOLDS:
+        raise ConfigError(f"{label}: unknown detector {detector!r}; allowed: {', '.join(DEFAULT_THRESHOLDS)}")
+    spec = _table(spec, label)
+    base = DEFAULT_THRESHOLDS[detector]
+    for key, value in spec.items():
+        if key not in ("warning", "critical"):
+            raise ConfigError(f"{label}.{key}: unknown key; allowed: warning, critical")
+        if value is not False and type(value) not in (int, float):
+            raise ConfigError(f"{label}.{key} must be a number (or false to switch that level off), got {value!r}")
+    def level(key: str) -> float | None:
+        value = spec.get(key, base.warning if key == "warning" else base.critical)
+        return None if value is False else value
+
+    return Threshold(level("warning"), level("critical"), base.direction)

@@ -1,0 +1,158 @@
+"""Label-free performance estimation from calibrated scores (CBPE)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ConfidenceEstimate"]
+
+
+def _plain(value: Any) -> Any:
+    # numpy scalars are not JSON-serialisable; .item() gives the Python equivalent.
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
+
+
+def _ratio(num: float, den: float) -> float:
+    # Same zero_division=0 convention as the realised metrics, so the two are comparable.
+    return num / den if den else 0.0
+
+
+class ConfidenceEstimate:
+    """Confidence-based performance estimation for a binary classifier.
+
+    If the model's score ``p`` is a calibrated probability of the positive class, an
+    event predicted positive (``p >= threshold``) is a true positive with probability
+    ``p`` and a false positive with probability ``1 - p``; an event predicted negative
+    is a false negative with probability ``p`` and a true negative with probability
+    ``1 - p``. Summing these probabilities gives the expected confusion matrix, from
+    which accuracy, precision, recall and F1 are estimated before any label arrives.
+
+    Parameters
+    ----------
+    positive_class
+        The class whose probability the score is. Only carried along so that the
+        estimates can be labelled and compared with the realised metrics.
+    threshold
+        The decision threshold the model applies to its score.
+
+    Notes
+    -----
+    The estimates are only as good as the calibration of the scores: they assume
+    ``P(label = + | score = p) = p`` on the monitored data, i.e. no concept drift, only
+    covariate shift. Precision, recall and F1 are 0.0 when their expected denominator is
+    0; every estimate is ``None`` on an empty window. The predicted class is derived
+    from the score, so the estimates refer to the model's thresholded decision.
+
+    Examples
+    --------
+    >>> from tripwire.detectors.estimated import ConfidenceEstimate
+    >>> est = ConfidenceEstimate(positive_class=1)
+    >>> for p in [0.9, 0.8, 0.3, 0.1]:
+    ...     est.update(p)
+    >>> {k: round(v, 6) for k, v in est.expected_confusion().items()}
+    {'tp': 1.7, 'fp': 0.3, 'fn': 0.4, 'tn': 1.6}
+    >>> r = est.result()
+    >>> r["n"], round(r["estimated_accuracy"], 6), round(r["estimated_precision"], 6)
+    (4, 0.825, 0.85)
+    >>> round(r["estimated_recall"], 6), round(r["estimated_f1"], 6)
+    (0.809524, 0.829268)
+
+    References
+    ----------
+    [^1]: NannyML documentation, "Performance Estimation: Confidence-based Performance
+    Estimation (CBPE)":
+    https://nannyml.readthedocs.io/en/stable/how_it_works/performance_estimation.html
+
+    """
+
+    def __init__(self, positive_class: Any, threshold: float = 0.5) -> None:
+        threshold = float(threshold)
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+        self.positive_class = _plain(positive_class)
+        self.threshold = threshold
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every event seen so far."""
+        self.n = 0
+        self._tp = 0.0
+        self._fp = 0.0
+        self._fn = 0.0
+        self._tn = 0.0
+
+    def update(self, score: float) -> None:
+        """Add one unlabelled prediction.
+
+        Parameters
+        ----------
+        score
+            Calibrated probability of ``positive_class``, in [0, 1].
+
+        """
+        p = float(score)
+        # NaN fails both comparisons, so this rejects it as well.
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"score must be a probability in [0, 1], got {score!r}")
+        self.n += 1
+        if p >= self.threshold:
+            self._tp += p
+            self._fp += 1.0 - p
+        else:
+            self._fn += p
+            self._tn += 1.0 - p
+
+    def expected_confusion(self) -> dict[str, float]:
+        """The expected confusion matrix ``{tp, fp, fn, tn}`` of the window."""
+        return {"tp": self._tp, "fp": self._fp, "fn": self._fn, "tn": self._tn}
+
+    def result(self) -> dict[str, Any]:
+        """Estimated metrics of the window; ``None`` where undefined.
+
+        Returns
+        -------
+        dict
+            ``{n, estimated_accuracy, estimated_precision, estimated_recall,
+            estimated_f1}``.
+
+        """
+        if self.n == 0:
+            return {
+                "n": 0,
+                "estimated_accuracy": None,
+                "estimated_precision": None,
+                "estimated_recall": None,
+                "estimated_f1": None,
+            }
+        tp, fp, fn, tn = self._tp, self._fp, self._fn, self._tn
+        return {
+            "n": self.n,
+            "estimated_accuracy": (tp + tn) / self.n,
+            "estimated_precision": _ratio(tp, tp + fp),
+            "estimated_recall": _ratio(tp, tp + fn),
+            "estimated_f1": _ratio(2.0 * tp, 2.0 * tp + fp + fn),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state."""
+        return {
+            "positive_class": self.positive_class,
+            "threshold": self.threshold,
+            "n": self.n,
+            "tp": self._tp,
+            "fp": self._fp,
+            "fn": self._fn,
+            "tn": self._tn,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ConfidenceEstimate:
+        """Rebuild an estimator from :meth:`to_dict` output."""
+        est = cls(d["positive_class"], d["threshold"])
+        est.n = int(d["n"])
+        est._tp = float(d["tp"])
+        est._fp = float(d["fp"])
+        est._fn = float(d["fn"])
+        est._tn = float(d["tn"])
+        return est

@@ -1,0 +1,524 @@
+"""The engine: routes typed events to each model's detectors in event time and returns alerts.
+
+It is transport-free and deterministic, so the Faust worker, ``tripwire replay`` and ``tripwire
+demo`` run it unchanged: the same events in the same order give the same alerts, byte for byte.
+
+Per event the engine only appends to the open window's buffers; the detectors fold a whole
+window at once with numpy when it closes. That keeps the per-event cost a few list appends.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from tripwire.alerts import AlertPolicy, Finding
+from tripwire.config import DEFAULT_THRESHOLDS, ModelConfig, MonitorConfig, Threshold
+from tripwire.detectors.change import ChangeDetector
+from tripwire.detectors.distribution import CategoricalDrift, NumericDrift, drift_detector_for
+from tripwire.detectors.estimated import ConfidenceEstimate
+from tripwire.detectors.fairness import FairnessWindow
+from tripwire.detectors.multiple_testing import benjamini_hochberg, bonferroni
+from tripwire.detectors.performance import ClassificationWindow, RegressionWindow
+from tripwire.detectors.quality import FeatureQuality
+from tripwire.detectors.serving import ServingWindow
+from tripwire.events import Event, Features, Label, Prediction, Rejection
+from tripwire.join import LabelJoin, Outcome
+from tripwire.reference import load_reference
+
+Alert = dict[str, Any]
+WindowSink = Callable[[dict[str, Any]], None]
+
+# Metrics where a larger value is worse; for the others a smaller value is worse.
+ERROR_METRICS = frozenset({"mae", "rmse", "mape", "log_loss"})
+DEFAULT_METRICS = {"regression": ("mae", "rmse"), "classification": ("accuracy", "f1", "roc_auc")}
+QUALITY_CHECKS = ("missing_rate", "type_error_rate", "out_of_range_rate", "unseen_rate")
+EXPIRE_EVERY = 1024
+UNATTRIBUTED = "*"
+
+
+def _as_numbers(values: list[Any]) -> np.ndarray:
+    """Raw JSON values to floats; anything that is not a number (quality counts it) becomes NaN."""
+    return np.array([v if type(v) is float or type(v) is int else None for v in values], dtype=float)
+
+
+def degradation(metric: str, current: float, baseline: float) -> float:
+    """How much worse than the baseline, as a fraction of it (absolute when the baseline is 0)."""
+    worse = current - baseline if metric in ERROR_METRICS else baseline - current
+    return worse / abs(baseline) if baseline else worse
+
+
+class ModelMonitor:
+    """Every detector of one model, its open windows, its label join and its alert state."""
+
+    def __init__(self, config: ModelConfig, reference: dict[str, Any], on_window: WindowSink | None = None) -> None:
+        self.config = config
+        self.reference = reference
+        self.reference_uri = config.reference
+        self.task: str = reference["task"]
+        self.positive_class = config.positive_class if config.positive_class is not None else reference.get("positive_class")
+        self.model_version: str | None = None
+        self.on_window = on_window
+        self.policy = AlertPolicy(config.min_samples, config.resolve_windows, config.cooldown_windows)
+        self.join = LabelJoin(config.label_ttl_seconds)
+
+        profiles = reference["features"]
+        self.drift = {n: drift_detector_for(p) for n, p in profiles.items() if config.enabled("drift", f"feature:{n}")}
+        self.quality = {n: FeatureQuality(p) for n, p in profiles.items() if config.enabled("quality", f"feature:{n}")}
+        self.monitored_features = [n for n in profiles if n in self.drift or n in self.quality]
+        self.prediction_drift = drift_detector_for(reference["prediction_profile"])
+        score_profile = reference.get("score_profile")
+        self.score_drift = NumericDrift(score_profile) if score_profile else None
+        self.serving = ServingWindow()
+        self.estimate = (ConfidenceEstimate(self.positive_class)
+                         if self.task == "classification" and score_profile and config.enabled("estimated") else None)
+        self.performance = (ClassificationWindow(self.positive_class) if self.task == "classification"
+                            else RegressionWindow())
+        attributes = config.attributes if config.attributes is not None else tuple(reference.get("attributes") or ())
+        self.fairness = ({a: FairnessWindow(self.positive_class) for a in attributes}
+                         if self.task == "classification" and config.enabled("fairness") else {})
+        self.metrics = config.performance_metrics or DEFAULT_METRICS[self.task]
+        self.change = {s: ChangeDetector(config.change_method) for s in config.change_streams
+                       if config.enabled("change", f"change:{s}")}
+        self.window_index = 0
+        self.performance_index = 0
+        self._reset_data_window()
+        self._reset_performance_window()
+        self._since_expiry = 0
+
+    # -- events ----------------------------------------------------------------------------
+    def on_prediction(self, event: Prediction) -> list[Alert]:
+        alerts = self._maybe_close_by_time(event.ts)
+        self.model_version = event.model_version or self.model_version
+        self._open_data_window(event.ts)
+        if event.features:
+            self._rows.append(event.features)
+        self._predictions.append(event.prediction)
+        if event.score is not None:
+            self._scores.append(event.score)
+        self._latencies.append(event.latency_ms)
+        if self.change:
+            alerts += self._watch_change_streams(event)
+        outcome = self.join.add_prediction(event.request_id, event.ts, event.prediction, event.score, event.attributes)
+        if outcome is not None:
+            alerts += self._on_outcome(outcome, event.ts)
+        alerts += self._after_event(event.ts)
+        return alerts
+
+    def on_features(self, event: Features) -> list[Alert]:
+        alerts = self._maybe_close_by_time(event.ts)
+        self._open_data_window(event.ts)
+        self._rows.append(event.features)
+        alerts += self._after_event(event.ts)
+        return alerts
+
+    def on_label(self, event: Label) -> list[Alert]:
+        outcome = self.join.add_label(event.request_id, event.ts, event.label)
+        return self._on_outcome(outcome, event.ts) if outcome is not None else []
+
+    def _open_data_window(self, ts: float) -> None:
+        if self._n == 0:
+            seconds = self.config.window_seconds
+            self._start = math.floor(ts / seconds) * seconds if seconds else ts
+        self._end = ts
+        self._n += 1
+
+    def _maybe_close_by_time(self, ts: float) -> list[Alert]:
+        seconds = self.config.window_seconds
+        if seconds and self._n and ts >= self._start + seconds:
+            return self.close_data_window(ts)
+        return []
+
+    def _after_event(self, ts: float) -> list[Alert]:
+        self._since_expiry += 1
+        if self._since_expiry >= EXPIRE_EVERY:
+            self._since_expiry = 0
+            self.join.expire(ts)
+        if self._n >= self.config.window_events:
+            return self.close_data_window(ts)
+        return []
+
+    def _watch_change_streams(self, event: Prediction) -> list[Alert]:
+        alerts = []
+        for stream, detector in self.change.items():
+            if stream == "score":
+                value = event.score
+            elif stream == "prediction":
+                value = event.prediction
+            elif stream.startswith("feature:"):
+                value = event.features.get(stream[8:])
+            else:
+                continue
+            if (type(value) is float or type(value) is int) and detector.update(value):
+                alerts += self._change_alarm(stream, detector, event.ts)
+        return alerts
+
+    def _on_outcome(self, outcome: Outcome, ts: float) -> list[Alert]:
+        alerts: list[Alert] = []
+        if self._perf_n == 0:
+            self._perf_start = ts
+        self._perf_end = ts
+        self._perf_n += 1
+        self._label_lags.append(outcome.label_lag)
+        if self.task == "classification":
+            self.performance.update(outcome.prediction, outcome.label, outcome.score)
+            for attribute, window in self.fairness.items():
+                group = outcome.attributes.get(attribute)
+                if group is not None:
+                    window.update(str(group), outcome.prediction, outcome.label)
+        else:
+            self.performance.update(outcome.prediction, outcome.label)
+        error_stream = self.change.get("error")
+        if error_stream is not None:
+            if error_stream.update(self._error(outcome)):
+                alerts += self._change_alarm("error", error_stream, ts)
+        if self._perf_n >= self.config.performance_window:
+            alerts += self.close_performance_window(ts)
+        return alerts
+
+    def _error(self, outcome: Outcome) -> float:
+        """Per-event error on a scale the change detectors' defaults suit: 0/1, or |error| / baseline MAE."""
+        if self.task == "classification":
+            return float(outcome.prediction != outcome.label)
+        if type(outcome.prediction) not in (int, float) or type(outcome.label) not in (int, float):
+            return 0.0
+        scale = self.reference["baseline"].get("mae") or 1.0
+        return abs(outcome.prediction - outcome.label) / scale
+
+    def _change_alarm(self, stream: str, detector: ChangeDetector, ts: float) -> list[Alert]:
+        self._change_hits[stream] = self._change_hits.get(stream, 0) + 1
+        kind = "concept_drift" if stream == "error" else ("data_drift" if stream.startswith("feature:") else "prediction_drift")
+        method = self.config.change_method
+        finding = Finding(
+            model=self.config.name, kind=kind, signal=f"change:{stream}", detector=method, value=1,
+            threshold=self.config.threshold(method, f"change:{stream}"),
+            window_start=self._perf_start if stream == "error" else self._start, window_end=ts, n=detector.n,
+            message=f"{method} detected a change in the {stream} stream of {self.config.name} after {detector.n} values",
+        )
+        alert = self._evaluate(finding, ts, min_samples=1)
+        return [alert] if alert else []
+
+    # -- windows ---------------------------------------------------------------------------
+    def _reset_data_window(self) -> None:
+        self._rows: list[dict[str, Any]] = []
+        self._predictions: list[Any] = []
+        self._scores: list[float] = []
+        self._latencies: list[float | None] = []
+        self._n = 0
+        self._start = 0.0
+        self._end = 0.0
+
+    def _reset_performance_window(self) -> None:
+        self._perf_n = 0
+        self._perf_start = 0.0
+        self._perf_end = 0.0
+        self._label_lags: list[float] = []
+        self._change_hits: dict[str, int] = {}
+
+    def close_data_window(self, ts: float) -> list[Alert]:
+        """Fold the buffered window into the detectors, judge every signal, start a new window."""
+        findings: list[Finding] = []
+        stats: dict[str, Any] = {}
+        start, end, n = self._start, self._end, self._n
+        feature_findings, pvalues = [], []
+        for name in self.monitored_features:
+            column = [row.get(name) for row in self._rows]
+            if name in self.quality:
+                findings += self._quality_findings(name, column, start, end, stats)
+            if name in self.drift:
+                finding, pvalue = self._drift_finding(self.drift[name], column, "data_drift", f"feature:{name}",
+                                                      start, end, stats)
+                if finding is not None:
+                    feature_findings.append(finding)
+                    pvalues.append(pvalue)
+        findings += self._significant(feature_findings, pvalues)
+
+        if self.config.enabled("drift", "prediction"):
+            finding, pvalue = self._drift_finding(self.prediction_drift, self._predictions, "prediction_drift",
+                                                  "prediction", start, end, stats)
+            findings += self._significant([finding], [pvalue]) if finding else []
+        if self.score_drift is not None and self.config.enabled("drift", "score"):
+            finding, pvalue = self._drift_finding(self.score_drift, self._scores, "prediction_drift", "score",
+                                                  start, end, stats)
+            findings += self._significant([finding], [pvalue]) if finding else []
+        if self.estimate is not None:
+            findings += self._estimate_findings(start, end, stats)
+        if self.config.enabled("serving", "serving"):
+            findings += self._serving_findings(start, end, stats)
+
+        alerts = [a for a in (self._evaluate(f, ts) for f in findings) if a]
+        self._emit_window("data", self.window_index, start, end, n, stats)
+        self.window_index += 1
+        self._reset_data_window()
+        return alerts
+
+    def close_performance_window(self, ts: float) -> list[Alert]:
+        findings: list[Finding] = []
+        stats: dict[str, Any] = {}
+        start, end, n = self._perf_start, self._perf_end, self._perf_n
+        if self.config.enabled("performance"):
+            result = self.performance.result()
+            baseline = self.reference["baseline"]
+            for metric in self.metrics:
+                current, base = result.get(metric), baseline.get(metric)
+                stats[f"performance:{metric}"] = current
+                signal = f"performance:{metric}"
+                if current is None or base is None or not self.config.enabled("performance", signal):
+                    continue
+                worse = degradation(metric, current, base)
+                findings.append(Finding(
+                    model=self.config.name, kind="performance", signal=signal, detector=metric, value=worse,
+                    threshold=self.config.threshold(metric, signal), window_start=start, window_end=end, n=n,
+                    evidence={"current": current, "baseline": base},
+                    message=f"{metric} of {self.config.name} is {current:.4g} vs baseline {base:.4g} "
+                            f"({worse:+.1%} worse) over {n} labelled predictions",
+                ))
+        self.performance.reset()
+        for attribute, window in self.fairness.items():
+            findings += self._fairness_findings(attribute, window, start, end, stats)
+        for stream, hits in self._change_hits.items():
+            stats[f"change:{stream}"] = hits
+        for stream in self.change:
+            method = self.config.change_method
+            findings.append(Finding(
+                model=self.config.name, kind="concept_drift" if stream == "error" else "data_drift",
+                signal=f"change:{stream}", detector=method, value=self._change_hits.get(stream, 0),
+                threshold=self.config.threshold(method, f"change:{stream}"), window_start=start, window_end=end,
+                n=n, message=f"{method} on the {stream} stream of {self.config.name}",
+            ))
+        stats["label_lag_p50_s"] = float(np.median(self._label_lags)) if self._label_lags else None
+        stats["labels_pending"] = self.join.pending
+        stats["predictions_expired_unlabelled"] = self.join.expired_predictions
+        alerts = [a for a in (self._evaluate(f, ts) for f in findings) if a]
+        self._emit_window("performance", self.performance_index, start, end, n, stats)
+        self.performance_index += 1
+        self._reset_performance_window()
+        return alerts
+
+    def _quality_findings(self, name: str, column: list[Any], start: float, end: float,
+                          stats: dict[str, Any]) -> list[Finding]:
+        quality = self.quality[name]
+        quality.update_many(column)
+        result = quality.result()
+        quality.reset()
+        signal = f"feature:{name}"
+        baseline_missing = self.reference["features"][name].get("missing_rate", 0.0)
+        findings = []
+        for check in QUALITY_CHECKS:
+            rate = result[check]
+            if rate is None:
+                continue
+            stats[f"{signal}.{check}"] = rate
+            value = rate - baseline_missing if check == "missing_rate" else rate
+            evidence = {"rate": rate}
+            if check == "unseen_rate" and result["unseen_examples"]:
+                evidence["examples"] = result["unseen_examples"]
+            findings.append(Finding(
+                model=self.config.name, kind="data_quality", signal=signal, detector=check, value=value,
+                threshold=self.config.threshold(check, signal), window_start=start, window_end=end,
+                n=result["n"], evidence=evidence,
+                message=f"{check.replace('_', ' ')} of {name} is {rate:.2%} over {result['n']} values",
+            ))
+        return findings
+
+    def _drift_finding(self, detector: NumericDrift | CategoricalDrift, values: list[Any], kind: str, signal: str,
+                       start: float, end: float, stats: dict[str, Any]) -> tuple[Finding | None, float | None]:
+        if isinstance(detector, NumericDrift):
+            detector.update_many(_as_numbers(values))
+        else:
+            detector.update_many([v for v in values if v is not None])
+        result = detector.result()
+        detector.reset()
+        if result["n"] == 0:
+            return None, None
+        statistic = self.config.drift_statistic
+        if result.get(statistic) is None:
+            statistic = "psi"  # Wasserstein has no meaning between categories
+        pvalue = result.get("ks_pvalue", result.get("chi2_pvalue"))
+        for key in ("psi", "js", "wasserstein"):
+            if result.get(key) is not None:
+                stats[f"{signal}.{key}"] = result[key]
+        stats[f"{signal}.pvalue"] = pvalue
+        value = result[statistic]
+        name = signal.removeprefix("feature:")
+        finding = Finding(
+            model=self.config.name, kind=kind, signal=signal, detector=statistic, value=value,
+            threshold=self.config.threshold(statistic, signal), window_start=start, window_end=end, n=result["n"],
+            evidence={"pvalue": pvalue, "top_bins": result["top_bins"],
+                      **{k: result[k] for k in ("psi", "js", "wasserstein") if result.get(k) is not None}},
+            message=f"{statistic.upper() if statistic != 'wasserstein' else 'Wasserstein'} of {name} is {value:.3g} "
+                    f"over {result['n']} values (p = {pvalue:.2g})",
+        )
+        return finding, pvalue
+
+    def _significant(self, findings: list[Finding], pvalues: list[float | None]) -> list[Finding]:
+        """A drift must be large (effect size) and not chance (p-value after multiple-testing correction)."""
+        if not findings:
+            return []
+        correction = self.config.drift_correction
+        alpha = self.config.drift_alpha
+        if correction == "benjamini-hochberg":
+            passed = benjamini_hochberg(pvalues, alpha)
+        elif correction == "bonferroni":
+            passed = bonferroni(pvalues, alpha)
+        else:
+            passed = [p is not None and p <= alpha for p in pvalues]
+        return [Finding(**{**_fields(f), "significant": ok}) for f, ok in zip(findings, passed)]
+
+    def _estimate_findings(self, start: float, end: float, stats: dict[str, Any]) -> list[Finding]:
+        for score in self._scores:
+            self.estimate.update(score)
+        result = self.estimate.result()
+        self.estimate.reset()
+        findings = []
+        for metric in ("accuracy", "f1"):
+            estimated, base = result.get(f"estimated_{metric}"), self.reference["baseline"].get(metric)
+            stats[f"estimated:{metric}"] = estimated
+            signal = f"estimated:{metric}"
+            if estimated is None or base is None or not self.config.enabled("estimated", signal):
+                continue
+            worse = degradation(metric, estimated, base)
+            findings.append(Finding(
+                model=self.config.name, kind="estimated_performance", signal=signal, detector=f"estimated_{metric}",
+                value=worse, threshold=self.config.threshold(f"estimated_{metric}", signal), window_start=start,
+                window_end=end, n=result["n"], evidence={"estimated": estimated, "baseline": base},
+                message=f"estimated {metric} of {self.config.name} (from scores, before labels) is {estimated:.4g} "
+                        f"vs baseline {base:.4g}",
+            ))
+        return findings
+
+    def _serving_findings(self, start: float, end: float, stats: dict[str, Any]) -> list[Finding]:
+        self.serving.update_many(self._latencies, start, end)
+        result = self.serving.result()
+        self.serving.reset()
+        findings = []
+        for key in ("latency_p50", "latency_p95", "latency_p99", "throughput_per_s"):
+            stats[f"serving.{key}"] = result[key]
+        for key, unit in (("latency_p95", "ms"), ("latency_p99", "ms"), ("throughput_per_s", "/s")):
+            value = result[key]
+            threshold = self.config.threshold(key, "serving")
+            if value is None or (threshold.warning is None and threshold.critical is None):
+                continue
+            findings.append(Finding(
+                model=self.config.name, kind="infrastructure", signal="serving", detector=key, value=value,
+                threshold=threshold, window_start=start, window_end=end, n=result["n"],
+                evidence={k: result[k] for k in ("latency_p50", "latency_p95", "latency_p99", "throughput_per_s")},
+                message=f"{key.replace('_', ' ')} of {self.config.name} is {value:.4g} {unit} over {result['n']} requests",
+            ))
+        return findings
+
+    def _fairness_findings(self, attribute: str, window: FairnessWindow, start: float, end: float,
+                           stats: dict[str, Any]) -> list[Finding]:
+        result = window.result()
+        window.reset()
+        signal = f"fairness:{attribute}"
+        if not self.config.enabled("fairness", signal):
+            return []
+        findings = []
+        for metric in ("demographic_parity_difference", "equalized_odds_difference", "disparate_impact_ratio"):
+            value = result.get(metric)
+            stats[f"{signal}.{metric}"] = value
+            if value is None:
+                continue
+            findings.append(Finding(
+                model=self.config.name, kind="fairness", signal=signal, detector=metric, value=value,
+                threshold=self.config.threshold(metric, signal), window_start=start, window_end=end,
+                n=result.get("min_group_n") or 0, evidence={"groups": result["groups"]},
+                message=f"{metric.replace('_', ' ')} across {attribute} is {value:.3g} "
+                        f"(smallest group {result.get('min_group_n')} labelled predictions)",
+            ))
+        return findings
+
+    def _evaluate(self, finding: Finding, ts: float, min_samples: int | None = None) -> Alert | None:
+        return self.policy.evaluate(finding, model_version=self.model_version, reference=self.reference_uri,
+                                    ts=ts, min_samples=min_samples)
+
+    def _emit_window(self, family: str, index: int, start: float, end: float, n: int, stats: dict[str, Any]) -> None:
+        if self.on_window is not None:
+            self.on_window({"model": self.config.name, "model_version": self.model_version, "family": family,
+                            "index": index, "start": start, "end": end, "n": n, "stats": stats})
+
+
+def _fields(finding: Finding) -> dict[str, Any]:
+    return {name: getattr(finding, name) for name in Finding.__slots__}
+
+
+class Engine:
+    """Routes events to per-model monitors; counts what it could not route."""
+
+    def __init__(self, config: MonitorConfig, references: dict[str, dict[str, Any]] | None = None,
+                 on_window: WindowSink | None = None) -> None:
+        self.config = config
+        self.monitors: dict[str, ModelMonitor] = {}
+        for model in config.models:
+            reference = (references or {}).get(model.name) or load_reference(model.reference)
+            self.monitors[model.name] = ModelMonitor(model, reference, on_window)
+        self.events = 0
+        self.rejected = 0
+        self.unmonitored = 0
+        self.alerts_by_kind: dict[tuple[str, str], int] = {}
+        self._last_ts = 0.0
+        self._records = 0
+        self._rejected_in_window = 0
+        self._window_start = 0.0
+        self._stream_policy = AlertPolicy(config.rejection_min_samples)
+
+    def process(self, event: Event) -> list[Alert]:
+        self.events += 1
+        self._last_ts = event.ts
+        monitor = self.monitors.get(event.model)
+        if monitor is None:
+            self.unmonitored += 1
+            alerts: list[Alert] = []
+        elif type(event) is Prediction:
+            alerts = monitor.on_prediction(event)
+        elif type(event) is Label:
+            alerts = monitor.on_label(event)
+        else:
+            alerts = monitor.on_features(event)
+        alerts += self._count_record(rejected=False)
+        return self._tally(alerts)
+
+    def process_batch(self, events: Iterable[Event | Rejection]) -> list[Alert]:
+        alerts: list[Alert] = []
+        for event in events:
+            alerts += self.reject(event) if type(event) is Rejection else self.process(event)
+        return alerts
+
+    def reject(self, rejection: Rejection) -> list[Alert]:
+        self.rejected += 1
+        return self._tally(self._count_record(rejected=True))
+
+    def _count_record(self, rejected: bool) -> list[Alert]:
+        if self._records == 0:
+            self._window_start = self._last_ts
+        self._records += 1
+        self._rejected_in_window += rejected
+        if self._records < self.config.rejection_window:
+            return []
+        rate = self._rejected_in_window / self._records
+        finding = Finding(
+            model=UNATTRIBUTED, kind="data_quality", signal="stream:deadletter", detector="rejection_rate",
+            value=rate, threshold=DEFAULT_THRESHOLDS["rejection_rate"], window_start=self._window_start,
+            window_end=self._last_ts, n=self._records, evidence={"rejected": self._rejected_in_window},
+            message=f"{rate:.2%} of the last {self._records} records broke the event contract (see the dead-letter output)",
+        )
+        self._records = 0
+        self._rejected_in_window = 0
+        alert = self._stream_policy.evaluate(finding, model_version=None, reference=None, ts=self._last_ts)
+        return [alert] if alert else []
+
+    def _tally(self, alerts: list[Alert]) -> list[Alert]:
+        for alert in alerts:
+            key = (alert["kind"], alert["severity"] if alert["status"] == "firing" else "resolved")
+            self.alerts_by_kind[key] = self.alerts_by_kind.get(key, 0) + 1
+        return alerts
+
+    def open_alerts(self) -> list[Alert]:
+        found = [a for m in self.monitors.values() for a in m.policy.open_alerts()]
+        return found + self._stream_policy.open_alerts()
+
+
+__all__ = ["Engine", "ModelMonitor", "degradation", "Threshold"]

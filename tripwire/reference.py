@@ -1,0 +1,220 @@
+"""Reference profiles: what the training / validation data looked like, as one versioned JSON document.
+
+Numeric features get quantile bin edges (open-ended outer bins), so every monitored value costs
+one binary search; categorical features keep their most frequent categories plus an "other"
+bucket. The format is described in ``docs/reference-format.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from tripwire.detectors.performance import baseline_metrics
+
+FORMAT = "tripwire.reference"
+VERSION = 1
+TASKS = ("regression", "classification")
+
+
+class ReferenceError(ValueError):
+    """The data or the reference document cannot be used; the message says why."""
+
+
+def numeric_profile(values: Iterable[Any], bins: int = 10) -> dict[str, Any]:
+    """Quantile bins of the finite values; ties can merge bins, so a profile may have fewer."""
+    raw = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(dtype=float)
+    count = len(raw)
+    finite = raw[np.isfinite(raw)]
+    if finite.size == 0:
+        raise ReferenceError("no finite numeric values")
+    edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
+    # An edge equal to the minimum would leave the first bin empty by construction.
+    edges = edges[edges > finite.min()]
+    index = np.searchsorted(edges, finite, side="right")
+    counts = np.bincount(index, minlength=len(edges) + 1)
+    sums = np.bincount(index, weights=finite, minlength=len(edges) + 1)
+    centres = _bin_centres(edges, float(finite.min()), float(finite.max()))
+    bin_means = np.where(counts > 0, sums / np.maximum(counts, 1), centres)
+    return {
+        "kind": "numeric",
+        "count": count,
+        "missing_rate": float(1 - finite.size / count),
+        "edges": edges.tolist(),
+        "fractions": (counts / finite.size).tolist(),
+        "bin_means": bin_means.tolist(),
+        "mean": float(finite.mean()),
+        "std": float(finite.std()),
+        "min": float(finite.min()),
+        "max": float(finite.max()),
+    }
+
+
+def _bin_centres(edges: np.ndarray, low: float, high: float) -> np.ndarray:
+    bounds = np.concatenate([[low], edges, [high]])
+    return (bounds[:-1] + bounds[1:]) / 2
+
+
+def categorical_profile(values: Iterable[Any], max_categories: int = 50) -> dict[str, Any]:
+    """Frequencies of the most common categories; the rest share the "other" bucket."""
+    series = pd.Series(list(values), dtype=object)
+    count = len(series)
+    present = series.dropna().map(str)
+    if present.empty:
+        raise ReferenceError("no non-missing values")
+    frequencies = present.value_counts(sort=True)
+    kept = frequencies.iloc[:max_categories]
+    total = len(present)
+    return {
+        "kind": "categorical",
+        "count": count,
+        "missing_rate": float(1 - total / count),
+        "categories": {str(k): float(v / total) for k, v in kept.items()},
+        "other": float(frequencies.iloc[max_categories:].sum() / total),
+    }
+
+
+def build_reference(
+    data: pd.DataFrame,
+    *,
+    model: str,
+    task: str,
+    target: str,
+    prediction: str,
+    score: str | None = None,
+    categorical: Sequence[str] = (),
+    attributes: Sequence[str] = (),
+    features: Sequence[str] | None = None,
+    positive_class: Any = None,
+    bins: int = 10,
+) -> dict[str, Any]:
+    """Profile a DataFrame of training / validation rows with the model's predictions.
+
+    Every column that is not the target, prediction, score or an attribute is a feature unless
+    ``features`` names them. Object / string / boolean columns are categorical automatically.
+    """
+    if task not in TASKS:
+        raise ReferenceError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    for role, column in (("target", target), ("prediction", prediction), ("score", score),
+                         *(("categorical", c) for c in categorical), *(("attribute", a) for a in attributes)):
+        if column is not None and column not in data.columns:
+            raise ReferenceError(f"{role} column {column!r} is not in the data (columns: {', '.join(map(str, data.columns))})")
+    if len(data) == 0:
+        raise ReferenceError("the data has no rows")
+    reserved = {target, prediction, score, *attributes}
+    names = list(features) if features is not None else [c for c in data.columns if c not in reserved]
+    profiles: dict[str, Any] = {}
+    for name in names:
+        column = data[name]
+        is_categorical = name in categorical or not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
+        try:
+            profiles[name] = categorical_profile(column) if is_categorical else numeric_profile(column, bins)
+        except ReferenceError as error:
+            raise ReferenceError(f"feature {name!r}: {error}") from None
+
+    labels = data[target].tolist()
+    predictions = data[prediction].tolist()
+    scores = data[score].astype(float).tolist() if score else None
+    classes = None
+    if task == "classification":
+        classes = sorted({*labels, *predictions}, key=str)
+        positive_class = _positive_class(classes, positive_class)
+        prediction_profile = categorical_profile(predictions)
+    else:
+        prediction_profile = numeric_profile(predictions, bins)
+    baseline = baseline_metrics(task, predictions, labels, scores=scores, positive_class=positive_class)
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model,
+        "task": task,
+        "target": target,
+        "prediction": prediction,
+        "score": score,
+        "classes": [_plain(c) for c in classes] if classes is not None else None,
+        "positive_class": _plain(positive_class),
+        "n": len(data),
+        "features": profiles,
+        "prediction_profile": prediction_profile,
+        "score_profile": numeric_profile(scores, bins) if scores is not None else None,
+        "baseline": {k: v for k, v in baseline.items() if k != "n"},
+        "attributes": list(attributes),
+    }
+
+
+def _positive_class(classes: list[Any], given: Any) -> Any:
+    if given is not None:
+        matches = [c for c in classes if str(c) == str(given)]
+        if not matches:
+            raise ReferenceError(f"positive class {given!r} is not among the classes {classes}")
+        return matches[0]
+    as_text = {str(c).lower() for c in classes}
+    for candidate in (True, 1, "1", "true", "yes"):
+        for c in classes:
+            if c == candidate or str(c).lower() == str(candidate).lower():
+                if len(as_text) <= 2:
+                    return c
+    raise ReferenceError(f"cannot tell the positive class among {classes}; pass positive_class (--positive-class)")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars to Python ones, so the document is plain JSON."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise ReferenceError(f"{path}: no such file")
+    suffixes = "".join(path.suffixes).lower()
+    if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
+        return pd.read_parquet(path)
+    if ".csv" in suffixes or ".tsv" in suffixes:
+        return pd.read_csv(path, sep="\t" if ".tsv" in suffixes else ",")
+    raise ReferenceError(f"{path}: unknown data format; use .csv, .csv.gz, .tsv or .parquet")
+
+
+def dumps_reference(reference: dict[str, Any]) -> bytes:
+    return orjson.dumps(reference, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+
+
+def save_reference(reference: dict[str, Any], path: str | Path) -> None:
+    Path(path).write_bytes(dumps_reference(reference))
+
+
+def validate_reference(document: Any, source: str) -> dict[str, Any]:
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ReferenceError(f"{source}: not a tripwire reference (expected \"format\": \"{FORMAT}\")")
+    if document.get("version") != VERSION:
+        raise ReferenceError(f"{source}: reference version {document.get('version')!r} is not supported (this is version {VERSION})")
+    for key in ("model", "task", "features", "prediction_profile", "baseline"):
+        if key not in document:
+            raise ReferenceError(f"{source}: missing key {key!r}")
+    for name, profile in document["features"].items():
+        if profile.get("kind") == "numeric":
+            edges = profile["edges"]
+            if len(profile["fractions"]) != len(edges) + 1 or any(not math.isfinite(e) for e in edges):
+                raise ReferenceError(f"{source}: feature {name!r} has inconsistent edges and fractions")
+    return document
+
+
+def load_reference(location: str | Path) -> dict[str, Any]:
+    """Load a reference from a local JSON file (MLflow URIs are resolved by ``tripwire.tracking``)."""
+    location = str(location)
+    if location.startswith(("runs:/", "models:/")):
+        from tripwire.tracking import resolve_reference
+
+        return resolve_reference(location)
+    path = Path(location)
+    try:
+        document = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ReferenceError(f"{path}: no such reference file (build one with `tripwire reference build`)") from None
+    except orjson.JSONDecodeError as error:
+        raise ReferenceError(f"{path}: not valid JSON: {error}") from None
+    return validate_reference(document, str(path))
