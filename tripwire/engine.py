@@ -435,6 +435,42 @@ class ModelMonitor:
         return self.policy.evaluate(finding, model_version=self.model_version, reference=self.reference_uri,
                                     ts=ts, min_samples=min_samples)
 
+    # -- checkpoint ------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything that is not rebuilt from config and reference, as a plain JSON-able dict.
+
+        Drift, quality and serving detectors are folded and reset at every window close, so
+        between events their state is the buffered window itself.
+        """
+        return {
+            "model_version": self.model_version,
+            "indices": [self.window_index, self.performance_index, self._since_expiry],
+            "window": {"rows": self._rows, "predictions": self._predictions, "scores": self._scores,
+                       "latencies": self._latencies, "n": self._n, "start": self._start, "end": self._end},
+            "performance_window": {"n": self._perf_n, "start": self._perf_start, "end": self._perf_end,
+                                   "label_lags": self._label_lags, "change_hits": self._change_hits},
+            "performance": self.performance.to_dict(),
+            "fairness": {a: w.to_dict() for a, w in self.fairness.items()},
+            "change": {s: d.to_dict() for s, d in self.change.items()},
+            "join": self.join.to_dict(),
+            "policy": self.policy.to_dict(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model_version = state["model_version"]
+        self.window_index, self.performance_index, self._since_expiry = state["indices"]
+        window = state["window"]
+        self._rows, self._predictions, self._scores = window["rows"], window["predictions"], window["scores"]
+        self._latencies, self._n, self._start, self._end = window["latencies"], window["n"], window["start"], window["end"]
+        perf = state["performance_window"]
+        self._perf_n, self._perf_start, self._perf_end = perf["n"], perf["start"], perf["end"]
+        self._label_lags, self._change_hits = perf["label_lags"], perf["change_hits"]
+        self.performance = type(self.performance).from_dict(state["performance"])
+        self.fairness = {a: FairnessWindow.from_dict(w) for a, w in state["fairness"].items()}
+        self.change = {s: ChangeDetector.from_dict(d) for s, d in state["change"].items()}
+        self.join = LabelJoin.from_dict(state["join"])
+        self.policy.restore(state["policy"])
+
     def _emit_window(self, family: str, index: int, start: float, end: float, n: int, stats: dict[str, Any]) -> None:
         if self.on_window is not None:
             self.on_window({"model": self.config.name, "model_version": self.model_version, "family": family,
@@ -515,6 +551,25 @@ class Engine:
             key = (alert["kind"], alert["severity"] if alert["status"] == "firing" else "resolved")
             self.alerts_by_kind[key] = self.alerts_by_kind.get(key, 0) + 1
         return alerts
+
+    def state(self) -> dict[str, Any]:
+        """A checkpoint of the whole engine: restore it into an engine built from the same config."""
+        return {
+            "counts": [self.events, self.rejected, self.unmonitored, self._records, self._rejected_in_window],
+            "times": [self._last_ts, self._window_start],
+            "alerts_by_kind": [[k, s, n] for (k, s), n in self.alerts_by_kind.items()],
+            "stream_policy": self._stream_policy.to_dict(),
+            "models": {name: monitor.state() for name, monitor in self.monitors.items()},
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.events, self.rejected, self.unmonitored, self._records, self._rejected_in_window = state["counts"]
+        self._last_ts, self._window_start = state["times"]
+        self.alerts_by_kind = {(k, s): n for k, s, n in state["alerts_by_kind"]}
+        self._stream_policy.restore(state["stream_policy"])
+        for name, monitor_state in state["models"].items():
+            if name in self.monitors:
+                self.monitors[name].restore(monitor_state)
 
     def open_alerts(self) -> list[Alert]:
         found = [a for m in self.monitors.values() for a in m.policy.open_alerts()]

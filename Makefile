@@ -1,0 +1,34 @@
+# The two commands a new user needs: `make demo` and `make test`. Both set themselves up.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= test
+
+.PHONY: setup demo test bench broker-start broker-stop clean
+
+$(BIN)/.installed-$(EXTRAS): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	@touch $@
+
+setup: $(BIN)/.installed-$(EXTRAS)
+
+demo: setup
+	$(BIN)/tripwire demo
+
+test: setup
+	PYTHON=$(abspath $(BIN)/python) bash scripts/test.sh
+
+bench:
+	$(MAKE) setup EXTRAS=test,bench
+	PYTHON=$(abspath $(BIN)/python) bash scripts/bench.sh
+
+broker-start: setup
+	PYTHON=$(abspath $(BIN)/python) bash scripts/kafka.sh start
+
+broker-stop:
+	bash scripts/kafka.sh stop
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, then the ones that need the real Kafka broker and MLflow.
+# Starts the broker from the project's own script and stops it on the way out, also on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-.venv/bin/python}
+export PYTHON
+
+# The report test opens the HTML report in a real headless browser.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing Debian's chromium for the browser tests ..."
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "could not install chromium: the browser tests will fail" >&2
+fi
+
+export KAFKA_PORT=${KAFKA_PORT:-19092}
+export KAFKA_DATA=${KAFKA_DATA:-$PWD/.cache/kafka/test-run}
+trap 'bash scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
+bootstrap=$(bash scripts/kafka.sh start)
+export TRIPWIRE_KAFKA_BOOTSTRAP=$bootstrap
+
+"$PYTHON" -m pytest -q -p no:cacheprovider --doctest-modules tripwire/detectors tests "$@"

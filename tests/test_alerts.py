@@ -1,0 +1,45 @@
+"""Alert policy: fire once, resolve once, cooldown, minimum samples, deterministic ids."""
+
+from tripwire.alerts import AlertPolicy, Finding
+from tripwire.config import Threshold
+
+
+def finding(value, start, n=500):
+    return Finding(model="m", kind="data_drift", signal="feature:x", detector="psi", value=value,
+                   threshold=Threshold(0.1, 0.25), window_start=start, window_end=start + 60, n=n, message="psi")
+
+
+def statuses(policy, values, n=500):
+    out = []
+    for i, value in enumerate(values):
+        alert = policy.evaluate(finding(value, 1000.0 + 60 * i, n), model_version="1", reference="r", ts=1060.0 + 60 * i)
+        out.append(None if alert is None else (alert["status"], alert["severity"]))
+    return out
+
+
+def test_fires_once_while_bad_and_resolves_after_good_windows():
+    policy = AlertPolicy(min_samples=100, resolve_windows=2)
+    assert statuses(policy, [0.0, 0.3, 0.4, 0.05, 0.3, 0.05, 0.05, 0.05]) == [
+        None, ("firing", "critical"), None, None, None, None, ("resolved", "critical"), None]
+
+
+def test_cooldown_holds_back_a_new_incident():
+    policy = AlertPolicy(min_samples=100, resolve_windows=1, cooldown_windows=2)
+    assert statuses(policy, [0.2, 0.0, 0.2, 0.2, 0.2]) == [
+        ("firing", "warning"), ("resolved", "warning"), None, None, ("firing", "warning")]
+
+
+def test_small_windows_change_nothing():
+    policy = AlertPolicy(min_samples=100)
+    assert statuses(policy, [0.9, 0.9], n=99) == [None, None]
+
+
+def test_ids_are_deterministic_and_resolution_points_to_its_incident():
+    def run():
+        policy = AlertPolicy(min_samples=1, resolve_windows=1)
+        return [policy.evaluate(finding(v, 60.0 * i), model_version=None, reference=None, ts=60.0 * i)
+                for i, v in enumerate([0.5, 0.0])]
+    first, second = run(), run()
+    assert first == second
+    fired, resolved = first
+    assert resolved["incident_id"] == fired["alert_id"] != resolved["alert_id"]
