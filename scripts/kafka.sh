@@ -211,6 +211,8 @@ cmd_start() {
     t0="$(now)"
     cmd_fetch
     command -v java >/dev/null || die "java (17+) is required"
+    "$PYTHON" -c 'import aiokafka' 2>/dev/null ||
+        die "the readiness probe needs aiokafka; point PYTHON at the project's venv (now: $PYTHON)"
 
     # start always means a clean broker; never wipe the data dir under a live one.
     if [[ -n "$(broker_pid)" ]]; then
