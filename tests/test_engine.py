@@ -76,3 +76,18 @@ def test_malformed_records_are_rejected_with_reasons_and_change_nothing_else(dem
     assert len(rejected) == 3 * len(range(17, len(clean), 5000))
     assert all(reason for _i, reason in rejected)
     assert alerts == [a for _i, a in reference_alerts]
+
+
+def test_odd_but_valid_values_never_stop_the_engine(demo_references):
+    engine = Engine(parse_config(demo.demo_config()), references=demo_references)
+    base = {"schema": 1, "model": "fuel-efficiency", "ts": "2026-11-28T00:00:00Z"}
+    records = [
+        {**base, "type": "prediction", "request_id": "a", "prediction": "high", "features": {"weight": "heavy"}},
+        {**base, "type": "label", "request_id": "a", "label": "unknown"},
+        {**base, "type": "prediction", "request_id": "b", "prediction": 20.0, "features": {"origin": 3, "extra": [1]}},
+        {**base, "type": "label", "request_id": "b", "label": True},
+        {**base, "type": "features", "request_id": "c", "features": {"cylinders": None}},
+    ]
+    alerts, engine = run([orjson.dumps(r) for r in records] * 400, demo_references, engine)
+    assert engine.events == 2000 and engine.rejected == 0
+    assert {a["detector"] for _i, a in alerts} >= {"type_error_rate"}

@@ -9,6 +9,7 @@ window at once with numpy when it closes. That keeps the per-event cost a few li
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable, Iterable
 
@@ -24,7 +25,7 @@ from tripwire.detectors.multiple_testing import benjamini_hochberg, bonferroni
 from tripwire.detectors.performance import ClassificationWindow, RegressionWindow
 from tripwire.detectors.quality import FeatureQuality
 from tripwire.detectors.serving import ServingWindow
-from tripwire.events import Event, Features, Label, Prediction, Rejection
+from tripwire.events import Event, Features, Label, Prediction, Rejection, format_ts
 from tripwire.join import LabelJoin, Outcome
 from tripwire.reference import load_reference
 
@@ -42,6 +43,10 @@ UNATTRIBUTED = "*"
 def _as_numbers(values: list[Any]) -> np.ndarray:
     """Raw JSON values to floats; anything that is not a number (quality counts it) becomes NaN."""
     return np.array([v if type(v) is float or type(v) is int else None for v in values], dtype=float)
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) is float or type(value) is int
 
 
 def degradation(metric: str, current: float, baseline: float) -> float:
@@ -168,8 +173,10 @@ class ModelMonitor:
                 group = outcome.attributes.get(attribute)
                 if group is not None:
                     window.update(str(group), outcome.prediction, outcome.label)
-        else:
+        elif _is_number(outcome.prediction) and _is_number(outcome.label):
             self.performance.update(outcome.prediction, outcome.label)
+        else:
+            self._unscorable += 1  # a regression label or prediction that is not a number
         error_stream = self.change.get("error")
         if error_stream is not None:
             if error_stream.update(self._error(outcome)):
@@ -182,7 +189,7 @@ class ModelMonitor:
         """Per-event error on a scale the change detectors' defaults suit: 0/1, or |error| / baseline MAE."""
         if self.task == "classification":
             return float(outcome.prediction != outcome.label)
-        if type(outcome.prediction) not in (int, float) or type(outcome.label) not in (int, float):
+        if not (_is_number(outcome.prediction) and _is_number(outcome.label)):
             return 0.0
         scale = self.reference["baseline"].get("mae") or 1.0
         return abs(outcome.prediction - outcome.label) / scale
@@ -216,6 +223,7 @@ class ModelMonitor:
         self._perf_end = 0.0
         self._label_lags: list[float] = []
         self._change_hits: dict[str, int] = {}
+        self._unscorable = 0
 
     def close_data_window(self, ts: float) -> list[Alert]:
         """Fold the buffered window into the detectors, judge every signal, start a new window."""
@@ -291,6 +299,8 @@ class ModelMonitor:
         stats["label_lag_p50_s"] = float(np.median(self._label_lags)) if self._label_lags else None
         stats["labels_pending"] = self.join.pending
         stats["predictions_expired_unlabelled"] = self.join.expired_predictions
+        stats["labels_unmatched"] = self.join.expired_labels
+        stats["outcomes_unscorable"] = self._unscorable
         alerts = [a for a in (self._evaluate(f, ts) for f in findings) if a]
         self._emit_window("performance", self.performance_index, start, end, n, stats)
         self.performance_index += 1
@@ -448,7 +458,8 @@ class ModelMonitor:
             "window": {"rows": self._rows, "predictions": self._predictions, "scores": self._scores,
                        "latencies": self._latencies, "n": self._n, "start": self._start, "end": self._end},
             "performance_window": {"n": self._perf_n, "start": self._perf_start, "end": self._perf_end,
-                                   "label_lags": self._label_lags, "change_hits": self._change_hits},
+                                   "label_lags": self._label_lags, "change_hits": self._change_hits,
+                                   "unscorable": self._unscorable},
             "performance": self.performance.to_dict(),
             "fairness": {a: w.to_dict() for a, w in self.fairness.items()},
             "change": {s: d.to_dict() for s, d in self.change.items()},
@@ -464,7 +475,7 @@ class ModelMonitor:
         self._latencies, self._n, self._start, self._end = window["latencies"], window["n"], window["start"], window["end"]
         perf = state["performance_window"]
         self._perf_n, self._perf_start, self._perf_end = perf["n"], perf["start"], perf["end"]
-        self._label_lags, self._change_hits = perf["label_lags"], perf["change_hits"]
+        self._label_lags, self._change_hits, self._unscorable = perf["label_lags"], perf["change_hits"], perf["unscorable"]
         self.performance = type(self.performance).from_dict(state["performance"])
         self.fairness = {a: FairnessWindow.from_dict(w) for a, w in state["fairness"].items()}
         self.change = {s: ChangeDetector.from_dict(d) for s, d in state["change"].items()}
@@ -487,6 +498,7 @@ class Engine:
     def __init__(self, config: MonitorConfig, references: dict[str, dict[str, Any]] | None = None,
                  on_window: WindowSink | None = None) -> None:
         self.config = config
+        self.on_window = on_window
         self.monitors: dict[str, ModelMonitor] = {}
         for model in config.models:
             reference = (references or {}).get(model.name) or load_reference(model.reference)
@@ -570,6 +582,24 @@ class Engine:
         for name, monitor_state in state["models"].items():
             if name in self.monitors:
                 self.monitors[name].restore(monitor_state)
+
+    def replace_reference(self, model_name: str, reference: dict[str, Any], uri: str,
+                          version: str | None = None) -> dict[str, Any]:
+        """Start fresh detectors for ``model_name`` on a new reference (e.g. an MLflow alias moved).
+
+        The old monitor is dropped with its open windows, pending label joins and alert state; its
+        open alerts are listed in the returned ``reference_changed`` event (for the alerts topic),
+        since no ``resolved`` will follow for them.
+        """
+        old = self.monitors.get(model_name)
+        if old is None:
+            raise KeyError(f"{model_name!r} is not a monitored model")
+        monitor = ModelMonitor(dataclasses.replace(old.config, reference=uri), reference, self.on_window)
+        monitor.model_version = None if version is None else str(version)
+        self.monitors[model_name] = monitor
+        return {"type": "reference_changed", "schema": 1, "model": model_name, "model_version": monitor.model_version,
+                "reference": uri, "previous_version": old.model_version, "previous_reference": old.reference_uri,
+                "closed_alerts": [a["alert_id"] for a in old.policy.open_alerts()], "ts": format_ts(self._last_ts)}
 
     def open_alerts(self) -> list[Alert]:
         found = [a for m in self.monitors.values() for a in m.policy.open_alerts()]
