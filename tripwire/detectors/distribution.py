@@ -498,12 +498,7 @@ class NumericDrift:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> NumericDrift:
         """Rebuild a detector from :meth:`to_dict` output."""
-        obj = cls(d["profile"])
-        counts = np.asarray(d["counts"], dtype=np.int64)
-        if counts.shape != (obj._k,):
-            raise ValueError(f"expected {obj._k} counts, got {counts.shape}")
-        obj._counts = counts
-        obj._n = int(d["n"])
+        obj = _with_counts(cls(d["profile"]), d)
         obj._total = float(d["total"])
         return obj
 
@@ -666,13 +661,17 @@ class CategoricalDrift:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CategoricalDrift:
         """Rebuild a detector from :meth:`to_dict` output."""
-        obj = cls(d["profile"])
-        counts = np.asarray(d["counts"], dtype=np.int64)
-        if counts.shape != (obj._k,):
-            raise ValueError(f"expected {obj._k} counts, got {counts.shape}")
-        obj._counts = counts
-        obj._n = int(d["n"])
-        return obj
+        return _with_counts(cls(d["profile"]), d)
+
+
+def _with_counts(detector: Any, state: Mapping[str, Any]) -> Any:
+    """Restore saved window counts into a freshly built detector, checking they fit its bins."""
+    counts = np.asarray(state["counts"], dtype=np.int64)
+    if counts.shape != (detector._k,):
+        raise ValueError(f"expected {detector._k} counts, got {counts.shape}")
+    detector._counts = counts
+    detector._n = int(state["n"])
+    return detector
 
 
 def drift_detector_for(profile: Mapping[str, Any]) -> NumericDrift | CategoricalDrift:
