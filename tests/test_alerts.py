@@ -23,6 +23,15 @@ def test_fires_once_while_bad_and_resolves_after_good_windows():
         None, ("firing", "critical"), None, None, None, None, ("resolved", "critical"), None]
 
 
+def test_escalation_is_announced_once_and_keeps_the_incident():
+    policy = AlertPolicy(min_samples=100, resolve_windows=1)
+    alerts = [policy.evaluate(finding(v, 60.0 * i), model_version=None, reference=None, ts=60.0 * i)
+              for i, v in enumerate([0.15, 0.2, 0.3, 0.15, 0.4, 0.0])]
+    assert [(a["status"], a["severity"]) if a else None for a in alerts] == [
+        ("firing", "warning"), None, ("firing", "critical"), None, None, ("resolved", "critical")]
+    assert alerts[0]["incident_id"] == alerts[2]["incident_id"] == alerts[5]["incident_id"] == alerts[0]["alert_id"]
+
+
 def test_cooldown_holds_back_a_new_incident():
     policy = AlertPolicy(min_samples=100, resolve_windows=1, cooldown_windows=2)
     assert statuses(policy, [0.2, 0.0, 0.2, 0.2, 0.2]) == [

@@ -1,7 +1,8 @@
 """Alert policy: turn per-window findings into the alert lifecycle of the contract.
 
 A signal fires once when it crosses its threshold and resolves once when it has been back under
-it for ``resolve_windows`` windows; it does not alert again for every bad window. Alert ids are a
+it for ``resolve_windows`` windows; it does not alert again for every bad window, only when it
+escalates from warning to critical (a second ``firing`` alert with the same ``incident_id``). Alert ids are a
 hash of what identifies the incident, so a replaying or restarted worker emits the same ids.
 """
 
@@ -16,6 +17,7 @@ import orjson
 from tripwire.config import Threshold
 from tripwire.events import format_ts
 
+SEVERITY_RANK = {"warning": 1, "critical": 2}
 KINDS = (
     "data_drift",
     "prediction_drift",
@@ -89,14 +91,19 @@ class AlertPolicy:
             return alert
         if severity is not None:
             self._good[key] = 0
-            return None
+            if SEVERITY_RANK[severity] <= SEVERITY_RANK[firing["severity"]]:
+                return None
+            # Escalation: the same incident, announced again at the higher severity.
+            alert = self._alert(finding, "firing", severity, model_version, reference, ts, firing["incident_id"])
+            self._open[key] = alert
+            return alert
         self._good[key] += 1
         if self._good[key] < self.resolve_windows:
             return None
         del self._open[key]
         del self._good[key]
         self._cooldown[key] = self.cooldown_windows
-        return self._alert(finding, "resolved", firing["severity"], model_version, reference, ts, firing["alert_id"])
+        return self._alert(finding, "resolved", firing["severity"], model_version, reference, ts, firing["incident_id"])
 
     def open_alerts(self) -> list[dict[str, Any]]:
         return list(self._open.values())
@@ -113,7 +120,7 @@ class AlertPolicy:
     def _alert(finding: Finding, status: str, severity: str, model_version: str | None,
                reference: str | None, ts: float, incident_id: str | None) -> dict[str, Any]:
         start = format_ts(finding.window_start)
-        this_id = alert_id(finding.model, finding.signal, finding.detector, finding.segment, start, status)
+        this_id = alert_id(finding.model, finding.signal, finding.detector, finding.segment, start, status, severity)
         limit = finding.threshold.limit(severity)
         return {
             "type": "alert",
