@@ -117,18 +117,29 @@ def from_object(obj: dict[str, Any]) -> Event:
     model = _require_str(obj, "model")
     ts = parse_ts(obj.get("ts"))
     if kind == "prediction":
-        return Prediction(
-            request_id=request_id,
-            model=model,
-            model_version=_optional_version(obj.get("model_version")),
-            ts=ts,
-            features=_features(obj.get("features"), required=False),
-            prediction=_require_scalar(obj, "prediction"),
-            score=_probability(obj.get("score"), "score"),
-            scores=_scores(obj.get("scores")),
-            latency_ms=_latency(obj.get("latency_ms")),
-            attributes=_attributes(obj.get("attributes")),
-        )
+        # The hot path: the common, valid shapes are checked inline; the helpers word the rejections.
+        version = obj.get("model_version")
+        if type(version) is not str:
+            version = _optional_version(version)
+        features = obj.get("features")
+        if type(features) is not dict:
+            features = _features(features, required=False)
+        prediction = obj.get("prediction")
+        if type(prediction) not in _SCALARS:
+            prediction = _require_scalar(obj, "prediction")
+        score = obj.get("score")
+        if score is not None:
+            score = _probability(score, "score")
+        scores = obj.get("scores")
+        if scores is not None:
+            scores = _scores(scores)
+        latency = obj.get("latency_ms")
+        if latency is not None:
+            latency = _latency(latency)
+        attributes = obj.get("attributes")
+        if type(attributes) is not dict:
+            attributes = _attributes(attributes)
+        return Prediction(request_id, model, version, ts, features, prediction, score, scores, latency, attributes)
     if kind == "features":
         return Features(request_id, model, ts, _features(obj.get("features"), required=True))
     return Label(request_id, model, ts, _require_scalar(obj, "label"))
@@ -158,11 +169,14 @@ def _require_str(obj: dict[str, Any], field: str) -> str:
     return value
 
 
+_SCALARS = (float, int, str, bool)
+
+
 def _require_scalar(obj: dict[str, Any], field: str) -> Scalar:
     if field not in obj:
         raise ContractError(f"missing field '{field}'")
     value = obj[field]
-    if type(value) not in (float, int, str, bool):
+    if type(value) not in _SCALARS:
         raise ContractError(f"field '{field}' must be a number, string or boolean, got {_json_type(value)}")
     return value
 
@@ -188,7 +202,7 @@ def _features(value: Any, *, required: bool) -> dict[str, Any]:
 def _probability(value: Any, field: str) -> float | None:
     if value is None:
         return None
-    if type(value) not in (float, int) or not 0.0 <= value <= 1.0:
+    if (type(value) is not float and type(value) is not int) or not 0.0 <= value <= 1.0:
         raise ContractError(f"field '{field}' must be a probability in [0, 1] or null, got {value!r}")
     return float(value)
 
@@ -206,9 +220,9 @@ def _scores(value: Any) -> dict[str, float] | None:
 def _latency(value: Any) -> float | None:
     if value is None:
         return None
-    if type(value) not in (float, int) or value < 0:
+    if (type(value) is not float and type(value) is not int) or value < 0:
         raise ContractError(f"field 'latency_ms' must be a non-negative number or null, got {value!r}")
-    return float(value)
+    return value
 
 
 def _attributes(value: Any) -> dict[str, Any]:

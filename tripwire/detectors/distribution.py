@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from scipy.special import chdtrc as _chi2_sf
-from scipy.stats import kstwo as _kstwo
+from scipy.special import kolmogorov as _kolmogorov
 
 __all__ = [
     "psi",
@@ -193,9 +193,12 @@ def ks_binned(ref_fractions: Sequence[float] | np.ndarray, cur_counts: Sequence[
     """Two-sample Kolmogorov-Smirnov test evaluated at bin boundaries.
 
     The statistic is ``max_i |F_ref(b_i) - F_cur(b_i)|`` over the bin upper
-    boundaries. The p-value is the one ``scipy.stats.ks_2samp(method="asymp")``
-    returns for samples of sizes ``n_ref`` and ``n_cur = sum(cur_counts)``:
-    ``kstwo.sf(D, round(m * n / (m + n)))``. Binning can only hide differences
+    boundaries. The p-value is the limiting (Kolmogorov) distribution at the
+    effective size ``en = m * n / (m + n)`` of samples of sizes ``n_ref`` and
+    ``n_cur = sum(cur_counts)``: ``kstwobign.sf(sqrt(en) * D)``. It is within a few
+    percent of ``scipy.stats.ks_2samp(method="asymp")``, which evaluates the exact
+    distribution ``kstwo`` at ``round(en)`` and costs 0.1 ms to 15 ms a call as
+    ``en`` grows; this one costs a microsecond. Binning can only hide differences
     inside a bin, so the statistic is a lower bound of the raw-sample one (equal
     when each bin holds a single distinct value).
 
@@ -240,11 +243,8 @@ def ks_binned(ref_fractions: Sequence[float] | np.ndarray, cur_counts: Sequence[
     d = float(np.max(np.abs(np.cumsum(r / r.sum()) - np.cumsum(c) / n_cur)))
     # The last boundary is 1 - 1; only rounding can make it non-zero.
     d = min(d, 1.0)
-    m, n = sorted((float(n_ref), n_cur), reverse=True)
-    en = m * n / (m + n)
-    # Same call as scipy's ks_2samp asymp branch (np.round is round-half-even there too).
-    # Its cost grows with the effective n: ~0.1 ms typically, up to ~15 ms at n ~ 20000.
-    pvalue = float(np.clip(_kstwo.sf(d, np.round(en)), 0.0, 1.0))
+    en = float(n_ref) * n_cur / (float(n_ref) + n_cur)
+    pvalue = float(np.clip(_kolmogorov(np.sqrt(en) * d), 0.0, 1.0))
     return d, pvalue
 
 
