@@ -5,7 +5,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tripwire.config import parse_config
 from tripwire.engine import Engine
 from tripwire.streams import demo
-from tripwire.streams.metrics import WorkerMetrics, split_statistic
+from tripwire.streams.metrics import WorkerMetrics
 from tripwire.streams.replay import run_records
 
 
@@ -30,7 +30,7 @@ def test_metrics_from_the_demo_parse_with_the_expected_series(demo_stream, demo_
     assert samples[("tripwire_processing_lag_seconds", ())] == 2.5
     weight_psi = samples[("tripwire_window_statistic", (("model", "fuel-efficiency"), ("signal", "feature:weight"), ("statistic", "psi")))]
     assert weight_psi > 0.1  # the last window is after the covariate drift
-    assert ("tripwire_window_statistic", (("model", "credit"), ("signal", "performance"), ("statistic", "accuracy"))) in samples
+    assert ("tripwire_window_statistic", (("model", "credit"), ("signal", "performance:accuracy"), ("statistic", "accuracy"))) in samples
     assert samples[("tripwire_process_resident_memory_bytes", ())] > 10_000_000
     assert sum(v for (name, _l), v in samples.items() if name == "tripwire_open_alerts") == len(engine.open_alerts())
     for family in families.values():
@@ -45,9 +45,3 @@ def test_series_are_bounded():
     text = metrics.render().decode()
     assert text.count('tripwire_window_statistic{') == 3
     assert "tripwire_window_series_dropped_total 7.0" in text
-
-
-def test_split_statistic():
-    assert split_statistic("feature:weight.psi") == ("feature:weight", "psi")
-    assert split_statistic("performance:mae") == ("performance", "mae")
-    assert split_statistic("serving.latency_p95") == ("serving", "latency_p95")

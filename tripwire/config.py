@@ -140,7 +140,7 @@ def _detector_switches(value: Any) -> dict[str, bool]:
 MODEL_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "window_events": (_positive_int, 1000, "events (predictions + features) per data window"),
     "window_seconds": (_non_negative_number, 0.0, "event-time length of a data window, aligned to the epoch; 0 = count only"),
-    "performance_window": (_positive_int, 500, "labelled outcomes per performance / fairness window"),
+    "performance_window": (_positive_int, 1000, "labelled outcomes per performance / fairness window"),
     "label_ttl_seconds": (_non_negative_number, 7 * 24 * 3600.0, "how long a prediction waits for its label (event time)"),
     "min_samples": (_positive_int, 100, "a window with fewer samples never changes an alert"),
     "cooldown_windows": (_non_negative_int, 0, "windows after a resolve before the same signal may fire again"),
@@ -158,6 +158,109 @@ MODEL_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "signals": (lambda v: v, {}, "per signal (e.g. \"feature:weight\"): enabled = false and/or per-detector thresholds"),
 }
 
+
+def _bool(value: Any) -> bool:
+    if type(value) is not bool:
+        raise TypeError("must be true or false")
+    return value
+
+
+def _positive_number(value: Any) -> float:
+    if type(value) not in (int, float) or value <= 0:
+        raise TypeError("must be a number > 0")
+    return float(value)
+
+
+# The [mlflow] table: where references resolve and where the monitor reports window metrics.
+MLFLOW_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
+    "tracking_uri": (_string, None, "MLflow tracking URI (default: MLFLOW_TRACKING_URI, else MLflow's own default)"),
+    "experiment": (_string, "tripwire-monitoring", "experiment of the monitoring runs (one run per model version)"),
+    "report": (_bool, False, "log window statistics and alerts to MLflow"),
+    "flush_windows": (_positive_int, 10, "windows buffered before a log_batch call (and at close)"),
+    "buffer_windows": (_positive_int, 10_000, "windows kept while MLflow is unreachable; the oldest are dropped past it"),
+    "alias_check_seconds": (_positive_number, 60.0, "how often the worker checks whether a models:/NAME@ALIAS moved"),
+}
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# Topic roles and their default names; [kafka.topics] renames any of them.
+DEFAULT_TOPICS = {role: f"tripwire.{role}" for role in
+                  ("predictions", "features", "labels", "alerts", "deadletter", "metrics", "checkpoints")}
+INFRASTRUCTURE_DETECTORS = ("cpu_percent", "memory_percent", "event_loop_lag_ms", "consumer_lag_growth")
+
+
+def _servers(value: Any) -> str:
+    if type(value) is list and value and all(type(v) is str and v for v in value):
+        value = ",".join(value)
+    if type(value) is not str or not all(":" in part and part.strip() for part in value.split(",")):
+        raise TypeError("must be \"host:port[,host:port...]\" or a list of \"host:port\" strings")
+    return ",".join(part.strip() for part in value.split(","))
+
+
+def _topics(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise TypeError(f"must be a table of {', '.join(DEFAULT_TOPICS)} = \"topic name\"")
+    for role, name in value.items():
+        if role not in DEFAULT_TOPICS:
+            raise TypeError(f"has unknown topic role {role!r}; allowed: {', '.join(DEFAULT_TOPICS)}")
+        if type(name) is not str or not name:
+            raise TypeError(f"{role} must be a non-empty topic name")
+    return {**DEFAULT_TOPICS, **value}
+
+
+def _infrastructure_thresholds(value: Any) -> dict[str, Threshold]:
+    if not isinstance(value, dict):
+        raise TypeError(f"must be a table of {', '.join(INFRASTRUCTURE_DETECTORS)} = {{warning = x, critical = y}}")
+    thresholds = {}
+    for detector, spec in value.items():
+        if detector not in INFRASTRUCTURE_DETECTORS:
+            raise TypeError(f"has unknown detector {detector!r}; allowed: {', '.join(INFRASTRUCTURE_DETECTORS)}")
+        try:
+            thresholds[detector] = _threshold(spec, detector, detector)
+        except ConfigError as error:
+            raise TypeError(f"is wrong: {error}") from None
+    return thresholds
+
+
+# The [kafka] table: where the broker is and how to reach it. Every scalar key can also come from
+# the environment as TRIPWIRE_KAFKA_<KEY> (TRIPWIRE_KAFKA_BOOTSTRAP for bootstrap_servers), which wins.
+KAFKA_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
+    "bootstrap_servers": (_servers, "127.0.0.1:9092", "brokers, \"host:port[,host:port]\" (env TRIPWIRE_KAFKA_BOOTSTRAP)"),
+    "client_id": (_string, "tripwire", "client id the broker sees"),
+    "security_protocol": (_one_of(*SECURITY_PROTOCOLS), "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+    "sasl_mechanism": (_one_of(*SASL_MECHANISMS), "PLAIN", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL_* protocols)"),
+    "sasl_username": (_string, None, "SASL user (SASL_* protocols)"),
+    "sasl_password": (_string, None, "SASL password; prefer the environment, TRIPWIRE_KAFKA_SASL_PASSWORD"),
+    "ssl_cafile": (_string, None, "CA bundle that signed the brokers' certificates (SSL, SASL_SSL)"),
+    "ssl_certfile": (_string, None, "client certificate, for brokers that require mutual TLS"),
+    "ssl_keyfile": (_string, None, "the client certificate's private key"),
+    "ssl_password": (_string, None, "password of ssl_keyfile, if it is encrypted"),
+    "ssl_check_hostname": (_bool, True, "verify that the broker's certificate matches its host name"),
+    "partitions": (_positive_int, 4, "partitions of the topics tripwire creates (and Faust's topic_partitions)"),
+    "replication_factor": (_positive_int, 1, "replication factor of the topics tripwire creates"),
+    "create_topics": (_bool, True, "create missing topics at start (else they must exist)"),
+    "topics": (_topics, DEFAULT_TOPICS, "[kafka.topics] predictions, features, labels, alerts, deadletter, metrics, checkpoints"),
+}
+
+# The [worker] table: the Faust worker's batching, checkpoints and utilization sampling.
+WORKER_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
+    "app_id": (_string, "tripwire", "Faust app id = Kafka consumer group; workers with one id share the partitions"),
+    "worker_id": (_string, None, "name in utilization samples and alerts (env TRIPWIRE_WORKER_ID; default host-pid)"),
+    "batch_size": (_positive_int, 1000, "records per agent batch (stream.take)"),
+    "batch_seconds": (_positive_number, 0.2, "longest wait for a batch to fill"),
+    "checkpoint_seconds": (_non_negative_number, 5.0, "checkpoint a partition's engine at most this often; 0 = every batch"),
+    "checkpoint_records": (_non_negative_int, 0, "also checkpoint once this many records were processed (0 = off)"),
+    "merge_idle_ms": (_non_negative_int, 500, "a caught-up input partition is passed over after this long"),
+    "merge_max_buffer": (_positive_int, 200_000, "records per partition held for the event-time merge before the oldest is forced"),
+    "auto_offset_reset": (_one_of("earliest", "latest"), "earliest", "where a new consumer group starts"),
+    "session_timeout_seconds": (_positive_number, 30.0, "a worker silent this long (e.g. killed) leaves the group; "
+                                                       "its partitions move with their checkpoints"),
+    "utilization_seconds": (_positive_number, 5.0, "how often the worker samples CPU, memory, loop lag, consumer lag"),
+    "utilization_window_seconds": (_positive_number, 60.0, "how long a utilization signal must stay bad to alert"),
+    "thresholds": (_infrastructure_thresholds, {}, "cpu_percent, memory_percent, event_loop_lag_ms, consumer_lag_growth"),
+    "web_port": (_non_negative_int, 0, "Faust's web server port; 0 = no web server"),
+}
+
 MONITOR_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "rejection_window": (_positive_int, 1000, "records per window of the dead-letter rate"),
     "rejection_min_samples": (_positive_int, 100, "minimum records in that window"),
@@ -170,7 +273,7 @@ class ModelConfig:
     reference: str
     window_events: int = 1000
     window_seconds: float = 0.0
-    performance_window: int = 500
+    performance_window: int = 1000
     label_ttl_seconds: float = 7 * 24 * 3600.0
     min_samples: int = 100
     cooldown_windows: int = 0
@@ -205,8 +308,9 @@ class MonitorConfig:
     models: list[ModelConfig]
     rejection_window: int = 1000
     rejection_min_samples: int = 100
-    kafka: dict[str, Any] = field(default_factory=dict)
-    mlflow: dict[str, Any] = field(default_factory=dict)
+    kafka: dict[str, Any] = field(default_factory=lambda: {k: d for k, (_p, d, _doc) in KAFKA_KEYS.items()})
+    worker: dict[str, Any] = field(default_factory=lambda: {k: d for k, (_p, d, _doc) in WORKER_KEYS.items()})
+    mlflow: dict[str, Any] = field(default_factory=lambda: {k: d for k, (_p, d, _doc) in MLFLOW_KEYS.items()})
     source: Path | None = None
 
     def model(self, name: str) -> ModelConfig | None:
@@ -231,7 +335,7 @@ def load_config(path: str | Path) -> MonitorConfig:
 
 
 def parse_config(data: dict[str, Any], where: str = "config") -> MonitorConfig:
-    allowed = {"models", "defaults", "monitor", "kafka", "mlflow"}
+    allowed = {"models", "defaults", "monitor", "kafka", "mlflow", "worker"}
     for key in data:
         if key not in allowed:
             raise ConfigError(f"{where}: unknown top-level key {key!r}; allowed: {', '.join(sorted(allowed))}")
@@ -267,7 +371,35 @@ def parse_config(data: dict[str, Any], where: str = "config") -> MonitorConfig:
         if key not in MONITOR_KEYS:
             raise ConfigError(f"{where}: monitor.{key}: unknown key; allowed: {', '.join(MONITOR_KEYS)}")
         monitor[key] = _parse(MONITOR_KEYS[key][0], value, f"{where}: monitor.{key}")
-    return MonitorConfig(models=models, kafka=dict(data.get("kafka", {})), mlflow=dict(data.get("mlflow", {})), **monitor)
+    mlflow = _mlflow(data.get("mlflow", {}), where)
+    kafka = _table_with_defaults(data.get("kafka", {}), KAFKA_KEYS, "kafka", where)
+    worker = _table_with_defaults(data.get("worker", {}), WORKER_KEYS, "worker", where)
+    return MonitorConfig(models=models, kafka=kafka, mlflow=mlflow, worker=worker, **monitor)
+
+
+def _table_with_defaults(raw: Any, keys: dict[str, tuple[Callable[[Any], Any], Any, str]], name: str,
+                         where: str) -> dict[str, Any]:
+    """A settings table ([kafka], [worker]) with every key present, defaults filled in."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: '{name}' must be a table")
+    values = {key: default for key, (_parser, default, _doc) in keys.items()}
+    for key, value in raw.items():
+        if key not in keys:
+            raise ConfigError(f"{where}: {name}.{key}: unknown key; allowed: {', '.join(keys)}")
+        values[key] = _parse(keys[key][0], value, f"{where}: {name}.{key}")
+    return values
+
+
+def _mlflow(raw: Any, where: str) -> dict[str, Any]:
+    """The [mlflow] table with every key present (defaults filled in)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: 'mlflow' must be a table")
+    values = {key: default for key, (_parser, default, _doc) in MLFLOW_KEYS.items()}
+    for key, value in raw.items():
+        if key not in MLFLOW_KEYS:
+            raise ConfigError(f"{where}: mlflow.{key}: unknown key; allowed: {', '.join(MLFLOW_KEYS)}")
+        values[key] = _parse(MLFLOW_KEYS[key][0], value, f"{where}: mlflow.{key}")
+    return values
 
 
 def _check_model_keys(raw: dict[str, Any], label: str, *, allow_identity: bool) -> None:

@@ -87,6 +87,8 @@ class ModelMonitor:
         self.metrics = config.performance_metrics or DEFAULT_METRICS[self.task]
         self.change = {s: ChangeDetector(config.change_method) for s in config.change_streams
                        if config.enabled("change", f"change:{s}")}
+        # Streams fed per prediction; "error" is fed per labelled outcome instead.
+        self._event_streams = [(s, d) for s, d in self.change.items() if s != "error"]
         self.window_index = 0
         self.performance_index = 0
         self._reset_data_window()
@@ -95,7 +97,7 @@ class ModelMonitor:
 
     # -- events ----------------------------------------------------------------------------
     def on_prediction(self, event: Prediction) -> list[Alert]:
-        alerts = self._maybe_close_by_time(event.ts)
+        alerts = self._maybe_close_by_time(event.ts) if self.config.window_seconds else []
         self.model_version = event.model_version or self.model_version
         self._open_data_window(event.ts)
         if event.features:
@@ -104,7 +106,7 @@ class ModelMonitor:
         if event.score is not None:
             self._scores.append(event.score)
         self._latencies.append(event.latency_ms)
-        if self.change:
+        if self._event_streams:
             alerts += self._watch_change_streams(event)
         outcome = self.join.add_prediction(event.request_id, event.ts, event.prediction, event.score, event.attributes)
         if outcome is not None:
@@ -147,15 +149,13 @@ class ModelMonitor:
 
     def _watch_change_streams(self, event: Prediction) -> list[Alert]:
         alerts = []
-        for stream, detector in self.change.items():
+        for stream, detector in self._event_streams:
             if stream == "score":
                 value = event.score
             elif stream == "prediction":
                 value = event.prediction
-            elif stream.startswith("feature:"):
-                value = event.features.get(stream[8:])
             else:
-                continue
+                value = event.features.get(stream.removeprefix("feature:"))
             if (type(value) is float or type(value) is int) and detector.update(value):
                 alerts += self._change_alarm(stream, detector, event.ts)
         return alerts
@@ -340,6 +340,7 @@ class ModelMonitor:
         else:
             detector.update_many([v for v in values if v is not None])
         result = detector.result()
+        window_counts = detector.counts
         detector.reset()
         if result["n"] == 0:
             return None, None
@@ -351,6 +352,8 @@ class ModelMonitor:
             if result.get(key) is not None:
                 stats[f"{signal}.{key}"] = result[key]
         stats[f"{signal}.pvalue"] = pvalue
+        # The window's histogram on the reference bins (a list, not a scalar): the report draws it.
+        stats[f"{signal}.fractions"] = (window_counts / result["n"]).tolist()
         value = result[statistic]
         name = signal.removeprefix("feature:")
         finding = Finding(
@@ -479,6 +482,7 @@ class ModelMonitor:
         self.performance = type(self.performance).from_dict(state["performance"])
         self.fairness = {a: FairnessWindow.from_dict(w) for a, w in state["fairness"].items()}
         self.change = {s: ChangeDetector.from_dict(d) for s, d in state["change"].items()}
+        self._event_streams = [(s, d) for s, d in self.change.items() if s != "error"]
         self.join = LabelJoin.from_dict(state["join"])
         self.policy.restore(state["policy"])
 
@@ -526,8 +530,12 @@ class Engine:
             alerts = monitor.on_label(event)
         else:
             alerts = monitor.on_features(event)
-        alerts += self._count_record(rejected=False)
-        return self._tally(alerts)
+        self._records += 1
+        if self._records == 1:
+            self._window_start = event.ts
+        if self._records >= self.config.rejection_window:
+            alerts += self._close_record_window()
+        return self._tally(alerts) if alerts else alerts
 
     def process_batch(self, events: Iterable[Event | Rejection]) -> list[Alert]:
         alerts: list[Alert] = []
@@ -537,15 +545,16 @@ class Engine:
 
     def reject(self, rejection: Rejection) -> list[Alert]:
         self.rejected += 1
-        return self._tally(self._count_record(rejected=True))
-
-    def _count_record(self, rejected: bool) -> list[Alert]:
-        if self._records == 0:
-            self._window_start = self._last_ts
+        self._rejected_in_window += 1
         self._records += 1
-        self._rejected_in_window += rejected
+        if self._records == 1:
+            self._window_start = self._last_ts
         if self._records < self.config.rejection_window:
             return []
+        return self._tally(self._close_record_window())
+
+    def _close_record_window(self) -> list[Alert]:
+        """Judge the share of records that broke the contract over the last ``rejection_window`` records."""
         rate = self._rejected_in_window / self._records
         finding = Finding(
             model=UNATTRIBUTED, kind="data_quality", signal="stream:deadletter", detector="rejection_rate",

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+import orjson
+
 from tripwire.alerts import encode_alert
 from tripwire.config import ConfigError, load_config, parse_config
 from tripwire.engine import Engine
@@ -26,18 +28,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, help="also write the alerts as JSONL here")
     demo.add_argument("--seed", type=int, default=7, help="seed of the generated stream (default 7)")
     demo.add_argument("--quiet", action="store_true", help="print only the final table")
+    demo.add_argument("--report", type=Path, help="also write the HTML report (timelines, histograms, alerts) here")
 
     replay = commands.add_parser("replay", help="replay recorded events (a JSONL file, or a Kafka topic range)")
     replay.add_argument("events", nargs="?", type=Path, help="JSONL or JSONL.gz file of events in event-time order")
     replay.add_argument("--config", type=Path, required=True, help="monitor configuration (TOML)")
-    replay.add_argument("--out", type=Path, required=True, help="alerts JSONL to write (dead letters go beside it)")
+    replay.add_argument("--out", type=Path, help="alerts JSONL to write (dead letters go beside it)")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    replay.add_argument("--report", type=Path,
+                        help="also write a self-contained HTML backtest report (timelines, histograms, alerts) here")
 
     reference = commands.add_parser("reference", help="build a reference profile from training / validation data")
     reference_commands = reference.add_subparsers(dest="reference_command", required=True)
     build = reference_commands.add_parser("build", help="profile DATA (CSV or Parquet) into a reference JSON file")
     _reference_arguments(build)
     build.add_argument("-o", "--output", type=Path, required=True, help="reference JSON to write")
+    log = reference_commands.add_parser("log", help="profile DATA and log it (and baseline metrics) to an MLflow run")
+    log.add_argument("--run-id", required=True, help="MLflow run to log the reference to")
+    log.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
+    _reference_arguments(log)
+    from tripwire.streams import kafka_cli  # worker, tail, replay --topic, demo --broker
+
+    kafka_cli.add_arguments(commands, {"demo": demo, "replay": replay})
     return parser
 
 
@@ -75,6 +87,22 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reference_log(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
+    from tripwire.tracking import log_reference
+
+    reference = reference_from_args(args)
+    try:
+        uri = log_reference(reference, args.run_id, tracking_uri=args.tracking_uri)
+    except MlflowException as error:
+        print(f"tripwire: MLflow refused the reference for run {args.run_id}: {error.message}", file=sys.stderr)
+        return 2
+    print(f"logged {uri}: {len(reference['features'])} features, {reference['n']} rows, "
+          f"baseline {', '.join(f'{k}={v:.4g}' for k, v in reference['baseline'].items() if v is not None)}")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from tripwire.streams.replay import deadletter_path, replay_file
 
@@ -82,11 +110,60 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print("tripwire replay: give an EVENTS file (topic replay needs --topic)", file=sys.stderr)
         return 2
     config = load_config(args.config)
-    engine = Engine(config)
+    from tripwire.tracking import MlflowReporter, resolve_config
+
+    resolved = resolve_config(config)  # runs:/ and models:/ references via [mlflow] tracking_uri
+    reporter = MlflowReporter.from_config(config)  # None unless [mlflow] report = true
+    window_log = _window_log(args, config)
+    engine = Engine(config, references={name: r.reference for name, r in resolved.items()},
+                    on_window=_fan_out(reporter.on_window if reporter else None, window_log))
     summary = replay_file(engine, args.events, args.out, progress=False if args.no_progress else None)
     print(summary.render())
     print(f"alerts: {args.out}   dead letters: {deadletter_path(args.out)} ({summary.rejected})")
+    if window_log is not None:
+        alerts = [orjson.loads(line) for line in args.out.read_bytes().splitlines() if line]
+        _write_report(args.report, engine, window_log, alerts, "tripwire backtest report",
+                      [("events", args.events.name), ("config", args.config.name), ("records", summary.records),
+                       ("rejected", summary.rejected)])
+    if reporter:
+        for line in args.out.read_bytes().splitlines():
+            reporter.on_alert(orjson.loads(line))
+        reporter.close()
+        print(reporter.summary())
     return 0
+
+
+def _window_log(args: argparse.Namespace, config: Any) -> Any:
+    """The ``on_window`` sink the report needs, or None without ``--report``."""
+    if args.report is None:
+        return None
+    from tripwire.report import WindowLog
+
+    return WindowLog(config)
+
+
+def _fan_out(*sinks: Any) -> Any:
+    """One ``on_window`` sink that feeds every given one (None when there is none)."""
+    live = [sink for sink in sinks if sink is not None]
+    if len(live) <= 1:
+        return live[0] if live else None
+
+    def on_window(window: dict[str, Any]) -> None:
+        for sink in live:
+            sink(window)
+
+    return on_window
+
+
+def _write_report(path: Path, engine: Engine, window_log: Any, alerts: list[dict[str, Any]], title: str,
+                  facts: list[tuple[str, Any]]) -> None:
+    from tripwire.report import render_report
+
+    references = {name: monitor.reference for name, monitor in engine.monitors.items()}
+    page = render_report(window_log.windows, alerts, engine.config, references, title=title, facts=facts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    print(f"report: {path}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -96,7 +173,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"(seed {args.seed}) ...", flush=True)
     stream, first_index = demo.generate(args.seed)
     config = parse_config(demo.demo_config(), where="demo")
-    engine = Engine(config, references=demo.training_references(args.seed))
+    window_log = _window_log(args, config)
+    engine = Engine(config, references=demo.training_references(args.seed), on_window=window_log)
     alerts: list[tuple[int, dict[str, Any]]] = []
     out = args.out.open("wb") if args.out else None
 
@@ -126,6 +204,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         late = "-" if row.events_late is None else f"{row.events_late:,}"
         print(f"{row.incident.name:<66} {row.injected_index:>9,} {'yes' if row.alert else 'NO':>6} {late:>12}  {by}")
     print(f"alerts before the first incident: {early}")
+    if window_log is not None:
+        _write_report(args.report, engine, window_log, [alert for _index, alert in alerts], "tripwire demo report",
+                      [("stream", f"built-in demo, seed {args.seed}"), ("records", summary.records),
+                       ("rejected", summary.rejected)])
     missed = sum(1 for row in caught if row.alert is None)
     return 1 if missed or early else 0
 
@@ -133,12 +215,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from tripwire.streams import kafka_cli
+
+        if kafka_cli.handles(args):
+            return kafka_cli.dispatch(args)
         if args.command == "demo":
             return cmd_demo(args)
         if args.command == "replay":
             return cmd_replay(args)
         if args.command == "reference" and args.reference_command == "build":
             return cmd_reference_build(args)
+        if args.command == "reference" and args.reference_command == "log":
+            return cmd_reference_log(args)
     except (ConfigError, ReferenceError, FileNotFoundError) as error:
         print(f"tripwire: {error}", file=sys.stderr)
         return 2

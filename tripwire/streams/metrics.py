@@ -13,6 +13,8 @@ from typing import Any
 import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from tripwire.report import split_statistic
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Window statistics worth a time series; p-values and counts stay in the report and MLflow.
 EXPORTED_STATISTICS = frozenset({
@@ -20,15 +22,6 @@ EXPORTED_STATISTICS = frozenset({
     "latency_p50", "latency_p95", "latency_p99", "throughput_per_s", "demographic_parity_difference",
     "equalized_odds_difference", "disparate_impact_ratio",
 })
-
-
-def split_statistic(key: str) -> tuple[str, str]:
-    """``feature:weight.psi`` -> (``feature:weight``, ``psi``); ``performance:mae`` -> (``performance``, ``mae``)."""
-    signal, dot, statistic = key.rpartition(".")
-    if dot:
-        return signal, statistic
-    family, _colon, name = key.partition(":")
-    return family, name or key
 
 
 class WorkerMetrics:

@@ -1,0 +1,81 @@
+"""A deterministic event-time merge of several ordered sources (topic partitions).
+
+The engine is deterministic given the order of each model's events, but a model's predictions,
+features and labels arrive on three topics, and the order in which a consumer happens to fetch
+them is not reproducible. :class:`Merge` turns that into one order that is: records are released
+by ``(event time, source rank, offset)``, and a record is released only when every source either
+has a record buffered (so nothing earlier can still come from it) or is declared idle by the
+caller. Whatever the fetch timing, the same source contents give the same merged order, and each
+source's own order is always kept (a source that is not in event-time order is not re-sorted).
+
+>>> merge = Merge(["predictions", "labels"])
+>>> merge.add("predictions", 10.0, 0, "p0"); merge.add("predictions", 12.0, 1, "p1")
+>>> [item for _s, _o, item in merge.pop_ready()]      # labels may still bring something earlier
+[]
+>>> merge.add("labels", 11.0, 0, "l0")
+>>> [item for _s, _o, item in merge.pop_ready()]
+['p0', 'l0']
+>>> [item for _s, _o, item in merge.pop_ready(idle={"labels"})]   # labels is caught up
+['p1']
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from typing import Any, Collection, Hashable, Iterator, Sequence
+
+
+class Merge:
+    """Buffers per source; releases in ``(key, rank, offset)`` order while it is safe to."""
+
+    def __init__(self, sources: Sequence[Hashable]) -> None:
+        self.sources = list(sources)
+        self._rank = {source: rank for rank, source in enumerate(self.sources)}
+        self._buffers: dict[Hashable, deque[tuple[float, int, Any]]] = {s: deque() for s in self.sources}
+        self._heads: list[tuple[float, int, int, Hashable]] = []  # (key, rank, offset, source) of non-empty buffers
+        self._empty: set[Hashable] = set(self.sources)
+        self.buffered = 0
+
+    def add(self, source: Hashable, key: float, offset: int, item: Any) -> None:
+        buffer = self._buffers[source]
+        if not buffer:
+            heapq.heappush(self._heads, (key, self._rank[source], offset, source))
+            self._empty.discard(source)
+        buffer.append((key, offset, item))
+        self.buffered += 1
+
+    def pending(self, source: Hashable) -> int:
+        return len(self._buffers[source])
+
+    def blocking(self, idle: Collection[Hashable] = ()) -> list[Hashable]:
+        """The sources that hold the merge back: empty, and not known to be idle."""
+        return [s for s in self._empty if s not in idle] if self.buffered else []
+
+    def pop_ready(self, idle: Collection[Hashable] = (),
+                  max_buffered: int | None = None) -> Iterator[tuple[Hashable, int, Any]]:
+        """Yield ``(source, offset, item)`` for every record that can be released now.
+
+        ``idle``: sources known to have nothing more for now, so they do not hold the others back.
+        ``max_buffered``: past this many buffered records the oldest is released even if a source
+        blocks (bounded memory; the order is then no longer guaranteed to be reproducible).
+        """
+        heads = self._heads
+        while heads:
+            if self._empty and any(s not in idle for s in self._empty):
+                if max_buffered is None or self.buffered <= max_buffered:
+                    return
+            _key, rank, _offset, source = heapq.heappop(heads)
+            buffer = self._buffers[source]
+            _k, offset, item = buffer.popleft()
+            self.buffered -= 1
+            if buffer:
+                key, next_offset, _item = buffer[0]
+                heapq.heappush(heads, (key, rank, next_offset, source))
+            else:
+                self._empty.add(source)
+            yield source, offset, item
+
+    def drain(self) -> Iterator[tuple[Hashable, int, Any]]:
+        """Everything buffered, in merge order, as if every source were idle (end of a finite range)."""
+        return self.pop_ready(idle=self.sources)
