@@ -14,7 +14,10 @@ from tripwire.events import format_ts
 from tripwire.report import split_statistic
 
 HISTORY = 60  # windows kept per series for the charts
-SERIES_PER_MODEL = 12
+SERIES_PER_MODEL = 16
+# The statistics worth a chart: effect sizes, metrics, fairness gaps, latency (not the many quality rates).
+CHARTED = ("psi", "accuracy", "f1", "roc_auc", "mae", "rmse", "mape", "log_loss", "estimated_accuracy",
+           "estimated_f1", "demographic_parity_difference", "disparate_impact_ratio", "latency_p95")
 
 
 class StatusBoard:
@@ -39,7 +42,7 @@ class StatusBoard:
                 continue
             signal, statistic = split_statistic(key)
             model["signals"].setdefault(signal, {"status": "ok", "detector": None, "value": None})
-            if key not in history and len(history) >= SERIES_PER_MODEL:
+            if statistic not in CHARTED or (key not in history and len(history) >= SERIES_PER_MODEL):
                 continue
             history.setdefault(key, deque(maxlen=HISTORY)).append(value)
 
