@@ -371,7 +371,7 @@ def parse_config(data: dict[str, Any], where: str = "config") -> MonitorConfig:
         if key not in MONITOR_KEYS:
             raise ConfigError(f"{where}: monitor.{key}: unknown key; allowed: {', '.join(MONITOR_KEYS)}")
         monitor[key] = _parse(MONITOR_KEYS[key][0], value, f"{where}: monitor.{key}")
-    mlflow = _mlflow(data.get("mlflow", {}), where)
+    mlflow = _table_with_defaults(data.get("mlflow", {}), MLFLOW_KEYS, "mlflow", where)
     kafka = _table_with_defaults(data.get("kafka", {}), KAFKA_KEYS, "kafka", where)
     worker = _table_with_defaults(data.get("worker", {}), WORKER_KEYS, "worker", where)
     return MonitorConfig(models=models, kafka=kafka, mlflow=mlflow, worker=worker, **monitor)
@@ -387,18 +387,6 @@ def _table_with_defaults(raw: Any, keys: dict[str, tuple[Callable[[Any], Any], A
         if key not in keys:
             raise ConfigError(f"{where}: {name}.{key}: unknown key; allowed: {', '.join(keys)}")
         values[key] = _parse(keys[key][0], value, f"{where}: {name}.{key}")
-    return values
-
-
-def _mlflow(raw: Any, where: str) -> dict[str, Any]:
-    """The [mlflow] table with every key present (defaults filled in)."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: 'mlflow' must be a table")
-    values = {key: default for key, (_parser, default, _doc) in MLFLOW_KEYS.items()}
-    for key, value in raw.items():
-        if key not in MLFLOW_KEYS:
-            raise ConfigError(f"{where}: mlflow.{key}: unknown key; allowed: {', '.join(MLFLOW_KEYS)}")
-        values[key] = _parse(MLFLOW_KEYS[key][0], value, f"{where}: mlflow.{key}")
     return values
 
 

@@ -537,10 +537,14 @@ class Engine:
             alerts += self._close_record_window()
         return self._tally(alerts) if alerts else alerts
 
+    def handle(self, event: Event | Rejection) -> list[Alert]:
+        """Whatever ``decode`` returned: an event is processed, a rejection counted."""
+        return self.reject(event) if type(event) is Rejection else self.process(event)
+
     def process_batch(self, events: Iterable[Event | Rejection]) -> list[Alert]:
         alerts: list[Alert] = []
         for event in events:
-            alerts += self.reject(event) if type(event) is Rejection else self.process(event)
+            alerts += self.handle(event)
         return alerts
 
     def reject(self, rejection: Rejection) -> list[Alert]:

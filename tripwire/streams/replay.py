@@ -58,10 +58,7 @@ def run_records(engine: Engine, records: Iterable[bytes], on_alert: AlertSink, o
         event = decode(record)
         if type(event) is Rejection:
             on_reject(event, index, record)
-            found = engine.reject(event)
-        else:
-            found = engine.process(event)
-        for alert in found:
+        for alert in engine.handle(event):
             alerts += 1
             on_alert(alert, index)
     return Summary(records=index, events=engine.events, rejected=engine.rejected, unmonitored=engine.unmonitored,

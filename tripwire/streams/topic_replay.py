@@ -88,13 +88,9 @@ async def replay_topics(settings: KafkaSettings, topics: list[str], engine_for: 
                 origin = {"topic": tp.topic, "partition": tp.partition, "offset": offset}
                 engine = engines.get(tp.partition) or engines.setdefault(tp.partition, engine_for(tp.partition))
                 records += 1
-                if type(event) is Rejection:
-                    if on_reject is not None:
-                        on_reject(event, record, origin)
-                    found = engine.reject(event)
-                else:
-                    found = engine.process(event)
-                for alert in found:
+                if type(event) is Rejection and on_reject is not None:
+                    on_reject(event, record, origin)
+                for alert in engine.handle(event):
                     alerts += 1
                     on_alert(alert, origin)
 
