@@ -6,11 +6,15 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 export PYTHON
 
-# The report test opens the HTML report in a real headless browser.
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "installing Debian's chromium for the browser tests ..."
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-    || echo "could not install chromium: the browser tests will fail" >&2
+# The report and status-page tests open pages in a real headless browser; the dashboard test
+# checks every query with promtool. Both come from Debian's packages.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+if ((${#missing[@]})); then
+  echo "installing Debian's ${missing[*]} for the browser and dashboard tests ..."
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null) \
+    || echo "could not install ${missing[*]}: the tests that need them will fail" >&2
 fi
 
 export KAFKA_PORT=${KAFKA_PORT:-19092}

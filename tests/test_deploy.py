@@ -1,7 +1,7 @@
 """The Grafana dashboard and the Prometheus scrape config agree with the metrics the workers export.
 
-``promtool`` (Debian: ``apt-get install -y prometheus``) is used when it is on PATH: it checks the
-scrape config and parses every dashboard query; without it those two checks are skipped.
+``promtool`` (Debian: ``apt-get install -y prometheus``, which ``make test`` installs) checks the
+scrape config and parses every dashboard query.
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ def test_prometheus_scrapes_the_workers_metrics_endpoint():
     assert up == ['sum(up{job="tripwire"})']
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (apt-get install -y prometheus)")
 def test_promtool_accepts_the_config_and_every_dashboard_query(tmp_path):
+    assert shutil.which("promtool"), "promtool is needed (Debian: apt-get install -y prometheus; make test installs it)"
     subprocess.run(["promtool", "check", "config", str(PROMETHEUS)], check=True, capture_output=True, timeout=60)
     lines = ["groups:", "- name: dashboard", "  rules:"]
     for i, expr in enumerate(queries(dashboard())):
@@ -103,7 +103,7 @@ def test_promtool_accepts_the_config_and_every_dashboard_query(tmp_path):
 
 
 def test_the_worker_exporter_exposes_what_the_dashboard_reads():
-    metrics = pytest.importorskip("tripwire.streams.metrics")
+    from tripwire.streams import metrics
     exporter = metrics.WorkerMetrics()
     exporter.observe_records("tripwire.predictions", 10, rejected=1)
     exporter.observe_event_time(100.0, now=103.0)
@@ -120,3 +120,20 @@ def test_the_worker_exporter_exposes_what_the_dashboard_reads():
     for name, labels in METRICS.items():
         assert name in exposed, f"the dashboard reads {name}, the worker does not export it"
         assert exposed[name] == labels, f"{name}: exported labels {exposed[name]}, dashboard expects {labels}"
+
+
+def test_compose_provisions_grafana_with_the_dashboard_and_prometheus():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
+    grafana = compose["grafana"]
+    mounts = {volume.split(":")[0]: volume.split(":")[1] for volume in grafana["volumes"]}
+    assert mounts["./deploy/grafana/tripwire.json"] == "/var/lib/grafana/dashboards/tripwire.json"
+    provisioning = ROOT / "deploy" / "grafana" / "provisioning"
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    providers = yaml.safe_load((provisioning / "dashboards" / "tripwire.yml").read_text())["providers"]
+    assert providers[0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    source = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"][0]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    assert "9090:9090" in compose["prometheus"]["ports"]
+    targets = yaml.safe_load(PROMETHEUS.read_text())["scrape_configs"]
+    hosts = {t.split(":")[0] for job in targets for c in job["static_configs"] for t in c["targets"]}
+    assert {"tripwire-worker-1", "tripwire-worker-2"} <= hosts <= set(compose) | {"localhost"}
