@@ -117,3 +117,29 @@ def test_roundtrip_mid_stream_and_reset():
     whole.reset()
     assert whole.result()["n"] == 0
     assert whole.expected_confusion() == {"tp": 0.0, "fp": 0.0, "fn": 0.0, "tn": 0.0}
+
+
+def test_reference_calibration_corrects_overconfident_scores():
+    """Scores twice as confident (in log-odds) as the truth: raw CBPE is off, calibrated CBPE is not."""
+    from tripwire.detectors.estimated import score_calibration
+
+    def sample(seed, n):
+        rng = np.random.default_rng(seed)
+        p_true = rng.beta(2, 2, n)
+        logit = np.log(p_true / (1 - p_true))
+        scores = 1 / (1 + np.exp(-2 * logit))
+        labels = (rng.random(n) < p_true).astype(int)
+        return scores, labels
+
+    ref_scores, ref_labels = sample(1, 50_000)
+    calibration = score_calibration(ref_scores, ref_labels, positive_class=1)
+    scores, labels = sample(2, 50_000)
+    realized = np.mean((scores >= 0.5).astype(int) == labels)
+    raw, calibrated = ConfidenceEstimate(1), ConfidenceEstimate(1, calibration=calibration)
+    for s in scores:
+        raw.update(s)
+        calibrated.update(s)
+    assert abs(raw.result()["estimated_accuracy"] - realized) > 0.05
+    assert abs(calibrated.result()["estimated_accuracy"] - realized) < 0.01
+    restored = ConfidenceEstimate.from_dict(json.loads(json.dumps(calibrated.to_dict())))
+    assert restored.result() == calibrated.result()

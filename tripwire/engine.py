@@ -77,7 +77,7 @@ class ModelMonitor:
         score_profile = reference.get("score_profile")
         self.score_drift = NumericDrift(score_profile) if score_profile else None
         self.serving = ServingWindow()
-        self.estimate = (ConfidenceEstimate(self.positive_class)
+        self.estimate = (ConfidenceEstimate(self.positive_class, calibration=reference.get("score_calibration"))
                          if self.task == "classification" and score_profile and config.enabled("estimated") else None)
         self.performance = (ClassificationWindow(self.positive_class) if self.task == "classification"
                             else RegressionWindow())

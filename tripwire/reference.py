@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from tripwire.detectors.estimated import score_calibration
 from tripwire.detectors.performance import baseline_metrics
 
 FORMAT = "tripwire.reference"
@@ -142,6 +143,8 @@ def build_reference(
         "features": profiles,
         "prediction_profile": prediction_profile,
         "score_profile": numeric_profile(scores, bins) if scores is not None else None,
+        "score_calibration": (score_calibration(scores, labels, positive_class)
+                              if scores is not None and task == "classification" else None),
         "baseline": {k: v for k, v in baseline.items() if k != "n"},
         "attributes": list(attributes),
     }
