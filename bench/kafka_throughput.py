@@ -40,7 +40,7 @@ from tripwire.reference import save_reference
 from tripwire.streams import demo
 from tripwire.streams.kafka_cli import DEMO_CONFIG
 from tripwire.streams.publish import publish, route
-from tripwire.streams.topics import ensure_topics, kafka_settings, partitions_for
+from tripwire.streams.topics import ensure_topics, kafka_settings, partitions_for, read_topic
 
 COVARIATE = demo.INCIDENTS[2]  # weight +700 lb, horsepower +30 on fuel-efficiency
 
@@ -108,26 +108,6 @@ async def raw_consume(settings, topics: list[str]) -> tuple[int, float]:
         await consumer.stop()
 
 
-async def read_values(settings, topic: str) -> list:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(**settings.client_kwargs(), group_id=None, enable_auto_commit=False,
-                                fetch_max_wait_ms=50, max_partition_fetch_bytes=32 << 20)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in await partitions_for(consumer, topic)]
-        consumer.assign(tps)
-        end = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
-        out = []
-        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-            for messages in (await consumer.getmany(timeout_ms=200)).values():
-                out += messages
-        return out
-    finally:
-        await consumer.stop()
-
-
 class Worker:
     def __init__(self, config: Path, name: str) -> None:
         self.log = config.with_name(f"{name}.log")
@@ -156,7 +136,7 @@ def run_worker_to_end(config: Path, name: str, total: int, timeout: float = 900)
                 raise SystemExit(f"worker {name} exited: {worker.log.read_text()[-2000:]}")
             time.sleep(1.0)
             try:
-                messages = asyncio.run(read_values(settings, settings.topics["metrics"]))
+                messages = asyncio.run(read_topic(settings, settings.topics["metrics"]))
                 samples = [orjson.loads(m.value) for m in messages]
             except Exception:
                 continue
@@ -268,7 +248,7 @@ async def _latency(settings, records, drift_at: int, fires_at: int, rate: float,
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            samples = [orjson.loads(m.value) for m in await read_values(settings, settings.topics["metrics"])]
+            samples = [orjson.loads(m.value) for m in await read_topic(settings, settings.topics["metrics"])]
         except Exception:
             samples = []
         if any(s["partitions"] for s in samples):

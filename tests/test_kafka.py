@@ -31,7 +31,7 @@ from tripwire.streams.cli import main
 from tripwire.streams.partition import decode_checkpoint
 from tripwire.streams.publish import publish
 from tripwire.streams.topic_replay import replay_topics
-from tripwire.streams.topics import ensure_topics, kafka_settings, partitions_for
+from tripwire.streams.topics import ensure_topics, kafka_settings, partitions_for, read_topic
 
 BOOTSTRAP = os.environ.get("TRIPWIRE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 RUN = uuid.uuid4().hex[:8]
@@ -133,26 +133,6 @@ def expected(stream):
 
 
 # -- helpers ------------------------------------------------------------------------------------
-async def read_topic(settings, topic: str) -> list:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(**settings.client_kwargs(), group_id=None, enable_auto_commit=False,
-                                fetch_max_wait_ms=50, max_partition_fetch_bytes=32 << 20)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in await partitions_for(consumer, topic)]
-        consumer.assign(tps)
-        end = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
-        messages = []
-        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-            for batch in (await consumer.getmany(timeout_ms=200)).values():
-                messages += [m for m in batch if m.offset < end[TopicPartition(m.topic, m.partition)]]
-        return messages
-    finally:
-        await consumer.stop()
-
-
 def read(settings, topic: str, *, must_exist: bool = False) -> list:
     """The topic's records; [] while it does not exist, unless it must. A busy broker gets retries."""
     problem = None

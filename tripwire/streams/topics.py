@@ -245,3 +245,21 @@ async def copartitioned(settings: KafkaSettings, topics: list[str]) -> int:
                           "features and labels are merged per partition): "
                           + ", ".join(f"{t} has {n}" for t, n in counts.items()))
     return next(iter(counts.values()))
+
+
+async def read_topic(settings: KafkaSettings, topic: str) -> list[Any]:
+    """Every record of ``topic`` up to its end when called, without a consumer group or commits."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(**settings.client_kwargs(), group_id=None, enable_auto_commit=False,
+                                fetch_max_wait_ms=50, max_partition_fetch_bytes=32 << 20)
+    async with running(consumer):
+        tps = [TopicPartition(topic, p) for p in await partitions_for(consumer, topic)]
+        consumer.assign(tps)
+        end = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list[Any] = []
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records += [m for m in batch if m.offset < end[TopicPartition(m.topic, m.partition)]]
+        return records
