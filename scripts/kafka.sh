@@ -244,9 +244,10 @@ cmd_start() {
 
     # setsid: the broker must outlive the shell (and process group) that started
     # it.  The inner sh writes its own pid, which exec hands on to the JVM.
-    (cd "$RUN" && setsid nohup sh -c 'echo $$ >"$0"; exec "$@"' "$PIDFILE" \
-        java "${java_opts[@]}" kafka.Kafka "$RUN/server.properties" \
-        >>"$LOGFILE" 2>&1 </dev/null &)
+    # The redirections sit on the subshell, not on setsid: a subshell that kept the caller's
+    # stdout would hold a $(...) or a captured pipe open for as long as the broker runs.
+    (cd "$RUN" && exec setsid nohup sh -c 'echo $$ >"$0"; exec "$@"' "$PIDFILE" \
+        java "${java_opts[@]}" kafka.Kafka "$RUN/server.properties") >>"$LOGFILE" 2>&1 </dev/null &
     local i
     for i in $(seq 50); do [[ -s "$PIDFILE" ]] && break; sleep 0.1; done
 

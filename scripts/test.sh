@@ -20,7 +20,6 @@ fi
 export KAFKA_PORT=${KAFKA_PORT:-19092}
 export KAFKA_DATA=${KAFKA_DATA:-$PWD/.cache/kafka/test-run}
 trap 'bash scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
-# Not $(...): the broker, started in the background, would keep the substitution's pipe open.
 bash scripts/kafka.sh start >/dev/null
 export TRIPWIRE_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 
