@@ -49,7 +49,7 @@ PERFORMANCE = [
     ("performance:f1", "realized", "f1", "same definition"),
     ("performance:roc_auc", "realized", "roc_auc", "tripwire: exact AUC over the window"),
     ("estimated:accuracy", "estimated", "accuracy", "NannyML CBPE calibrates scores on the reference (isotonic); "
-                                                    "tripwire trusts the scores as calibrated"),
+                                                    "tripwire by histogram binning (20 score quantiles)"),
     ("estimated:f1", "estimated", "f1", "as above"),
 ]
 
