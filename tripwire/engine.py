@@ -267,22 +267,8 @@ class ModelMonitor:
         stats: dict[str, Any] = {}
         start, end, n = self._perf_start, self._perf_end, self._perf_n
         if self.config.enabled("performance"):
-            result = self.performance.result()
-            baseline = self.reference["baseline"]
-            for metric in self.metrics:
-                current, base = result.get(metric), baseline.get(metric)
-                stats[f"performance:{metric}"] = current
-                signal = f"performance:{metric}"
-                if current is None or base is None or not self.config.enabled("performance", signal):
-                    continue
-                worse = degradation(metric, current, base)
-                findings.append(Finding(
-                    model=self.config.name, kind="performance", signal=signal, detector=metric, value=worse,
-                    threshold=self.config.threshold(metric, signal), window_start=start, window_end=end, n=n,
-                    evidence={"current": current, "baseline": base},
-                    message=f"{metric} of {self.config.name} is {current:.4g} vs baseline {base:.4g} "
-                            f"({worse:+.1%} worse) over {n} labelled predictions",
-                ))
+            findings += self._baseline_findings(self.performance.result(), self.metrics, n, start, end, stats,
+                                                estimated=False)
         self.performance.reset()
         for attribute, window in self.fairness.items():
             findings += self._fairness_findings(attribute, window, start, end, stats)
@@ -385,20 +371,34 @@ class ModelMonitor:
             self.estimate.update(score)
         result = self.estimate.result()
         self.estimate.reset()
+        return self._baseline_findings(result, ("accuracy", "f1"), result["n"], start, end, stats, estimated=True)
+
+    def _baseline_findings(self, result: dict[str, Any], metrics: Iterable[str], n: int, start: float, end: float,
+                           stats: dict[str, Any], *, estimated: bool) -> list[Finding]:
+        """Each metric's degradation against the reference baseline: realized, or estimated before labels."""
+        family, kind = ("estimated", "estimated_performance") if estimated else ("performance", "performance")
+        baseline = self.reference["baseline"]
         findings = []
-        for metric in ("accuracy", "f1"):
-            estimated, base = result.get(f"estimated_{metric}"), self.reference["baseline"].get(metric)
-            stats[f"estimated:{metric}"] = estimated
-            signal = f"estimated:{metric}"
-            if estimated is None or base is None or not self.config.enabled("estimated", signal):
+        for metric in metrics:
+            detector = f"estimated_{metric}" if estimated else metric
+            current, base = result.get(detector), baseline.get(metric)
+            signal = f"{family}:{metric}"
+            stats[signal] = current
+            if current is None or base is None or not self.config.enabled(family, signal):
                 continue
-            worse = degradation(metric, estimated, base)
+            worse = degradation(metric, current, base)
+            if estimated:
+                evidence = {"estimated": current, "baseline": base}
+                message = (f"estimated {metric} of {self.config.name} (from scores, before labels) is {current:.4g} "
+                           f"vs baseline {base:.4g}")
+            else:
+                evidence = {"current": current, "baseline": base}
+                message = (f"{metric} of {self.config.name} is {current:.4g} vs baseline {base:.4g} "
+                           f"({worse:+.1%} worse) over {n} labelled predictions")
             findings.append(Finding(
-                model=self.config.name, kind="estimated_performance", signal=signal, detector=f"estimated_{metric}",
-                value=worse, threshold=self.config.threshold(f"estimated_{metric}", signal), window_start=start,
-                window_end=end, n=result["n"], evidence={"estimated": estimated, "baseline": base},
-                message=f"estimated {metric} of {self.config.name} (from scores, before labels) is {estimated:.4g} "
-                        f"vs baseline {base:.4g}",
+                model=self.config.name, kind=kind, signal=signal, detector=detector, value=worse,
+                threshold=self.config.threshold(detector, signal), window_start=start, window_end=end, n=n,
+                evidence=evidence, message=message,
             ))
         return findings
 
