@@ -319,7 +319,28 @@ def _top_bins(labels: Sequence[str], ref: np.ndarray, cur: np.ndarray) -> list[d
     return [{"bin": labels[i], "reference": float(ref[i]), "current": float(cur[i])} for i in order]
 
 
-class NumericDrift:
+class _BinnedWindow:
+    """The window histogram both drift detectors keep on their ``_k`` reference bins."""
+
+    _k: int
+
+    @property
+    def n(self) -> int:
+        """Number of values folded in since the last reset."""
+        return self._n
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Copy of the window count per bin (for categories: reference categories, then other)."""
+        return self._counts.copy()
+
+    def reset(self) -> None:
+        """Forget the current window; the reference is kept."""
+        self._counts = np.zeros(self._k, dtype=np.int64)
+        self._n = 0
+
+
+class NumericDrift(_BinnedWindow):
     """Drift of a numeric feature against its binned reference profile.
 
     Live values are folded into the reference bins (``bin = bisect_right(edges, x)``)
@@ -417,20 +438,9 @@ class NumericDrift:
                 out[i] = 0.5 * (edges[i - 1] + edges[i])
         return out
 
-    @property
-    def n(self) -> int:
-        """Number of values folded in since the last reset."""
-        return self._n
-
-    @property
-    def counts(self) -> np.ndarray:
-        """Copy of the window count per bin."""
-        return self._counts.copy()
-
     def reset(self) -> None:
         """Forget the current window; the reference is kept."""
-        self._counts = np.zeros(self._k, dtype=np.int64)
-        self._n = 0
+        super().reset()
         self._total = 0.0
 
     def update(self, x: float | None) -> None:
@@ -503,7 +513,7 @@ class NumericDrift:
         return obj
 
 
-class CategoricalDrift:
+class CategoricalDrift(_BinnedWindow):
     """Drift of a categorical feature against its reference category fractions.
 
     Each reference category is a bin and one extra bin (labelled ``"<other>"``)
@@ -567,20 +577,6 @@ class CategoricalDrift:
         self._labels = [*categories, OTHER_LABEL]
         self.reset()
 
-    @property
-    def n(self) -> int:
-        """Number of values folded in since the last reset."""
-        return self._n
-
-    @property
-    def counts(self) -> np.ndarray:
-        """Copy of the window count per bin (reference categories, then other)."""
-        return self._counts.copy()
-
-    def reset(self) -> None:
-        """Forget the current window; the reference is kept."""
-        self._counts = np.zeros(self._k, dtype=np.int64)
-        self._n = 0
 
     def _bin(self, value: Any) -> int | None:
         try:
@@ -664,7 +660,7 @@ class CategoricalDrift:
         return _with_counts(cls(d["profile"]), d)
 
 
-def _with_counts(detector: Any, state: Mapping[str, Any]) -> Any:
+def _with_counts(detector: _BinnedWindow, state: Mapping[str, Any]) -> Any:
     """Restore saved window counts into a freshly built detector, checking they fit its bins."""
     counts = np.asarray(state["counts"], dtype=np.int64)
     if counts.shape != (detector._k,):
