@@ -170,7 +170,7 @@ def cmd_demo_kafka(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else None
     settings = _settings(args, config)
     records, _first = demo.generate(args.seed)
-    names = [args.topic] if args.topic else settings.inputs
+    names = [args.topic] if args.topic else [settings.events]
 
     async def run() -> dict[str, int]:
         created = await ensure_topics(settings, names)
