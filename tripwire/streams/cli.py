@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tripwire.streams import kafka_cli  # worker, tail, replay --topic, demo --broker
 
     kafka_cli.add_arguments(commands, {"demo": demo, "replay": replay})
+    from tripwire.compute import cli as compute_cli  # compute runs, compute sample
+
+    compute_cli.add_arguments(commands)
     return parser
 
 
@@ -219,6 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if kafka_cli.handles(args):
             return kafka_cli.dispatch(args)
+        if args.command == "compute":
+            from tripwire.compute.cli import dispatch
+
+            return dispatch(args)
         if args.command == "demo":
             return cmd_demo(args)
         if args.command == "replay":
