@@ -48,7 +48,7 @@ def desired_replicas(current: int, utilization: float, target: float, *, toleran
     if not target > 0:
         raise ValueError(f"target utilization must be > 0, got {target}")
     ratio = utilization / target
-    if abs(ratio - 1.0) <= tolerance:
+    if round(abs(ratio - 1.0), 9) <= tolerance:  # rounded: 0.66 / 0.6 is 1.1000000000000003
         desired = current
     else:
         # Rounded first so that 2 x 0.35 / 0.7 is 1, not ceil(1.0000000000000002) = 2.
@@ -76,9 +76,9 @@ class ScaleDownStabilizer:
         self._history: deque[tuple[float, int]] = deque()
 
     def recommend(self, now: float, *, current: int, desired: int) -> int:
-        self._history.append((now, desired))
         while self._history and self._history[0][0] <= now - self.seconds:
             self._history.popleft()
+        self._history.append((now, desired))  # after the pruning: the current one always counts
         if desired >= current:
             return desired
         return min(current, max(d for _t, d in self._history))
@@ -116,7 +116,9 @@ def normalize_sample(sample: Mapping[str, Any]) -> tuple[str, _Sample] | None:
         return None
     if not (isinstance(service, str) and service and isinstance(replica, str) and replica):
         return None
-    metrics = {"cpu": float(cpu) / 100.0}
+    # Sized by what the replica wanted (CPU time + time waiting for a CPU) when the sampler could tell.
+    demand = sample.get("cpu_demand_percent")
+    metrics = {"cpu": float(demand if _number(demand) else cpu) / 100.0}
     gpus = [g.get("utilization_percent") for g in sample.get("gpus") or [] if isinstance(g, dict)]
     gpus = [float(g) for g in gpus if _number(g)]
     if gpus:
@@ -134,7 +136,9 @@ class CapacityMonitor:
     """Utilization samples per service and replica, the model's serving stats -> ``capacity`` events.
 
     Feed it replica samples (``tripwire compute sample``), the worker's own utilization samples
-    and the engine's windows; call :meth:`advise` with the time of the latest sample. An event is
+    and the engine's windows; call :meth:`advise` with the time of the latest sample. A replica's
+CPU utilization is its ``cpu_demand_percent`` when the sample has one (see
+:class:`~tripwire.compute.sampler.ProcessTreeCpu`), else its ``cpu_percent``. An event is
     emitted when a service's (current, desired) pair changes; :attr:`recommended` holds the latest
     advice of every service (the Prometheus gauge).
 
