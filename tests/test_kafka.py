@@ -229,8 +229,8 @@ def alert_records(settings) -> list[bytes]:
 
 
 def model_alerts(values: list[bytes]) -> list[bytes]:
-    """Alerts from the event stream (not the workers' own infrastructure alerts)."""
-    return [v for v in values if not orjson.loads(v)["signal"].startswith("worker:")]
+    """Alerts from the event stream (not the workers' own infrastructure alerts, nor capacity advice)."""
+    return [v for v in values if orjson.loads(v)["type"] == "alert" and not orjson.loads(v)["signal"].startswith("worker:")]
 
 
 # -- (a) + (b): one worker, the whole demo stream ------------------------------------------------

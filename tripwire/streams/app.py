@@ -51,7 +51,11 @@ def create_app(config: MonitorConfig, kafka: KafkaSettings, references: dict[str
         datadir=str(datadir),
         store="memory://",
     )
-    worker = MonitorWorker(app, config, kafka, references, on_window)
+    from tripwire.compute.agent import CapacityAgent  # capacity view of services and workers (metrics topic)
+
+    capacity = CapacityAgent(config, kafka)
+    worker = MonitorWorker(app, config, kafka, references, capacity.window_sink(on_window))
+    capacity.attach(app, worker)
     inputs = app.topic(*kafka.inputs, key_serializer="raw", value_serializer="raw")
 
     @app.agent(inputs, name="tripwire.monitor")
