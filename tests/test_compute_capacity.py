@@ -96,7 +96,7 @@ def test_serving_stats_of_the_model_join_the_evidence():
     [event] = monitor.advise(T0)
     assert event["evidence"]["latency_p95_ms"] == 290.0 and event["evidence"]["latency_p95_trend_ms"] == 250.0
     assert event["evidence"]["request_rate_per_s"] == 8.4
-    assert "8.4 requests/s, latency p95 290 ms (+250 ms)" in event["message"]
+    assert "8.4 requests/s, latency p95 290 ms (+250.0 ms)" in event["message"]
 
 
 def test_workers_scale_on_cpu_and_lag_growth_up_to_the_partition_count():
@@ -163,3 +163,29 @@ def test_capacity_table_defaults_and_errors():
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
                            .replace("]", r"\]")):
             parse_config({"models": models, "capacity": table}, where="m.toml")
+
+
+def test_the_demo_crunch_scales_out_and_the_idle_period_scales_down_after_the_window():
+    from tripwire.compute import demo as capacity_demo
+    from tripwire.events import parse_ts
+    from tripwire.streams.demo import START
+
+    events = capacity_demo.CapacityDemo(seed=7).advise()
+    timed = [((parse_ts(e["ts"]) - START) / 60, e["action"], e["desired_replicas"]) for e in events]
+    assert all(action == "hold" for minute, action, _d in timed if minute < 24)  # no advice before the crunch
+    first_out = next(minute for minute, action, _d in timed if action == "scale_out")
+    assert 24 <= first_out < 30
+    # 3 replicas at 95 %: ceil(3 x 0.95 / 0.7) = 5 at the height of the crunch.
+    assert max(d for minute, action, d in timed if action == "scale_out" and minute < 31) == 5
+    first_down = next(minute for minute, action, _d in timed if action == "scale_down")
+    assert first_down >= 34 + 300 / 60  # the 300 s stabilisation: not before the crunch's 3s left it
+    # 3 replicas at 12 %: ceil(3 x 0.12 / 0.7) = 1.
+    assert min(d for _minute, action, d in timed if action == "scale_down") == 1
+
+
+def test_the_docstring_examples_hold():
+    import doctest
+
+    from tripwire.compute import capacity, settings
+
+    assert doctest.testmod(capacity).failed == 0 and doctest.testmod(settings).failed == 0

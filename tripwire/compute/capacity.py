@@ -294,10 +294,11 @@ def _message(event: dict[str, Any], *, stabilized: bool) -> str:
         why += f"; {evidence['request_rate_per_s']:.3g} requests/s"
     if evidence.get("latency_p95_ms") is not None:
         trend = evidence.get("latency_p95_trend_ms")
-        why += f", latency p95 {evidence['latency_p95_ms']:.0f} ms" + (f" ({trend:+.0f} ms)" if trend is not None else "")
+        why += f", latency p95 {evidence['latency_p95_ms']:.0f} ms" + (f" ({trend:+.1f} ms)" if trend is not None else "")
     if event["action"] == "hold":
         held = f" (held by the scale-down stabilisation window; now {evidence['recommended_now']} would do)" \
             if stabilized else ""
-        return f"{service}: {current} replica{'s' * (current != 1)} fit{held}: {why}"
+        fit = "replica fits" if current == 1 else "replicas fit"
+        return f"{service}: {current} {fit}{held}: {why}"
     verb = "scale out" if event["action"] == "scale_out" else "scale down"
     return f"{service}: {verb} {current} -> {desired} replica{'s' * (desired != 1)}: {why}"
