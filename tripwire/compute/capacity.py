@@ -31,9 +31,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from tripwire.alerts import alert_id
+from tripwire.compute.settings import CapacitySettings
 from tripwire.config import DEFAULT_THRESHOLDS
 from tripwire.events import format_ts
-from tripwire.compute.settings import CapacitySettings
 
 WORKER_SERVICE_PREFIX = "tripwire:"  # the monitor's own workers, as a service per app id
 # Growth of the summed consumer lag over the window that adds a worker (the worker's own alert threshold).
@@ -95,8 +95,8 @@ class _Sample:
 
 @dataclass
 class _Service:
+    stabilizer: ScaleDownStabilizer
     samples: deque[_Sample] = field(default_factory=deque)
-    stabilizer: ScaleDownStabilizer | None = None
     last_advice: tuple[int, int] | None = None  # (current, desired) of the last emitted event
 
 
@@ -176,7 +176,7 @@ CPU utilization is its ``cpu_demand_percent`` when the sample has one (see
         service, entry = parsed
         state = self.services.get(service)
         if state is None:
-            state = self.services[service] = _Service(stabilizer=ScaleDownStabilizer(self.settings.stabilization_seconds))
+            state = self.services[service] = _Service(ScaleDownStabilizer(self.settings.stabilization_seconds))
         state.samples.append(entry)
         return True
 
@@ -238,7 +238,6 @@ CPU utilization is its ``cpu_demand_percent`` when the sample has one (see
                 wanted["consumer_lag"] = min(ceiling, max(current + 1, floor))
         metric = max(wanted, key=lambda m: (wanted[m], m == "cpu"))
         raw = wanted[metric]
-        assert state.stabilizer is not None
         desired = state.stabilizer.recommend(now, current=current, desired=raw)
         action = "scale_out" if desired > current else "scale_down" if desired < current else "hold"
         cpu = [s.metrics["cpu"] for s in samples]

@@ -90,7 +90,7 @@ class RunReport:
         document = asdict(self)
         for item in document["advice"]:
             threshold = item.pop("threshold")
-            item["threshold"] = threshold["warning"]
+            item["threshold"], item["direction"] = threshold["warning"], threshold["direction"]
         return document
 
 
