@@ -424,7 +424,8 @@ class MonitorWorker:
         sample = self.sampler.sample(event_loop_lag_ms=round(loop_lag, 3), consumer_lag=lag, fetch_lag=fetch_lag,
                                      app_id=self.app_id, partitions=sorted(self.assigned), **self.stats.as_dict())
         producer = self.app.producer
-        await producer.send(self.topics["metrics"], self.worker_id.encode(), orjson.dumps(sample), None, None, None)
+        # Keyed by the app: every worker's samples on one partition, so one capacity view sees them all.
+        await producer.send(self.topics["metrics"], self.app_id.encode(), orjson.dumps(sample), None, None, None)
         for alert in self.utilization.update(sample):
             await producer.send(self.topics["alerts"], b"*", encode_alert(alert), None, None, None)
             self._observe_alert(alert)
