@@ -189,3 +189,14 @@ def test_the_docstring_examples_hold():
     from tripwire.compute import capacity, settings
 
     assert doctest.testmod(capacity).failed == 0 and doctest.testmod(settings).failed == 0
+
+
+def test_the_gauge_follows_the_view_and_drops_a_forgotten_service():
+    from tripwire.streams.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics()
+    metrics.observe_capacity({"a": 2, "b": 3})
+    metrics.observe_capacity({"b": 4})
+    page = metrics.render().decode()
+    assert 'tripwire_recommended_replicas{service="b"} 4.0' in page
+    assert 'service="a"' not in page
