@@ -200,3 +200,12 @@ def test_the_gauge_follows_the_view_and_drops_a_forgotten_service():
     page = metrics.render().decode()
     assert 'tripwire_recommended_replicas{service="b"} 4.0' in page
     assert 'service="a"' not in page
+
+
+def test_a_host_whose_clock_lags_neither_drops_nor_rewinds_another_service():
+    monitor = CapacityMonitor(CapacitySettings(window_seconds=30))
+    monitor.observe_sample(replica("ahead", "a", T0 + 100, 90.0))
+    assert [e["service"] for e in monitor.advise(T0 + 100)] == ["ahead"]
+    monitor.observe_sample(replica("behind", "b", T0 + 40, 50.0))  # 60 s behind: not "silent" for "ahead"
+    assert [e["service"] for e in monitor.advise(T0 + 40)] == ["behind"]
+    assert monitor.recommended == {"ahead": 2, "behind": 1}  # ceil(0.9 / 0.7) = 2; 0.5 / 0.7 -> 1

@@ -98,6 +98,7 @@ class _Service:
     stabilizer: ScaleDownStabilizer
     samples: deque[_Sample] = field(default_factory=deque)
     last_advice: tuple[int, int] | None = None  # (current, desired) of the last emitted event
+    judged_at: float | None = None
 
 
 def normalize_sample(sample: Mapping[str, Any]) -> tuple[str, _Sample] | None:
@@ -194,13 +195,18 @@ CPU utilization is its ``cpu_demand_percent`` when the sample has one (see
         events = []
         for service in sorted(self.services):
             state = self.services[service]
+            if state.judged_at is not None and now < state.judged_at:
+                continue  # a sample from a host whose clock lags: this service was judged later already
             while state.samples and state.samples[0].ts <= now - self.settings.window_seconds:
                 state.samples.popleft()
-            live = [s for s in state.samples if s.ts <= now]
-            if not live:
+            if not state.samples:
                 del self.services[service]  # silent for a whole window: gone, or its sampler is
                 self.recommended.pop(service, None)
                 continue
+            live = [s for s in state.samples if s.ts <= now]
+            if not live:
+                continue  # its samples are all ahead of this one's time: judged at theirs
+            state.judged_at = now
             event = self._judge(service, state, live, now)
             self.recommended[service] = event["desired_replicas"]
             pair = (event["current_replicas"], event["desired_replicas"])
