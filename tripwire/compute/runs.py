@@ -105,7 +105,7 @@ def training_runs(experiment: str, *, tracking_uri: str | None = None, settings:
     if found is None:
         raise UnknownExperiment(f"no MLflow experiment named {experiment!r} at {client.tracking_uri}")
     reports = []
-    for run in client.search_runs([found.experiment_id], order_by=["attributes.start_time ASC"], max_results=1000):
+    for run in _all_runs(client, found.experiment_id):
         series: dict[str | None, dict[str, list[float]]] = {}
         for key in sorted(run.data.metrics):
             match = SYSTEM_METRIC.match(key)
@@ -126,6 +126,17 @@ def training_runs(experiment: str, *, tracking_uri: str | None = None, settings:
             report.advice = advise(report, settings)
             reports.append(report)
     return reports
+
+
+def _all_runs(client: Any, experiment_id: str) -> list[Any]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], order_by=["attributes.start_time ASC"], max_results=1000,
+                                  page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def _resource(metric: str) -> str:
