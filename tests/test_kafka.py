@@ -230,7 +230,8 @@ def alert_records(settings) -> list[bytes]:
 
 def model_alerts(values: list[bytes]) -> list[bytes]:
     """Alerts from the event stream (not the workers' own infrastructure alerts, nor capacity advice)."""
-    return [v for v in values if orjson.loads(v)["type"] == "alert" and not orjson.loads(v)["signal"].startswith("worker:")]
+    records = [(v, orjson.loads(v)) for v in values]
+    return [v for v, record in records if record["type"] == "alert" and not record["signal"].startswith("worker:")]
 
 
 # -- (a) + (b): one worker, the whole demo stream ------------------------------------------------
