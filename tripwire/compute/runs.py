@@ -35,8 +35,9 @@ from tripwire.compute.capacity import desired_replicas
 from tripwire.compute.settings import CapacitySettings
 from tripwire.config import Threshold
 
-SYSTEM_METRIC = re.compile(r"^system/(?:(?P<node>[^/]+)/)?(?P<name>(?:process_)?cpu_utilization_percentage|process_cpu_demand_percentage|"
-                           r"system_memory_usage_percentage|gpu_(?P<gpu>\d+)_(?:utilization|memory_usage)_percentage)$")
+SYSTEM_METRIC = re.compile(r"^system/(?:(?P<node>[^/]+)/)?(?P<name>(?:process_)?cpu_utilization_percentage|"
+                           r"process_cpu_demand_percentage|system_memory_usage_percentage|"
+                           r"gpu_(?P<gpu>\d+)_(?:utilization|memory_usage)_percentage)$")
 CPU_COUNT_TAG = "tripwire.cpu_count"
 ADVICE_TAG = "tripwire.compute.advice"
 
