@@ -27,6 +27,7 @@ METRICS = {
     "tripwire_window_statistic": {"model", "signal", "statistic"},
     "tripwire_process_cpu_percent": set(),
     "tripwire_process_resident_memory_bytes": set(),
+    "tripwire_recommended_replicas": {"service"},
 }
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h", "$model": ".*",
                      "$feature": "feature:.*", "$drift_statistic": "psi"}
@@ -111,6 +112,7 @@ def test_the_worker_exporter_exposes_what_the_dashboard_reads():
                              "stats": {"feature:weight.psi": 0.2, "feature:weight.fractions": [0.5, 0.5],
                                        "performance:mae": 2.0, "serving.latency_p95": 20.0}})
     exporter.sample_process()
+    exporter.observe_capacity({"fuel-efficiency": 3})
     exposed: dict[str, set[str]] = {}
     for line in exporter.render().decode().splitlines():
         match = re.match(r"(tripwire_[a-z_]+)(?:\{([^}]*)\})? ", line)

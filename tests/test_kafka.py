@@ -240,8 +240,10 @@ def alert_records(settings) -> list[bytes]:
 
 
 def model_alerts(values: list[bytes]) -> list[bytes]:
-    """Alerts from the event stream (not the workers' own infrastructure alerts)."""
-    return [v for v in values if not orjson.loads(v)["signal"].startswith(("worker:", "checkpoint:"))]
+    """Alerts from the event stream (not the workers' own infrastructure alerts, nor capacity advice)."""
+    records = [(v, orjson.loads(v)) for v in values]
+    return [v for v, record in records
+            if record["type"] == "alert" and not record["signal"].startswith(("worker:", "checkpoint:"))]
 
 
 # -- (a) + (b): one worker, the whole demo stream ------------------------------------------------

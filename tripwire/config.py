@@ -316,6 +316,7 @@ class MonitorConfig:
     kafka: dict[str, Any] = field(default_factory=lambda: {k: d for k, (_p, d, _doc) in KAFKA_KEYS.items()})
     worker: dict[str, Any] = field(default_factory=lambda: {k: d for k, (_p, d, _doc) in WORKER_KEYS.items()})
     mlflow: dict[str, Any] = field(default_factory=lambda: {k: d for k, (_p, d, _doc) in MLFLOW_KEYS.items()})
+    capacity: dict[str, Any] = field(default_factory=dict)  # [capacity], see tripwire.compute.settings
     source: Path | None = None
 
     def model(self, name: str) -> ModelConfig | None:
@@ -340,7 +341,7 @@ def load_config(path: str | Path) -> MonitorConfig:
 
 
 def parse_config(data: dict[str, Any], where: str = "config") -> MonitorConfig:
-    allowed = {"models", "defaults", "monitor", "kafka", "mlflow", "worker"}
+    allowed = {"models", "defaults", "monitor", "kafka", "mlflow", "worker", "capacity"}
     for key in data:
         if key not in allowed:
             raise ConfigError(f"{where}: unknown top-level key {key!r}; allowed: {', '.join(sorted(allowed))}")
@@ -379,7 +380,10 @@ def parse_config(data: dict[str, Any], where: str = "config") -> MonitorConfig:
     mlflow = _table_with_defaults(data.get("mlflow", {}), MLFLOW_KEYS, "mlflow", where)
     kafka = _table_with_defaults(data.get("kafka", {}), KAFKA_KEYS, "kafka", where)
     worker = _table_with_defaults(data.get("worker", {}), WORKER_KEYS, "worker", where)
-    return MonitorConfig(models=models, kafka=kafka, mlflow=mlflow, worker=worker, **monitor)
+    from tripwire.compute.settings import capacity_table  # it builds on this module's parsers
+
+    capacity = capacity_table(data.get("capacity", {}), where)
+    return MonitorConfig(models=models, kafka=kafka, mlflow=mlflow, worker=worker, capacity=capacity, **monitor)
 
 
 def _table_with_defaults(raw: Any, keys: dict[str, tuple[Callable[[Any], Any], Any, str]], name: str,

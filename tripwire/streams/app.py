@@ -49,7 +49,11 @@ def create_app(config: MonitorConfig, kafka: KafkaSettings, references: dict[str
     # Faust runs the app, its timers and its web server; the worker consumes the input topic itself,
     # so Faust's own consumer (and its per-message stream dispatch) is never started.
     app.producer_only = True
-    worker = MonitorWorker(config, kafka, references, on_window)
+    from tripwire.compute.agent import CapacityAgent  # capacity view of services and workers (metrics topic)
+
+    capacity = CapacityAgent(config, kafka)
+    worker = MonitorWorker(config, kafka, references, capacity.window_sink(on_window))
+    capacity.attach(worker)
 
     @app.task
     async def consume() -> None:

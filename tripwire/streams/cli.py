@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tripwire.streams import kafka_cli  # worker, tail, replay --topic, demo --broker
 
     kafka_cli.add_arguments(commands, {"demo": demo, "replay": replay})
+    from tripwire.compute import cli as compute_cli  # compute runs, compute sample
+
+    compute_cli.add_arguments(commands)
     return parser
 
 
@@ -185,7 +188,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     stream, first_index = demo.generate(args.seed)
     config = parse_config(demo.demo_config(), where="demo")
     window_log = _window_log(args, config)
-    engine = Engine(config, references=demo.training_references(args.seed), on_window=window_log)
+    from tripwire.compute import demo as capacity_demo  # replica samples beside the stream, advised afterwards
+
+    capacity = capacity_demo.CapacityDemo(args.seed)
+    engine = Engine(config, references=demo.training_references(args.seed),
+                    on_window=_fan_out(window_log, capacity.observe_window))
     alerts: list[tuple[int, dict[str, Any]]] = []
     out = args.out.open("wb") if args.out else None
 
@@ -214,12 +221,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
         by = f"{row.alert['kind']} {row.alert['signal']} {row.alert['detector']}" if row.alert else "-"
         late = "-" if row.events_late is None else f"{row.events_late:,}"
         print(f"{row.incident.name:<66} {row.injected_index:>9,} {'yes' if row.alert else 'NO':>6} {late:>12}  {by}")
+    advice = capacity.advise()
+    if not args.quiet:
+        print("\ncapacity advice (replica samples of fuel-efficiency, the HPA rule of [capacity]):")
+        for event in advice:
+            print(f"  {event['ts']}  {event['action']:<10} {event['message']}")
+        print()
+    scored = capacity_demo.score(advice, stream)
+    for incident, injected, event, index in scored:
+        by = f"capacity {event['action']} {event['current_replicas']} -> {event['desired_replicas']}" if event else "-"
+        late = "-" if index is None else f"{index - injected:,}"
+        print(f"{incident.name:<66} {injected:>9,} {'yes' if event else 'NO':>6} {late:>12}  {by}")
     print(f"alerts before the first incident: {early}")
     if window_log is not None:
         _write_report(args.report, engine, window_log, [alert for _index, alert in alerts], "tripwire demo report",
                       [("stream", f"built-in demo, seed {args.seed}"), ("records", summary.records),
                        ("rejected", summary.rejected)])
-    missed = sum(1 for row in caught if row.alert is None)
+    missed = sum(1 for row in caught if row.alert is None) + sum(1 for row in scored if row[2] is None)
     return 1 if missed or early else 0
 
 
@@ -232,6 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if kafka_cli.handles(args):
             return kafka_cli.dispatch(args)
+        if args.command == "compute":
+            from tripwire.compute.cli import dispatch
+
+            return dispatch(args)
         if args.command == "demo":
             return cmd_demo(args)
         if args.command == "replay":

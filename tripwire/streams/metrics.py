@@ -51,6 +51,9 @@ class WorkerMetrics:
                                  "Alerts and dead letters awaiting a retry; no checkpoint covers them.",
                                  registry=self.registry)
         self.open_alerts = Gauge("tripwire_open_alerts", "Alerts firing now.", ["kind"], registry=self.registry)
+        self.recommended_replicas = Gauge("tripwire_recommended_replicas", "Replicas a service should run (the HPA "
+                                          "rule with scale-down stabilisation, tripwire.compute).", ["service"],
+                                          registry=self.registry)
         self._series: set[tuple[str, str, str]] = set()
         self._process = psutil.Process()
 
@@ -75,6 +78,14 @@ class WorkerMetrics:
 
     def _open_kinds(self) -> list[tuple[str, ...]]:
         return [tuple(sample.labels.values()) for metric in self.open_alerts.collect() for sample in metric.samples]
+
+    def observe_capacity(self, recommended: dict[str, int]) -> None:
+        """The latest advice per service; a service no longer in the view loses its series."""
+        for labels in [tuple(s.labels.values()) for m in self.recommended_replicas.collect() for s in m.samples]:
+            if labels[0] not in recommended:
+                self.recommended_replicas.remove(*labels)
+        for service, replicas in recommended.items():
+            self.recommended_replicas.labels(service=service).set(replicas)
 
     def observe_window(self, window: dict[str, Any]) -> None:
         model = window["model"]

@@ -14,6 +14,8 @@ def format_alert(alert: dict[str, Any]) -> str:
     if alert.get("type") == "reference_changed":
         return (f"{alert.get('ts', '-')}  reference changed  {alert['model']}: {alert.get('previous_reference')} -> "
                 f"{alert.get('reference')} (closed {len(alert.get('closed_alerts') or [])} open alerts)")
+    if alert.get("type") == "capacity":
+        return f"{alert.get('ts', '-')}  capacity {alert.get('action', '?'):<10} {alert.get('message', '')}"
     return (f"{alert.get('ts', '-')}  {alert.get('status', '?'):<8} {alert.get('severity', '?'):<8} "
             f"{alert.get('kind', '?'):<21} {alert.get('model', '?'):<15} {alert.get('message', '')}  "
             f"[{str(alert.get('alert_id', ''))[:12]}]")

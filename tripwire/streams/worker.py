@@ -27,7 +27,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import orjson
 
@@ -121,9 +121,17 @@ class MonitorWorker:
         self._reader: Any = None
         self._checkpoint_partitions: int | None = None
         self._last_warning: dict[str, float] = {}
+        self.followed: dict[str, Callable[[bytes], Awaitable[None]]] = {}
         self.watcher: Any = None  # tracking.AliasWatcher when a reference is a models:/NAME@ALIAS
 
     # -- the consuming task ----------------------------------------------------------------------
+    def follow(self, topic: str, handler: Callable[[bytes], Awaitable[None]]) -> None:
+        """Also consume ``topic`` live (from its end when assigned): each record's value to ``handler``.
+
+        For live views such as capacity advice; no checkpoint covers these records.
+        """
+        self.followed[topic] = handler
+
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -148,7 +156,7 @@ class MonitorWorker:
             async def on_partitions_assigned(self, assigned: Any) -> None:
                 await worker.on_partitions_assigned(assigned)
 
-        self.consumer.subscribe([self.kafka.events], listener=Listener())
+        self.consumer.subscribe([self.kafka.events, *self.followed], listener=Listener())
         await self.consumer.start()
 
     async def run(self) -> None:
@@ -159,8 +167,12 @@ class MonitorWorker:
             while True:
                 batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.settings["batch_size"])
                 async with self.lock:
-                    for tp in sorted(batches, key=lambda tp: tp.partition):
-                        await self._process(tp.partition, batches[tp])
+                    for tp in sorted(batches, key=lambda tp: (tp.topic, tp.partition)):
+                        if tp.topic == self.kafka.events:
+                            await self._process(tp.partition, batches[tp])
+                        else:
+                            for message in batches[tp]:
+                                await self.followed[tp.topic](message.value or b"")
                     await self._maintain()
                 await self._commit()
         except asyncio.CancelledError:
@@ -445,8 +457,9 @@ class MonitorWorker:
             owned = {tp.partition for tp in assigned if tp.topic == self.kafka.events}
             for partition in sorted(set(self.runners) - owned):
                 self._forget(partition)
-            for tp in sorted(assigned, key=lambda tp: tp.partition):
+            for tp in sorted(assigned, key=lambda tp: (tp.topic, tp.partition)):
                 if tp.topic != self.kafka.events:
+                    await self.consumer.seek_to_end(tp)  # a followed topic is a live view
                     continue
                 kept = self.runners.get(tp.partition)
                 runner = await self._open(tp.partition)
@@ -519,9 +532,10 @@ class MonitorWorker:
         sample = self.sampler.sample(event_loop_lag_ms=round(loop_lag, 3), consumer_lag=lag, fetch_lag=fetch_lag,
                                      app_id=self.app_id, partitions=sorted(self.assigned), unpublished=unpublished,
                                      **self.stats.as_dict())
-        await self._send_now(self.topics["metrics"], self.worker_id.encode(), orjson.dumps(sample))
+        # Keyed by the app: every worker's samples on one partition, so one capacity view sees them all.
+        await self.send_now(self.topics["metrics"], self.app_id.encode(), orjson.dumps(sample))
         for alert in self.utilization.update(sample):
-            await self._send_now(self.topics["alerts"], b"*", encode_alert(alert))
+            await self.send_now(self.topics["alerts"], b"*", encode_alert(alert))
             self._observe_alert(alert)
             log.warning("%s %s: %s", alert["status"], alert["severity"], alert["message"])
         self.metrics.sample_process()
@@ -529,8 +543,8 @@ class MonitorWorker:
         self.status.health = {key: sample[key] for key in ("cpu_percent", "memory_percent", "event_loop_lag_ms",
                                                            "consumer_lag", "records") if sample.get(key) is not None}
 
-    async def _send_now(self, topic: str, key: bytes, value: bytes) -> None:
-        """Timer output (samples, worker alerts): no checkpoint covers it, so a failure is logged only."""
+    async def send_now(self, topic: str, key: bytes, value: bytes) -> None:
+        """Output no checkpoint covers (samples, worker alerts, live views): a failure is logged only."""
         try:
             await (await self.producer.send(topic, value, key=key))
         except Exception as error:
@@ -551,7 +565,7 @@ class MonitorWorker:
                 for event in self.watcher.apply(runner.engine, changes):
                     # Every partition's engine has a monitor per model; only one has seen its events.
                     if event.get("previous_version") is not None or event.get("closed_alerts"):
-                        await self._send_now(self.topics["alerts"], event["model"].encode(), encode_alert(event))
+                        await self.send_now(self.topics["alerts"], event["model"].encode(), encode_alert(event))
 
     def _warn(self, what: str, message: str, *args: Any) -> None:
         """A warning at most every 10 s per kind: an outage must not flood the log."""
