@@ -1,0 +1,189 @@
+"""The closed loop on the real broker and a real MLflow store: drift -> one retrain request ->
+the example retrainer registers a new version and moves the alias -> the worker re-baselines.
+
+The auto-MPG story of ``examples/fuel_efficiency.py``: a model trained on the 1970-1974 cars serves
+the 1975-1980 ones, whose features drift (lighter, smaller engines, more imports) until by 1980 four
+features drift critically at once. The worker's retrain policy asks for retraining once; the example
+retrainer trains on the request's range of labelled cars; ``champion`` moves; the worker's alias
+watcher swaps the reference in and closes the old version's alerts. The request is cross-checked with
+the same events replayed through one engine and the policy (the worker must say the same, id included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+
+mlflow = pytest.importorskip("mlflow")
+pytest.importorskip("vega_datasets")
+from mlflow import MlflowClient  # noqa: E402
+
+from tests.test_kafka import Worker, read, wait_until  # noqa: E402
+from tripwire.config import load_config  # noqa: E402
+from tripwire.engine import Engine  # noqa: E402
+from tripwire.events import decode, parse_ts  # noqa: E402
+from tripwire.retrain import TAG, RetrainPolicy  # noqa: E402
+from tripwire.streams.publish import publish  # noqa: E402
+from tripwire.streams.topics import kafka_settings  # noqa: E402
+from tripwire.tracking import resolve_config  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+sys.path.insert(0, str(EXAMPLES))
+import fuel_efficiency  # noqa: E402
+import retrainer  # noqa: E402
+
+BOOTSTRAP = os.environ.get("TRIPWIRE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+RUN = uuid.uuid4().hex[:8]
+DAY = 86_400.0
+YEAR = 365 * DAY
+WAIT = 240.0
+
+CONFIG = """\
+[[models]]
+name = "fuel-efficiency"
+reference = "models:/fuel-efficiency@champion"
+window_events = 30
+performance_window = 30
+min_samples = 25
+label_ttl_seconds = {ttl}
+
+[mlflow]
+tracking_uri = "{tracking_uri}"
+alias_check_seconds = 1
+
+[retrain]
+on_drift_features = 3          # the trigger under test: critical drift on three features at once
+on_performance_windows = 0
+on_estimated = false
+min_interval_seconds = {interval}
+training_window_seconds = {window}
+
+[kafka]
+bootstrap_servers = "{bootstrap}"
+
+[kafka.topics]
+{topics}
+
+[worker]
+app_id = "tripwire-retrain-{run}"
+checkpoint_seconds = 0.5
+utilization_seconds = 1.0
+merge_idle_ms = 200
+"""
+
+
+def create_topics(settings, names: list[str]) -> None:
+    """Topics that keep the 1970s event times: Kafka's time retention would otherwise delete them."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(**settings.client_kwargs())
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, settings.partitions, 1, topic_configs={"retention.ms": "-1"})
+                                       for name in names])
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+
+
+def messages(settings, role: str, kind: str) -> list[dict]:
+    values = [orjson.loads(m.value) for m in read(settings, settings.topics[role])]
+    return [v for v in values if v.get("type") == kind]
+
+
+def records_processed(settings) -> int:
+    samples = [orjson.loads(m.value) for m in read(settings, settings.topics["metrics"])]
+    return max((s.get("records") or 0 for s in samples), default=0)
+
+
+def test_drift_retrain_alias_move_rebaseline(tmp_path: Path) -> None:
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment(retrainer.EXPERIMENT,
+                                             artifact_location=(tmp_path / "artifacts").as_uri())
+    previous_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        cars = fuel_efficiency.load_cars()
+        model, first = fuel_efficiency.train_and_register(cars[cars.model_year <= 1974], experiment_id, client,
+                                                          "1970-1974")
+    finally:
+        mlflow.set_tracking_uri(previous_uri)
+    served = cars[(cars.model_year >= 1975) & (cars.model_year <= 1980)]
+    records = fuel_efficiency.to_events(served, model, first)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(records) + b"\n")
+
+    roles = ("predictions", "features", "labels", "alerts", "deadletter", "metrics", "checkpoints", "actions")
+    topics = "\n".join(f'{role} = "r{RUN}.{role}"' for role in roles)
+    config_path = tmp_path / "monitor.toml"
+    config_path.write_text(CONFIG.format(ttl=90 * DAY, tracking_uri=tracking_uri, interval=5 * YEAR, window=6 * YEAR,
+                                         bootstrap=BOOTSTRAP, topics=topics, run=RUN))
+    config = load_config(config_path)
+    settings = kafka_settings(config)
+
+    # What the worker must request: the same events through one engine and the policy.
+    engine = Engine(config, references={name: r.reference for name, r in resolve_config(config).items()})
+    policy = RetrainPolicy(config.retrain)
+    expected = [request for record in records for alert in engine.handle(decode(record))
+                for request in policy.observe(alert)]
+    assert len(expected) == 1 and expected[0]["reason"] == "data_drift" and len(expected[0]["evidence"]) == 3
+
+    create_topics(settings, [settings.topics[role] for role in ("predictions", "features", "labels")])
+    worker = Worker(config_path, "retrain")
+    try:
+        asyncio.run(publish(settings, records))
+        wait_until(lambda: messages(settings, "actions", "retrain_requested"), "a retrain request", [worker], WAIT)
+        (request,) = messages(settings, "actions", "retrain_requested")
+        assert request == expected[0]
+        evidence = {e["alert_id"] for e in request["evidence"]}
+        assert request["model_version"] == first
+        assert request["train"]["end"] == request["ts"]
+        assert parse_ts(request["train"]["end"]) - parse_ts(request["train"]["start"]) == 6 * YEAR
+        wait_until(lambda: client.get_model_version("fuel-efficiency", first).tags.get(TAG) == request["request_id"],
+                   "the MLflow tag on the version that drifted", [worker], WAIT)
+
+        # The example retrainer: one request, a new version, champion moved.
+        done = subprocess.run([sys.executable, str(EXAMPLES / "retrainer.py"), "--config", str(config_path),
+                               "--data", str(events), "--max-requests", "1", "--timeout", str(WAIT)],
+                              capture_output=True, text=True, timeout=WAIT + 60, env={**os.environ})
+        assert done.returncode == 0, done.stdout + done.stderr
+        second = str(client.get_model_version_by_alias("fuel-efficiency", "champion").version)
+        assert int(second) == int(first) + 1
+        mlflow.set_tracking_uri(tracking_uri)
+        assert client.get_model_version("fuel-efficiency", second).tags[retrainer.DONE_TAG] == request["request_id"]
+        trained_on = retrainer.labelled_rows(events, parse_ts(request["train"]["start"]), parse_ts(request["train"]["end"]))
+        run = client.get_run(client.get_model_version("fuel-efficiency", second).run_id)
+        assert run.data.params["rows"] == str(len(trained_on)) and len(trained_on) > 100
+        assert f"training on {len(trained_on)} labelled cars" in done.stdout
+
+        # The worker re-baselines on the new version and closes the old version's alerts.
+        wait_until(lambda: messages(settings, "alerts", "reference_changed"), "reference_changed", [worker], WAIT)
+        (changed,) = messages(settings, "alerts", "reference_changed")
+        assert changed["model_version"] == second and changed["previous_version"] == first
+        assert changed["reference"] == f"models:/fuel-efficiency/{second}"
+        assert evidence <= set(changed["closed_alerts"])
+
+        # The 1981-1982 cars, scored by the new version: monitored against its reference; no second request.
+        retrained = mlflow.sklearn.load_model(f"models:/fuel-efficiency/{second}")
+        rescored = fuel_efficiency.to_events(cars[cars.model_year >= 1981], retrained, second)
+        asyncio.run(publish(settings, rescored))
+        total = len(records) + len(rescored)
+        wait_until(lambda: records_processed(settings) >= total, "the worker to process every record", [worker], WAIT)
+        assert len(messages(settings, "actions", "retrain_requested")) == 1
+        after = [a for a in messages(settings, "alerts", "alert") if a["ts"] > changed["ts"] and a["model"] == "fuel-efficiency"]
+        assert all(a["model_version"] == second for a in after)
+        assert not evidence & {a["incident_id"] for a in after}  # nothing of the old incident goes on
+    finally:
+        worker.stop()
+        mlflow.set_tracking_uri(previous_uri)
