@@ -27,6 +27,7 @@ pytest.importorskip("vega_datasets")
 from mlflow import MlflowClient  # noqa: E402
 
 from tests.test_kafka import Worker, read, wait_until  # noqa: E402
+from tests.test_sinks import Receiver, free_port  # noqa: E402
 from tripwire.config import load_config  # noqa: E402
 from tripwire.engine import Engine  # noqa: E402
 from tripwire.events import decode, parse_ts  # noqa: E402
@@ -65,6 +66,10 @@ on_performance_windows = 0
 on_estimated = false
 min_interval_seconds = {interval}
 training_window_seconds = {window}
+
+[[sinks.webhook]]              # the worker routes alerts to people too
+url = "{webhook}"
+retry_seconds = 0.2
 
 [kafka]
 bootstrap_servers = "{bootstrap}"
@@ -127,8 +132,10 @@ def test_drift_retrain_alias_move_rebaseline(tmp_path: Path) -> None:
     roles = ("predictions", "features", "labels", "alerts", "deadletter", "metrics", "checkpoints", "actions")
     topics = "\n".join(f'{role} = "r{RUN}.{role}"' for role in roles)
     config_path = tmp_path / "monitor.toml"
+    receiver = Receiver(free_port())
+    webhook = f"http://127.0.0.1:{receiver.server.server_address[1]}/hook"
     config_path.write_text(CONFIG.format(ttl=90 * DAY, tracking_uri=tracking_uri, interval=5 * YEAR, window=6 * YEAR,
-                                         bootstrap=BOOTSTRAP, topics=topics, run=RUN))
+                                         bootstrap=BOOTSTRAP, topics=topics, run=RUN, webhook=webhook))
     config = load_config(config_path)
     settings = kafka_settings(config)
 
@@ -184,6 +191,18 @@ def test_drift_retrain_alias_move_rebaseline(tmp_path: Path) -> None:
         after = [a for a in messages(settings, "alerts", "alert") if a["ts"] > changed["ts"] and a["model"] == "fuel-efficiency"]
         assert all(a["model_version"] == second for a in after)
         assert not evidence & {a["incident_id"] for a in after}  # nothing of the old incident goes on
+
+        # The worker's webhook sink saw the alerts of the topic, and the change that closed them.
+        published = [a["alert_id"] for a in messages(settings, "alerts", "alert")]
+        wait_until(lambda: {p["alert_id"] for p in receiver.payloads} >= set(published) and
+                   any(p["alert"]["type"] == "reference_changed" for p in receiver.payloads), "the webhook payloads",
+                   [worker], WAIT)
+        closing = next(p for p in receiver.payloads if p["alert"]["type"] == "reference_changed")
+        assert closing["alert"] == changed and closing["text"].startswith("[REFERENCE CHANGED] fuel-efficiency")
+        print(f"request {request['request_id']} at {request['ts']}: {[e['signal'] for e in request['evidence']]}, "
+              f"trained on {len(trained_on)} cars -> version {second}; {len(changed['closed_alerts'])} alerts closed; "
+              f"{len(after)} alerts of version {second} after; {len(receiver.payloads)} webhook payloads")
     finally:
         worker.stop()
+        receiver.close()
         mlflow.set_tracking_uri(previous_uri)
