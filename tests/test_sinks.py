@@ -147,6 +147,24 @@ def test_alertmanager_shows_firing_escalated_and_resolved_alerts(alertmanager: s
     assert runner.delivered == runner.submitted == 6  # 4 alerts + the warning's end at escalation + 1 closed
 
 
+def test_alertmanager_open_alerts_are_re_sent_until_they_resolve(alertmanager: str) -> None:
+    warning, horsepower, escalated, resolved = lifecycle(time.time())
+    sinks = start_sinks(parse_sinks({"alertmanager": [{"url": alertmanager, "resend_seconds": 0.2}]}))
+    runner = sinks.sinks[0].runner
+    try:
+        sinks.submit(horsepower)
+        wait_for(lambda: runner.delivered >= 4, "three re-sends of the open alert")
+        assert active(alertmanager_alerts(alertmanager), signal="feature:horsepower")
+        sinks.submit({"type": "reference_changed", "model": "fuel-efficiency", "closed_alerts": [horsepower["alert_id"]],
+                      "ts": resolved["ts"]})
+        wait_for(lambda: not active(alertmanager_alerts(alertmanager), model="fuel-efficiency"), "the resolve")
+        sent = runner.submitted
+        time.sleep(1.0)  # five re-send periods: nothing is open, so nothing more goes out
+        assert runner.submitted == sent
+    finally:
+        sinks.close(timeout=30)
+
+
 # -- webhooks -------------------------------------------------------------------------------------
 class Receiver:
     """A real HTTP server that records every JSON POST; ``fail_first`` answers 503 to that many (after reading them)."""
@@ -260,3 +278,33 @@ def test_sinks_config_defaults_and_overrides() -> None:
     assert hook["statuses"] == ("firing", "escalated", "resolved", "reference_changed")
     assert hook["buffer_alerts"] == 10_000 and hook["headers"] == {} and config.sinks["alertmanager"] == []
     assert parse_config(MODELS).sinks == {"alertmanager": [], "webhook": []}
+
+
+# -- tripwire replay --sinks ------------------------------------------------------------------------
+def test_replay_with_sinks_posts_every_alert_in_order(tmp_path: Path, demo_stream, demo_references) -> None:
+    from tests.test_cli import write_demo_files
+    from tripwire.streams.cli import main
+
+    config, events = write_demo_files(tmp_path, demo_stream[0], demo_references)
+    receiver = Receiver(free_port())
+    try:
+        with config.open("a") as handle:
+            handle.write(f'\n[[sinks.webhook]]\nurl = "http://127.0.0.1:{receiver.server.server_address[1]}/h"\n')
+        out = tmp_path / "alerts.jsonl"
+        assert main(["replay", str(events), "--config", str(config), "--out", str(out), "--sinks"]) == 0
+    finally:
+        receiver.close()
+    alerts = [json.loads(line) for line in out.read_bytes().splitlines()]
+    assert len(alerts) > 10
+    assert [p["alert"] for p in receiver.payloads] == alerts  # close() delivered everything before returning
+
+
+def test_replay_with_a_wrong_sinks_key_exits_2_naming_it(tmp_path: Path, capsys) -> None:
+    from tripwire.streams.cli import main
+
+    config = tmp_path / "monitor.toml"
+    config.write_text('[[models]]\nname = "m"\nreference = "r.json"\n\n[[sinks.webhook]]\nurl = "http://h"\nheader = 1\n')
+    events = tmp_path / "e.jsonl"
+    events.write_text("")
+    assert main(["replay", str(events), "--config", str(config), "--out", str(tmp_path / "a.jsonl"), "--sinks"]) == 2
+    assert "sinks.webhook[0].header: unknown key" in capsys.readouterr().err
