@@ -270,6 +270,16 @@ def test_sinks_config_errors_name_the_key(sinks: dict[str, Any], message: str) -
         parse_config({**MODELS, "sinks": sinks})
 
 
+def test_sinks_config_expands_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOOK_TOKEN", "t0k3n")
+    table = {"webhook": [{"url": "https://hooks.example/${HOOK_TOKEN}", "headers": {"Authorization": "Bearer ${HOOK_TOKEN}"}}]}
+    (hook,) = parse_config({**MODELS, "sinks": table}).sinks["webhook"]
+    assert hook["url"] == "https://hooks.example/t0k3n" and hook["headers"]["Authorization"] == "Bearer t0k3n"
+    monkeypatch.delenv("HOOK_TOKEN")
+    with pytest.raises(ConfigError, match=r"sinks.webhook\[0\].url: environment variable HOOK_TOKEN is not set"):
+        parse_config({**MODELS, "sinks": table})
+
+
 def test_sinks_config_defaults_and_overrides() -> None:
     config = parse_config({**MODELS, "sinks": {"timeout_seconds": 3, "min_severity": "critical",
                                                "webhook": [{"url": "http://h/x", "timeout_seconds": 1}]}})

@@ -84,7 +84,8 @@ class AlertmanagerSink:
     def _translate(self, alert: dict[str, Any]) -> list[dict[str, Any]]:
         kind = alert.get("type")
         if kind == "reference_changed":
-            return self._closed_by(alert) if routes(self.settings, alert) else []
+            ended = self._closed_by(alert)  # no longer open (nor re-sent), routed or not
+            return ended if routes(self.settings, alert) else []
         if kind != "alert":
             return []
         out = []

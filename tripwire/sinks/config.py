@@ -12,15 +12,23 @@ them::
     headers = { Authorization = "Bearer ..." }
     statuses = ["firing", "escalated"]
 
+``url`` and ``headers`` values may name environment variables as ``${NAME}``, expanded when the
+config is read, so a token never has to sit in the file::
+
+    headers = { Authorization = "Bearer ${ALERT_WEBHOOK_TOKEN}" }
+
 A wrong key or value raises :class:`~tripwire.config.ConfigError` naming it (``sinks.webhook[0].url``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import os
+import re
+from typing import Any, Callable, Mapping
 
 from tripwire.config import ConfigError, _bool, _non_negative_number, _parse, _positive_int, _positive_number, _string
 
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 STATUSES = ("firing", "escalated", "resolved", "reference_changed")
 SEVERITIES = ("warning", "critical")
 
@@ -108,4 +116,20 @@ def _sink(entry: Any, keys: dict[str, tuple[Callable[[Any], Any], Any, str]], sh
         values[key] = _parse(allowed[key][0], value, f"{label}.{key}")
     if values["url"] is None:
         raise ConfigError(f"{label}.url is required")
+    values["url"] = _expand(values["url"], f"{label}.url")
+    if "headers" in values:
+        values["headers"] = {name: _expand(value, f"{label}.headers.{name}") for name, value in values["headers"].items()}
     return values
+
+
+def _expand(value: str, label: str, environ: Mapping[str, str] | None = None) -> str:
+    """``${NAME}`` -> the environment variable's value; an unset one is an error naming the key (not the value)."""
+    environ = os.environ if environ is None else environ
+
+    def variable(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise ConfigError(f"{label}: environment variable {name} is not set")
+        return environ[name]
+
+    return _VARIABLE.sub(variable, value)

@@ -57,8 +57,6 @@ class DeliveryRunner:
         self._seq = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
         self._closing = False
         self._thread: threading.Thread | None = None
         self._delay = retry_seconds
@@ -84,7 +82,6 @@ class DeliveryRunner:
                 if _power_of_ten(self.dropped):
                     log.warning("%s: buffer full (%d); dropped the oldest, %d dropped so far", self.name, self.buffer,
                                 self.dropped)
-            self._idle.clear()
         self._ensure_thread()
         self._wake.set()
 
@@ -114,8 +111,6 @@ class DeliveryRunner:
             if self._queue and now >= self._next_attempt:
                 self._attempt()
                 continue
-            if not self._queue:
-                self._idle.set()
             self._wake.wait(timeout=self._sleep(now))
             self._wake.clear()
 
@@ -161,8 +156,10 @@ class DeliveryRunner:
         self._ensure_thread()
         self._next_attempt = 0.0  # skip the backoff: we are about to stop
         self._delay = self.retry_seconds
-        self._wake.set()
-        self._idle.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while self._queue and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.02)
         return not self._queue
 
     def close(self, timeout: float = 10.0) -> bool:

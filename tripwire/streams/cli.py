@@ -259,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from tripwire.streams import kafka_cli
 
+        if args.command == "replay" and args.sinks and getattr(args, "topic", None):
+            print("tripwire replay: --sinks works with a file replay (a worker routes what it reads from topics)",
+                  file=sys.stderr)
+            return 2
         if kafka_cli.handles(args):
             return kafka_cli.dispatch(args)
         if args.command == "demo":
