@@ -21,7 +21,7 @@ from typing import Any
 from tripwire.alerts import encode_alert
 from tripwire.config import MonitorConfig
 from tripwire.retrain import TAG, RetrainPolicy
-from tripwire.sinks.delivery import DeliveryRunner
+from tripwire.sinks.delivery import DeliveryRunner, Rejected
 from tripwire.streams.topics import KafkaSettings, ensure_topics
 from tripwire.tracking import is_mlflow_uri, tag_model_version
 
@@ -107,10 +107,18 @@ class RetrainTrigger:
                 self.mlflow_runner.submit(request)
 
     def _tag(self, batch: list[dict[str, Any]]) -> None:
+        from mlflow.exceptions import MlflowException
+
         for request in batch:
-            # The reference the alerts were judged against (a pinned models:/<name>/<version> after a move).
+            # The reference the alerts were judged against (a pinned models:/<name>/<version> after a move);
+            # behind an alias, the version is the one the events named.
             uri = request.get("reference") or self.references[request["model"]]
-            tag_model_version(uri, TAG, request["request_id"], request.get("model_version"), self.tracking_uri)
+            try:
+                tag_model_version(uri, TAG, request["request_id"], request.get("model_version"), self.tracking_uri)
+            except MlflowException as error:
+                if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                    raise Rejected(f"{uri} version {request.get('model_version')}: {error.message}") from None
+                raise
 
     def close(self, timeout: float = 10.0) -> bool:
         ok = self.kafka_runner.close(timeout) and self.mlflow_runner.close(timeout)
