@@ -121,6 +121,7 @@ class RetrainTrigger:
                 raise
 
     def close(self, timeout: float = 10.0) -> bool:
-        ok = self.kafka_runner.close(timeout) and self.mlflow_runner.close(timeout)
-        self.publisher.close()
-        return ok
+        ok = [self.kafka_runner.close(timeout), self.mlflow_runner.close(timeout)]
+        if not self.kafka_runner.running:  # else a send still holds the publisher's loop; the process exit ends it
+            self.publisher.close()
+        return all(ok)

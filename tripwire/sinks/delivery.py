@@ -89,6 +89,11 @@ class DeliveryRunner:
     def pending(self) -> int:
         return len(self._queue)
 
+    @property
+    def running(self) -> bool:
+        """The delivery thread is alive (e.g. still inside a send after :meth:`close` gave up waiting)."""
+        return self._thread is not None and self._thread.is_alive()
+
     # -- the thread --------------------------------------------------------------------------------
     def _ensure_thread(self) -> None:
         if self._thread is None and not self._closing:
