@@ -15,11 +15,13 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pandas as pd
 import pytest
 
 mlflow = pytest.importorskip("mlflow")
@@ -32,6 +34,7 @@ from tripwire.config import load_config  # noqa: E402
 from tripwire.engine import Engine  # noqa: E402
 from tripwire.events import decode, parse_ts  # noqa: E402
 from tripwire.retrain import TAG, RetrainPolicy  # noqa: E402
+from tripwire.streams import cli  # noqa: E402
 from tripwire.streams.publish import publish  # noqa: E402
 from tripwire.streams.topics import kafka_settings  # noqa: E402
 from tripwire.tracking import resolve_config  # noqa: E402
@@ -111,11 +114,23 @@ def records_processed(settings) -> int:
     return max((s.get("records") or 0 for s in samples), default=0)
 
 
-def test_drift_retrain_alias_move_rebaseline(tmp_path: Path) -> None:
+@dataclass
+class Story:
+    client: MlflowClient
+    tracking_uri: str
+    cars: pd.DataFrame
+    model: Any
+    first: str  # the registered version trained on 1970-1974
+    records: list[bytes]  # its predictions of the 1975-1980 cars, and their labels
+    events: Path
+    config_path: Path
+
+
+def prepare(tmp_path: Path, name: str, webhook: str) -> Story:
+    """Version 1 in a fresh MLflow store, champion on it, the served events, a config on topics named for ``name``."""
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri)
-    experiment_id = client.create_experiment(retrainer.EXPERIMENT,
-                                             artifact_location=(tmp_path / "artifacts").as_uri())
+    experiment_id = client.create_experiment(retrainer.EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri())
     previous_uri = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(tracking_uri)
     try:
@@ -124,26 +139,52 @@ def test_drift_retrain_alias_move_rebaseline(tmp_path: Path) -> None:
                                                           "1970-1974")
     finally:
         mlflow.set_tracking_uri(previous_uri)
-    served = cars[(cars.model_year >= 1975) & (cars.model_year <= 1980)]
-    records = fuel_efficiency.to_events(served, model, first)
+    records = fuel_efficiency.to_events(cars[(cars.model_year >= 1975) & (cars.model_year <= 1980)], model, first)
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"\n".join(records) + b"\n")
-
     roles = ("predictions", "features", "labels", "alerts", "deadletter", "metrics", "checkpoints", "actions")
-    topics = "\n".join(f'{role} = "r{RUN}.{role}"' for role in roles)
+    topics = "\n".join(f'{role} = "r{RUN}.{name}.{role}"' for role in roles)
     config_path = tmp_path / "monitor.toml"
-    receiver = Receiver(free_port())
-    webhook = f"http://127.0.0.1:{receiver.server.server_address[1]}/hook"
     config_path.write_text(CONFIG.format(ttl=90 * DAY, tracking_uri=tracking_uri, interval=5 * YEAR, window=6 * YEAR,
-                                         bootstrap=BOOTSTRAP, topics=topics, run=RUN, webhook=webhook))
+                                         bootstrap=BOOTSTRAP, topics=topics, run=f"{RUN}-{name}", webhook=webhook))
+    return Story(client, tracking_uri, cars, model, first, records, events, config_path)
+
+
+def expected_requests(story: Story) -> list[dict[str, Any]]:
+    """The same events through one engine and the policy: what a worker or a replay must request."""
+    config = load_config(story.config_path)
+    engine = Engine(config, references={name: r.reference for name, r in resolve_config(config).items()})
+    policy = RetrainPolicy(config.retrain)
+    return [request for record in story.records for alert in engine.handle(decode(record))
+            for request in policy.observe(alert)]
+
+
+def test_replay_with_sinks_requests_retraining_once_and_tags_the_version(tmp_path: Path) -> None:
+    receiver = Receiver(free_port())
+    story = prepare(tmp_path, "replay", f"http://127.0.0.1:{receiver.server.server_address[1]}/hook")
+    settings = kafka_settings(load_config(story.config_path))
+    try:
+        out = tmp_path / "alerts.jsonl"
+        assert cli.main(["replay", str(story.events), "--config", str(story.config_path), "--out", str(out),
+                         "--sinks", "--no-progress"]) == 0
+    finally:
+        receiver.close()
+    assert messages(settings, "actions", "retrain_requested") == expected_requests(story)
+    (request,) = expected_requests(story)
+    assert story.client.get_model_version("fuel-efficiency", story.first).tags[TAG] == request["request_id"]
+    assert [p["alert"] for p in receiver.payloads] == [orjson.loads(line) for line in out.read_bytes().splitlines()]
+
+
+def test_drift_retrain_alias_move_rebaseline(tmp_path: Path) -> None:
+    receiver = Receiver(free_port())
+    story = prepare(tmp_path, "worker", f"http://127.0.0.1:{receiver.server.server_address[1]}/hook")
+    client, tracking_uri, cars, first, records, events, config_path = (
+        story.client, story.tracking_uri, story.cars, story.first, story.records, story.events, story.config_path)
+    previous_uri = mlflow.get_tracking_uri()
     config = load_config(config_path)
     settings = kafka_settings(config)
 
-    # What the worker must request: the same events through one engine and the policy.
-    engine = Engine(config, references={name: r.reference for name, r in resolve_config(config).items()})
-    policy = RetrainPolicy(config.retrain)
-    expected = [request for record in records for alert in engine.handle(decode(record))
-                for request in policy.observe(alert)]
+    expected = expected_requests(story)
     assert len(expected) == 1 and expected[0]["reason"] == "data_drift" and len(expected[0]["evidence"]) == 3
 
     create_topics(settings, [settings.topics[role] for role in ("predictions", "features", "labels")])
