@@ -84,7 +84,6 @@ bootstrap_servers = "{bootstrap}"
 app_id = "tripwire-retrain-{run}"
 checkpoint_seconds = 0.5
 utilization_seconds = 1.0
-merge_idle_ms = 200
 """
 
 
@@ -142,7 +141,7 @@ def prepare(tmp_path: Path, name: str, webhook: str) -> Story:
     records = fuel_efficiency.to_events(cars[(cars.model_year >= 1975) & (cars.model_year <= 1980)], model, first)
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"\n".join(records) + b"\n")
-    roles = ("predictions", "features", "labels", "alerts", "deadletter", "metrics", "checkpoints", "actions")
+    roles = ("events", "alerts", "deadletter", "metrics", "checkpoints", "actions")
     topics = "\n".join(f'{role} = "r{RUN}.{name}.{role}"' for role in roles)
     config_path = tmp_path / "monitor.toml"
     config_path.write_text(CONFIG.format(ttl=90 * DAY, tracking_uri=tracking_uri, interval=5 * YEAR, window=6 * YEAR,
@@ -187,7 +186,7 @@ def test_drift_retrain_alias_move_rebaseline(tmp_path: Path) -> None:
     expected = expected_requests(story)
     assert len(expected) == 1 and expected[0]["reason"] == "data_drift" and len(expected[0]["evidence"]) == 3
 
-    create_topics(settings, [settings.topics[role] for role in ("predictions", "features", "labels")])
+    create_topics(settings, [settings.events])
     worker = Worker(config_path, "retrain")
     try:
         asyncio.run(publish(settings, records))
