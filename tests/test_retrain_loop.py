@@ -246,3 +246,46 @@ def test_drift_retrain_alias_move_rebaseline(tmp_path: Path) -> None:
         worker.stop()
         receiver.close()
         mlflow.set_tracking_uri(previous_uri)
+
+
+def test_a_restarted_trigger_rebuilds_the_policy_from_the_alerts_topic() -> None:
+    from tests.test_retrain import HOUR, T0, Alerts
+    from tripwire.alerts import encode_alert
+    from tripwire.config import parse_config
+    from tripwire.sinks.actions import RetrainTrigger
+
+    topics = {role: f"r{RUN}.recover.{role}" for role in ("alerts", "actions")}
+    config = parse_config({"models": [{"name": "fuel", "reference": "fuel.json"}], "kafka": {"topics": topics},
+                           "retrain": {"on_drift_features": 1, "min_interval_seconds": 0}})
+    settings = kafka_settings(config)
+    stream = Alerts()
+    history = [stream.window("feature:a", 0.5, T0), stream.window("feature:x", 0.15, T0 + HOUR)]
+    later = stream.window("feature:b", 0.5, T0 + 2 * HOUR)  # a second feature while the first is still open
+
+    async def produce() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        from tripwire.streams.topics import ensure_topics, running
+
+        await ensure_topics(settings, list(topics.values()))
+        async with running(AIOKafkaProducer(**settings.client_kwargs())) as producer:
+            for alert in history:
+                await producer.send_and_wait(topics["alerts"], encode_alert(alert), key=b"fuel")
+
+    asyncio.run(produce())
+    expected = [r for alert in history for r in RetrainPolicy(config.retrain).observe(alert)]
+    assert len(expected) == 1
+
+    # The worker died after publishing the alert, before the request: the restart publishes it.
+    first = RetrainTrigger.from_config(config, settings, recover=True)
+    assert first.requests == expected
+    assert first.close(timeout=60)
+    assert messages(settings, "actions", "retrain_requested") == expected
+
+    # Restarted again: the request is on the topic, the incident still open; a new alert of it asks nothing.
+    second = RetrainTrigger.from_config(config, settings, recover=True)
+    second.on_alert(later)
+    assert second.requests == [] and second.close(timeout=60)
+    assert messages(settings, "actions", "retrain_requested") == expected
+    # Without the history the same alert would look like a new incident.
+    assert len(RetrainPolicy(config.retrain).observe(later)) == 1

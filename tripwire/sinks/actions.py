@@ -10,6 +10,12 @@
 
 Both deliveries run on :class:`~tripwire.sinks.delivery.DeliveryRunner` threads (retries with
 backoff, bounded buffer), so the worker's event loop never waits on Kafka or MLflow here.
+
+A worker restarts with an empty policy; :meth:`RetrainTrigger.recover` (run by the worker at
+start) rebuilds it by feeding the alerts topic through it, which gives the same state since the
+policy is a function of the alerts, and publishes any request of that history that never reached
+the actions topic (the worker died in between). Window counts (``on_performance_windows``) are
+not on the alerts topic: an open performance alert counts its windows again from one.
 """
 
 from __future__ import annotations
@@ -18,12 +24,14 @@ import asyncio
 import logging
 from typing import Any
 
+import orjson
+
 from tripwire.alerts import encode_alert
 from tripwire.config import MonitorConfig
 from tripwire.retrain import TAG, RetrainPolicy
 from tripwire.sinks.delivery import DeliveryRunner, Rejected
-from tripwire.streams.topics import KafkaSettings, ensure_topics
-from tripwire.tracking import is_mlflow_uri, tag_model_version
+from tripwire.streams.topics import KafkaSettings, ensure_topics, read_topic
+from tripwire.tracking import tag_model_version
 
 log = logging.getLogger("tripwire.retrain")
 
@@ -74,6 +82,7 @@ class RetrainTrigger:
         self.policy = RetrainPolicy(config.retrain)
         self.references = {model.name: model.reference for model in config.models}
         self.tracking_uri = (config.mlflow or {}).get("tracking_uri")
+        self.kafka = kafka
         self.topic = kafka.topics["actions"]
         self.publisher = ActionsPublisher(kafka, self.topic)
         self.kafka_runner = DeliveryRunner(f"actions topic {self.topic}", self.publisher.send, batch_size=16)
@@ -81,8 +90,39 @@ class RetrainTrigger:
         self.requests: list[dict[str, Any]] = []
 
     @classmethod
-    def from_config(cls, config: MonitorConfig, kafka: KafkaSettings) -> RetrainTrigger | None:
-        return cls(config, kafka) if config.retrain is not None else None
+    def from_config(cls, config: MonitorConfig, kafka: KafkaSettings, *, recover: bool = False) -> RetrainTrigger | None:
+        """The trigger the ``[retrain]`` table asks for (None without one); ``recover``: see :meth:`recover`."""
+        if config.retrain is None:
+            return None
+        trigger = cls(config, kafka)
+        if recover:
+            trigger.recover()
+        return trigger
+
+    def recover(self) -> int:
+        """Replay the alerts topic into the policy; publish the requests it gives that the actions topic lacks."""
+        loop = asyncio.new_event_loop()  # its own: the caller's loop (if any) stays untouched
+        try:
+            alerts_topic = self.kafka.topics["alerts"]
+            loop.run_until_complete(ensure_topics(self.kafka, [alerts_topic, self.topic]))
+            history = loop.run_until_complete(read_topic(self.kafka, alerts_topic))
+            published = {_field(m.value, "request_id") for m in loop.run_until_complete(read_topic(self.kafka, self.topic))}
+        finally:
+            loop.close()
+        missing = 0
+        for message in sorted(history, key=lambda m: (m.partition, m.offset)):  # a model's alerts share a partition
+            try:
+                alert = orjson.loads(message.value)
+                requests = self.policy.observe(alert) if isinstance(alert, dict) else []
+            except Exception:  # not an alert of ours: it did not change the policy then either
+                continue
+            for request in requests:
+                if request["request_id"] not in published:
+                    self._dispatch(request)
+                    missing += 1
+        log.info("retrain policy rebuilt from %d records of %s; %d request(s) re-published", len(history),
+                 alerts_topic, missing)
+        return missing
 
     def on_alert(self, alert: dict[str, Any]) -> None:
         self._emit(self.policy.observe, alert)
@@ -97,14 +137,16 @@ class RetrainTrigger:
             log.exception("retrain policy: cannot read %r", item.get("alert_id") or item.get("type"))
             return
         for request in requests:
-            log.warning("retrain requested for %s version %s (%s, %d alerts): request %s", request["model"],
-                        request["model_version"], request["reason"], len(request["evidence"]), request["request_id"])
-            self.requests.append(request)
-            self.kafka_runner.submit(request)
-            reference = self.references.get(request["model"], "")
-            if self.policy.model_settings(request["model"])["tag_mlflow"] and is_mlflow_uri(reference) \
-                    and reference.startswith("models:/"):
-                self.mlflow_runner.submit(request)
+            self._dispatch(request)
+
+    def _dispatch(self, request: dict[str, Any]) -> None:
+        log.warning("retrain requested for %s version %s (%s, %d alerts): request %s", request["model"],
+                    request["model_version"], request["reason"], len(request["evidence"]), request["request_id"])
+        self.requests.append(request)
+        self.kafka_runner.submit(request)
+        if self.policy.model_settings(request["model"])["tag_mlflow"] and \
+                self.references.get(request["model"], "").startswith("models:/"):
+            self.mlflow_runner.submit(request)
 
     def _tag(self, batch: list[dict[str, Any]]) -> None:
         from mlflow.exceptions import MlflowException
@@ -125,3 +167,11 @@ class RetrainTrigger:
         if not self.kafka_runner.running:  # else a send still holds the publisher's loop; the process exit ends it
             self.publisher.close()
         return all(ok)
+
+
+def _field(value: bytes | None, name: str) -> Any:
+    try:
+        document = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    return document.get(name) if isinstance(document, dict) else None

@@ -110,7 +110,7 @@ def run_worker(config: MonitorConfig, kafka: KafkaSettings, *, loglevel: str = "
     resolved = resolve_config(config)
     reporter = MlflowReporter.from_config(config)
     sinks = start_sinks(config.sinks)  # [sinks]: Alertmanager, webhooks
-    trigger = RetrainTrigger.from_config(config, kafka)  # [retrain]: requests to the actions topic
+    trigger = RetrainTrigger.from_config(config, kafka, recover=True)  # [retrain]: requests to the actions topic
     app, worker = create_app(config, kafka, {name: r.reference for name, r in resolved.items()},
                              _fan_out(reporter.on_window if reporter else None, trigger.on_window if trigger else None))
     worker.watcher = AliasWatcher.for_config(config, resolved)
