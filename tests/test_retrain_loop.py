@@ -29,7 +29,7 @@ pytest.importorskip("vega_datasets")
 from mlflow import MlflowClient  # noqa: E402
 
 from tests.test_kafka import Worker, read, wait_until  # noqa: E402
-from tests.test_sinks import Receiver, free_port  # noqa: E402
+from tests.test_sinks import Receiver, active, alertmanager, alertmanager_alerts, free_port  # noqa: E402,F401
 from tripwire.config import load_config  # noqa: E402
 from tripwire.engine import Engine  # noqa: E402
 from tripwire.events import decode, parse_ts  # noqa: E402
@@ -73,6 +73,7 @@ training_window_seconds = {window}
 [[sinks.webhook]]              # the worker routes alerts to people too
 url = "{webhook}"
 retry_seconds = 0.2
+{alertmanager}
 
 [kafka]
 bootstrap_servers = "{bootstrap}"
@@ -125,7 +126,7 @@ class Story:
     config_path: Path
 
 
-def prepare(tmp_path: Path, name: str, webhook: str) -> Story:
+def prepare(tmp_path: Path, name: str, webhook: str, alertmanager: str | None = None) -> Story:
     """Version 1 in a fresh MLflow store, champion on it, the served events, a config on topics named for ``name``."""
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri)
@@ -145,7 +146,8 @@ def prepare(tmp_path: Path, name: str, webhook: str) -> Story:
     topics = "\n".join(f'{role} = "r{RUN}.{name}.{role}"' for role in roles)
     config_path = tmp_path / "monitor.toml"
     config_path.write_text(CONFIG.format(ttl=90 * DAY, tracking_uri=tracking_uri, interval=5 * YEAR, window=6 * YEAR,
-                                         bootstrap=BOOTSTRAP, topics=topics, run=f"{RUN}-{name}", webhook=webhook))
+                                         bootstrap=BOOTSTRAP, topics=topics, run=f"{RUN}-{name}", webhook=webhook,
+                                         alertmanager=f'[[sinks.alertmanager]]\nurl = "{alertmanager}"' if alertmanager else ""))
     return Story(client, tracking_uri, cars, model, first, records, events, config_path)
 
 
@@ -174,9 +176,9 @@ def test_replay_with_sinks_requests_retraining_once_and_tags_the_version(tmp_pat
     assert [p["alert"] for p in receiver.payloads] == [orjson.loads(line) for line in out.read_bytes().splitlines()]
 
 
-def test_drift_retrain_alias_move_rebaseline(tmp_path: Path) -> None:
+def test_drift_retrain_alias_move_rebaseline(tmp_path: Path, alertmanager: str) -> None:
     receiver = Receiver(free_port())
-    story = prepare(tmp_path, "worker", f"http://127.0.0.1:{receiver.server.server_address[1]}/hook")
+    story = prepare(tmp_path, "worker", f"http://127.0.0.1:{receiver.server.server_address[1]}/hook", alertmanager)
     client, tracking_uri, cars, first, records, events, config_path = (
         story.client, story.tracking_uri, story.cars, story.first, story.records, story.events, story.config_path)
     previous_uri = mlflow.get_tracking_uri()
@@ -199,6 +201,10 @@ def test_drift_retrain_alias_move_rebaseline(tmp_path: Path) -> None:
         assert parse_ts(request["train"]["end"]) - parse_ts(request["train"]["start"]) == 6 * YEAR
         wait_until(lambda: client.get_model_version("fuel-efficiency", first).tags.get(TAG) == request["request_id"],
                    "the MLflow tag on the version that drifted", [worker], WAIT)
+        signals = {e["signal"] for e in request["evidence"]}
+        wait_until(lambda: signals <= {a["labels"]["signal"] for a in active(alertmanager_alerts(alertmanager),
+                                                                               model="fuel-efficiency")},
+                   "the evidence firing in Alertmanager", [worker], WAIT)
 
         # The example retrainer: one request, a new version, champion moved.
         done = subprocess.run([sys.executable, str(EXAMPLES / "retrainer.py"), "--config", str(config_path),
@@ -220,6 +226,8 @@ def test_drift_retrain_alias_move_rebaseline(tmp_path: Path) -> None:
         assert changed["model_version"] == second and changed["previous_version"] == first
         assert changed["reference"] == f"models:/fuel-efficiency/{second}"
         assert evidence <= set(changed["closed_alerts"])
+        wait_until(lambda: not active(alertmanager_alerts(alertmanager), model="fuel-efficiency"),
+                   "the old version's alerts to resolve in Alertmanager", [worker], WAIT)
 
         # The 1981-1982 cars, scored by the new version: monitored against its reference; no second request.
         retrained = mlflow.sklearn.load_model(f"models:/fuel-efficiency/{second}")
