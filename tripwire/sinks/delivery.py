@@ -14,6 +14,7 @@ alert's deterministic ``alert_id`` so receivers deduplicate.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -129,7 +130,7 @@ class DeliveryRunner:
 
     def _attempt(self) -> bool:
         with self._lock:
-            batch = list(self._queue)[:self.batch_size]
+            batch = list(itertools.islice(self._queue, self.batch_size))
         try:
             self._send([payload for _seq, payload in batch])
         except Rejected as error:
@@ -148,9 +149,10 @@ class DeliveryRunner:
             self.delivered += len(batch)
         self._delay = self.retry_seconds
         self._next_attempt = 0.0
-        sent = {seq for seq, _payload in batch}
-        with self._lock:  # the buffer may have dropped some of them meanwhile; remove what is left
-            self._queue = deque(item for item in self._queue if item[0] not in sent)
+        last = batch[-1][0]
+        with self._lock:  # the batch was the head; the buffer may have dropped some of it meanwhile
+            while self._queue and self._queue[0][0] <= last:
+                self._queue.popleft()
         return True
 
     # -- the end -----------------------------------------------------------------------------------
