@@ -41,8 +41,9 @@ def alert_labels(alert: dict[str, Any], extra: dict[str, str] | None = None) -> 
 
 
 def to_alertmanager(alert: dict[str, Any], *, extra_labels: dict[str, str] | None = None,
-                    generator_url: str | None = None, ends: str | None = None) -> dict[str, Any]:
-    """One postable Alertmanager alert; ``ends`` (an ISO time) marks it resolved."""
+                    generator_url: str | None = None, starts: str | None = None,
+                    ends: str | None = None) -> dict[str, Any]:
+    """One postable Alertmanager alert; ``starts`` defaults to the alert's time, ``ends`` marks it resolved."""
     annotations = {"message": alert["message"], "alert_id": alert["alert_id"], "incident_id": alert["incident_id"],
                    "value": f"{alert['value']:.6g}" if isinstance(alert["value"], (int, float)) else str(alert["value"])}
     if alert.get("threshold") is not None:
@@ -50,7 +51,7 @@ def to_alertmanager(alert: dict[str, Any], *, extra_labels: dict[str, str] | Non
     if alert.get("model_version") is not None:
         annotations["model_version"] = str(alert["model_version"])
     posted: dict[str, Any] = {"labels": alert_labels(alert, extra_labels), "annotations": annotations,
-                              "startsAt": _not_future(alert["ts"])}
+                              "startsAt": _not_future(starts or alert["ts"])}
     if ends is not None:
         posted["endsAt"] = _not_future(ends)
     if generator_url:
@@ -99,7 +100,10 @@ class AlertmanagerSink:
             else:
                 self._open.pop(alert["incident_id"], None)
         if routes(self.settings, alert):
-            out.append(self._posted(alert, ends=alert["ts"] if alert["status"] == "resolved" else None))
+            if alert["status"] == "resolved":  # the same start as the firing alert it ends
+                out.append(self._posted(alert, ends=alert["ts"], starts=previous["ts"] if previous else None))
+            else:
+                out.append(self._posted(alert, ends=None))
         return out
 
     def _closed_by(self, event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -110,9 +114,9 @@ class AlertmanagerSink:
                 del self._open[alert["incident_id"]]
         return [self._posted(alert, ends=event["ts"]) for alert in ended]
 
-    def _posted(self, alert: dict[str, Any], ends: str | None) -> dict[str, Any]:
+    def _posted(self, alert: dict[str, Any], ends: str | None, starts: str | None = None) -> dict[str, Any]:
         return to_alertmanager(alert, extra_labels=self.settings["labels"], generator_url=self.settings["generator_url"],
-                               ends=ends)
+                               starts=starts, ends=ends)
 
     def _open_alerts(self) -> list[dict[str, Any]]:
         with self._lock:
