@@ -169,7 +169,7 @@ def test_alertmanager_open_alerts_are_re_sent_until_they_resolve(alertmanager: s
 class Receiver:
     """A real HTTP server that records every JSON POST; ``fail_first`` answers 503 to that many (after reading them)."""
 
-    def __init__(self, port: int, fail_first: int = 0) -> None:
+    def __init__(self, port: int, fail_first: int = 0, status: int = 200) -> None:
         self.payloads: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.fail_first = fail_first
@@ -182,7 +182,7 @@ class Receiver:
                 receiver.headers.append(dict(self.headers))
                 failing = receiver.fail_first > 0
                 receiver.fail_first -= failing
-                self.send_response(503 if failing else 200)
+                self.send_response(503 if failing else status)
                 self.end_headers()
 
             def log_message(self, *_args: Any) -> None:
@@ -251,6 +251,23 @@ def test_webhook_drops_the_oldest_past_its_buffer_and_routes_by_status() -> None
         if receiver is not None:
             receiver.close()
     assert [p["alert_id"] for p in receiver.payloads] == [alerts[1]["alert_id"], alerts[2]["alert_id"]]
+
+
+def test_a_payload_the_receiver_refuses_is_dropped_not_retried() -> None:
+    receiver = Receiver(free_port(), status=400)
+    alerts = lifecycle(time.time())[:2]
+    sinks = start_sinks(parse_sinks({"webhook": [{"url": f"http://127.0.0.1:{receiver.server.server_address[1]}",
+                                                  "retry_seconds": 0.1}]}))
+    runner = sinks.sinks[0].runner
+    try:
+        for alert in alerts:
+            sinks.submit(alert)
+        wait_for(lambda: runner.rejected == 2, "both alerts refused")
+        assert sinks.close(timeout=10)  # nothing left to deliver
+    finally:
+        receiver.close()
+    assert [p["alert_id"] for p in receiver.payloads] == [a["alert_id"] for a in alerts]  # each sent once
+    assert runner.failures == 0 and runner.delivered == 0 and "HTTP 400" in runner.last_error
 
 
 # -- configuration -------------------------------------------------------------------------------
