@@ -7,12 +7,14 @@ PYTHON=${PYTHON:-.venv/bin/python}
 export PYTHON
 
 # The report and status-page tests open pages in a real headless browser; the dashboard test
-# checks every query with promtool. Both come from Debian's packages.
+# checks every query with promtool; the sink tests post to a real Alertmanager. All come from
+# Debian's packages.
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 if ((${#missing[@]})); then
-  echo "installing Debian's ${missing[*]} for the browser and dashboard tests ..."
+  echo "installing Debian's ${missing[*]} for the browser, dashboard and sink tests ..."
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null) \
     || echo "could not install ${missing[*]}: the tests that need them will fail" >&2
 fi

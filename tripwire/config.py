@@ -186,7 +186,7 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # Topic roles and their default names; [kafka.topics] renames any of them.
 DEFAULT_TOPICS = {role: f"tripwire.{role}" for role in
-                  ("events", "alerts", "deadletter", "metrics", "checkpoints")}
+                  ("events", "alerts", "deadletter", "metrics", "checkpoints", "actions")}
 INFRASTRUCTURE_DETECTORS = ("cpu_percent", "memory_percent", "event_loop_lag_ms", "consumer_lag_growth", "unpublished")
 
 
@@ -243,7 +243,7 @@ KAFKA_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "partitions": (_positive_int, 4, "partitions of the topics tripwire creates (and Faust's topic_partitions)"),
     "replication_factor": (_positive_int, 1, "replication factor of the topics tripwire creates"),
     "create_topics": (_bool, True, "create missing topics at start (else they must exist)"),
-    "topics": (_topics, DEFAULT_TOPICS, "[kafka.topics] events, alerts, deadletter, metrics, checkpoints"),
+    "topics": (_topics, DEFAULT_TOPICS, "[kafka.topics] events, alerts, deadletter, metrics, checkpoints, actions"),
 }
 
 # The [worker] table: the Faust worker's batching, checkpoints and utilization sampling.
@@ -317,6 +317,8 @@ class MonitorConfig:
     worker: dict[str, Any] = field(default_factory=lambda: {k: d for k, (_p, d, _doc) in WORKER_KEYS.items()})
     mlflow: dict[str, Any] = field(default_factory=lambda: {k: d for k, (_p, d, _doc) in MLFLOW_KEYS.items()})
     capacity: dict[str, Any] = field(default_factory=dict)  # [capacity], see tripwire.compute.settings
+    sinks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # [sinks], see tripwire.sinks.config
+    retrain: dict[str, Any] | None = None  # [retrain], see tripwire.retrain; None = no retraining trigger
     source: Path | None = None
 
     def model(self, name: str) -> ModelConfig | None:
@@ -341,7 +343,7 @@ def load_config(path: str | Path) -> MonitorConfig:
 
 
 def parse_config(data: dict[str, Any], where: str = "config") -> MonitorConfig:
-    allowed = {"models", "defaults", "monitor", "kafka", "mlflow", "worker", "capacity"}
+    allowed = {"models", "defaults", "monitor", "kafka", "mlflow", "worker", "capacity", "sinks", "retrain"}
     for key in data:
         if key not in allowed:
             raise ConfigError(f"{where}: unknown top-level key {key!r}; allowed: {', '.join(sorted(allowed))}")
@@ -380,10 +382,15 @@ def parse_config(data: dict[str, Any], where: str = "config") -> MonitorConfig:
     mlflow = _table_with_defaults(data.get("mlflow", {}), MLFLOW_KEYS, "mlflow", where)
     kafka = _table_with_defaults(data.get("kafka", {}), KAFKA_KEYS, "kafka", where)
     worker = _table_with_defaults(data.get("worker", {}), WORKER_KEYS, "worker", where)
-    from tripwire.compute.settings import capacity_table  # it builds on this module's parsers
+    from tripwire.compute.settings import capacity_table  # they build on this module's parsers
+    from tripwire.retrain import parse_retrain
+    from tripwire.sinks.config import parse_sinks
 
     capacity = capacity_table(data.get("capacity", {}), where)
-    return MonitorConfig(models=models, kafka=kafka, mlflow=mlflow, worker=worker, capacity=capacity, **monitor)
+    sinks = parse_sinks(data.get("sinks", {}), where)
+    retrain = parse_retrain(data["retrain"], names, where) if "retrain" in data else None
+    return MonitorConfig(models=models, kafka=kafka, mlflow=mlflow, worker=worker, capacity=capacity, sinks=sinks,
+                         retrain=retrain, **monitor)
 
 
 def _table_with_defaults(raw: Any, keys: dict[str, tuple[Callable[[Any], Any], Any, str]], name: str,

@@ -218,6 +218,23 @@ def resolve_config(config: MonitorConfig) -> dict[str, ResolvedReference]:
     return resolved
 
 
+def tag_model_version(uri: str, key: str, value: str, version: str | None = None,
+                      tracking_uri: str | None = None) -> str | None:
+    """Set a tag on the registered model version behind a ``models:/`` reference; returns that version.
+
+    ``models:/<name>/<version>`` names it; for ``models:/<name>@<alias>`` it is ``version`` when
+    given (the version the monitor saw), else the alias's current one. Any other URI: None, no tag.
+    """
+    match = _MODELS_URI.match(str(uri))
+    if not match:
+        return None
+    client = _client(tracking_uri)
+    name = match["name"]
+    version = match["version"] or version or client.get_model_version_by_alias(name, match["alias"]).version
+    client.set_model_version_tag(name, str(version), key, value)
+    return str(version)
+
+
 # -- monitoring time: watching aliases --------------------------------------------------------
 @dataclass(frozen=True)
 class ReferenceChange:
@@ -684,5 +701,5 @@ def _client(tracking_uri: str | None) -> MlflowClient:
 
 __all__ = [
     "AliasWatcher", "MlflowReporter", "ReferenceChange", "ResolvedReference", "is_mlflow_uri", "log_reference",
-    "metric_key", "resolve", "resolve_config", "resolve_reference", "window_metrics",
+    "metric_key", "resolve", "resolve_config", "resolve_reference", "tag_model_version", "window_metrics",
 ]

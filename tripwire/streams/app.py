@@ -100,6 +100,9 @@ def run_worker(config: MonitorConfig, kafka: KafkaSettings, *, loglevel: str = "
     """Create the topics, resolve the references, run the Faust worker until it is stopped."""
     import faust
 
+    from tripwire.sinks import start_sinks
+    from tripwire.sinks.actions import RetrainTrigger
+    from tripwire.streams.cli import _fan_out
     from tripwire.tracking import AliasWatcher, MlflowReporter, resolve_config
 
     roles = ("events", "alerts", "deadletter", "metrics", "checkpoints")
@@ -110,11 +113,13 @@ def run_worker(config: MonitorConfig, kafka: KafkaSettings, *, loglevel: str = "
     config.worker = worker_settings(config)  # TRIPWIRE_WORKER_<KEY> wins over the file
     resolved = resolve_config(config)
     reporter = MlflowReporter.from_config(config)
+    sinks = start_sinks(config.sinks)  # [sinks]: Alertmanager, webhooks
+    trigger = RetrainTrigger.from_config(config, kafka, recover=True)  # [retrain]: requests to the actions topic
     app, worker = create_app(config, kafka, {name: r.reference for name, r in resolved.items()},
-                             reporter.on_window if reporter else None)
+                             _fan_out(reporter.on_window if reporter else None, trigger.on_window if trigger else None))
     worker.watcher = AliasWatcher.for_config(config, resolved)
-    if reporter is not None:
-        worker.on_alert = reporter.on_alert
+    worker.on_alert += [sink for sink in (reporter and reporter.on_alert, sinks and sinks.submit,
+                                          trigger and trigger.on_alert) if sink]
     print(f"tripwire worker {worker.worker_id}: app {worker.app_id} on {kafka.bootstrap_servers}, "
           f"input {kafka.events} -> alerts {kafka.topics['alerts']}", flush=True)
     try:
@@ -122,6 +127,7 @@ def run_worker(config: MonitorConfig, kafka: KafkaSettings, *, loglevel: str = "
     except SystemExit as stop:
         return int(stop.code or 0)
     finally:
-        if reporter is not None:
-            reporter.close()
+        for closing in (reporter, sinks, trigger):
+            if closing is not None:
+                closing.close()
     return 0

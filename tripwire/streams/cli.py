@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     replay.add_argument("--report", type=Path,
                         help="also write a self-contained HTML backtest report (timelines, histograms, alerts) here")
+    replay.add_argument("--sinks", action="store_true",
+                        help="also route the alerts to the config's [sinks] and run its [retrain] trigger (file replay)")
 
     reference = commands.add_parser("reference", help="build a reference profile from training / validation data")
     reference_commands = reference.add_subparsers(dest="reference_command", required=True)
@@ -126,9 +128,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
     resolved = resolve_config(config)  # runs:/ and models:/ references via [mlflow] tracking_uri
     reporter = MlflowReporter.from_config(config)  # None unless [mlflow] report = true
     window_log = _window_log(args, config)
+    sinks, trigger = _actions(args, config)
     engine = Engine(config, references={name: r.reference for name, r in resolved.items()},
-                    on_window=_fan_out(reporter.on_window if reporter else None, window_log))
-    summary = replay_file(engine, args.events, args.out, progress=False if args.no_progress else None)
+                    on_window=_fan_out(reporter.on_window if reporter else None, window_log,
+                                       trigger.on_window if trigger else None))
+    _route_alerts(engine, [sinks.submit if sinks else None, trigger.on_alert if trigger else None])
+    try:
+        summary = replay_file(engine, args.events, args.out, progress=False if args.no_progress else None)
+    finally:
+        for closing in (sinks, trigger):
+            if closing is not None:
+                closing.close(timeout=30)
+    if sinks:
+        print(f"sinks: {sinks.summary()}")
+    if trigger:
+        print(f"retrain: {len(trigger.requests)} request(s) to {trigger.topic}")
     print(summary.render())
     print(f"alerts: {args.out}   dead letters: {deadletter_path(args.out)} ({summary.rejected})")
     if window_log is not None:
@@ -142,6 +156,34 @@ def cmd_replay(args: argparse.Namespace) -> int:
         reporter.close()
         print(reporter.summary())
     return 0
+
+
+def _actions(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
+    """With ``--sinks``: the config's alert sinks and retrain trigger (either may be None)."""
+    if not getattr(args, "sinks", False):
+        return None, None
+    from tripwire.sinks import start_sinks
+    from tripwire.sinks.actions import RetrainTrigger
+    from tripwire.streams.topics import kafka_settings
+
+    return start_sinks(config.sinks), RetrainTrigger.from_config(config, kafka_settings(config))
+
+
+def _route_alerts(engine: Engine, sinks: list[Any]) -> None:
+    """Hand every alert the engine returns to ``sinks`` as it happens, in order with its windows."""
+    live = [sink for sink in sinks if sink is not None]
+    if not live:
+        return
+    handle = engine.handle
+
+    def routed(event: Any) -> list[dict[str, Any]]:
+        alerts = handle(event)
+        for alert in alerts:
+            for sink in live:
+                sink(alert)
+        return alerts
+
+    engine.handle = routed  # type: ignore[method-assign]
 
 
 def _window_log(args: argparse.Namespace, config: Any) -> Any:
@@ -248,6 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from tripwire.streams import kafka_cli
 
+        if args.command == "replay" and args.sinks and getattr(args, "topic", None):
+            print("tripwire replay: --sinks works with a file replay (a worker routes what it reads from topics)",
+                  file=sys.stderr)
+            return 2
         if kafka_cli.handles(args):
             return kafka_cli.dispatch(args)
         if args.command == "compute":

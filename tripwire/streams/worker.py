@@ -91,7 +91,7 @@ class MonitorWorker:
         self.settings = config.worker
         self.topics = kafka.topics
         self.references = references
-        self.on_alert = on_alert
+        self.on_alert: list[Callable[[dict[str, Any]], None]] = [] if on_alert is None else [on_alert]
         self.worker_id = self.settings.get("worker_id") or default_worker_id()  # default: host-pid
         # What the web port serves: Prometheus metrics at /metrics, the status board at /status.
         self.metrics = WorkerMetrics()
@@ -376,10 +376,11 @@ class MonitorWorker:
             sink(window)
 
     def _observe_alert(self, alert: dict[str, Any]) -> None:
-        self.metrics.observe_alert(alert)
-        self.status.observe_alert(alert)
-        if self.on_alert is not None:
-            self.on_alert(alert)
+        if alert.get("type") == "alert":  # not reference_changed
+            self.metrics.observe_alert(alert)
+            self.status.observe_alert(alert)
+        for sink in self.on_alert:  # MLflow reporter, alert sinks, retrain trigger: each only buffers
+            sink(alert)
 
     def open_alerts(self) -> list[dict[str, Any]]:
         found = [a for runner in self.runners.values() for a in runner.engine.open_alerts()]
@@ -566,6 +567,7 @@ class MonitorWorker:
                     # Every partition's engine has a monitor per model; only one has seen its events.
                     if event.get("previous_version") is not None or event.get("closed_alerts"):
                         await self.send_now(self.topics["alerts"], event["model"].encode(), encode_alert(event))
+                        self._observe_alert(event)
 
     def _warn(self, what: str, message: str, *args: Any) -> None:
         """A warning at most every 10 s per kind: an outage must not flood the log."""
