@@ -51,9 +51,15 @@ def encode_checkpoint(document: dict[str, Any]) -> bytes:
 
 
 def decode_checkpoint(blob: bytes) -> dict[str, Any]:
+    """The checkpoint document (plain JSON data); ValueError with the reason for anything else."""
     if not blob.startswith(MAGIC):
         raise ValueError("not a tripwire checkpoint")
-    document = orjson.loads(zlib.decompress(blob[len(MAGIC):]))
+    try:
+        document = orjson.loads(zlib.decompress(blob[len(MAGIC):]))
+    except (zlib.error, orjson.JSONDecodeError) as error:
+        raise ValueError(f"unreadable checkpoint: {error}") from error
+    if not isinstance(document, dict):
+        raise ValueError(f"a checkpoint is a JSON object, this one is a {type(document).__name__}")
     if document.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint format {document.get('format')!r}, this worker reads {CHECKPOINT_FORMAT}")
     return document
@@ -147,8 +153,10 @@ class PartitionRunner:
         if document.get("config") != config_fingerprint(self.engine):
             warn(f"partition {self.partition}: the checkpoint was written with another model configuration; "
                  "restoring it anyway")
-        offsets = document["offsets"]
-        self.engine.restore(document["state"])
+        offsets = document.get("offsets")
+        if not isinstance(offsets, dict) or not all(type(o) is int for o in offsets.values()):
+            raise ValueError(f"partition {self.partition}: checkpoint offsets must map topics to integers")
+        self.engine.restore(document.get("state"))  # all or nothing: ValueError with the reason
         for topic in self.inputs:
             offset = offsets.get(topic, -1)
             self.seen[topic] = self.done[topic] = offset
