@@ -110,3 +110,14 @@ def test_redactor_masks_repr_forms(secret):
     record = logging.LogRecord("x", logging.DEBUG, __file__, 1, "%r", ({"password": secret},), None)
     assert secret not in redactor(record).getMessage()
     assert repr(secret)[1:-1] not in record.getMessage()
+
+
+def test_the_limiter_stays_bounded_under_distinct_messages():
+    now = [0.0]
+    limiter = logs.RepeatLimiter(interval=10.0, clock=lambda: now[0])
+    with record_factory(limiter), captured("tripwire.worker") as out:
+        for i in range(20_000):  # pre-formatted messages: every one a kind of its own
+            now[0] = i / 100
+            logging.getLogger("tripwire.worker").warning(f"record {i} rejected")
+    assert len(out.getvalue().splitlines()) == 20_000  # none is a repeat, none is held back
+    assert len(limiter._kinds) <= 4096

@@ -32,6 +32,7 @@ SECRET_ENVIRONMENT = ("TRIPWIRE_KAFKA_SASL_PASSWORD", "TRIPWIRE_KAFKA_SSL_PASSWO
 # Below every handler's level (NOTSET is 0): a record given this level is made but never emitted.
 SUPPRESSED = -1
 _MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words and digits
+_MAX_KINDS = 4096  # kinds of records the repeat limiter remembers
 
 
 class SecretRedactor:
@@ -109,6 +110,10 @@ class RepeatLimiter:
         now = self.clock()
         seen = self._kinds.get(kind)
         if seen is None:
+            if len(self._kinds) >= _MAX_KINDS:  # pre-formatted messages are kinds of their own: stay bounded
+                self._kinds = {k: v for k, v in self._kinds.items() if now - v[0] < self.interval}
+                if len(self._kinds) >= _MAX_KINDS:
+                    self._kinds.clear()
             self._kinds[kind] = [now, 0]
             return record
         emitted_at, repeats = seen
