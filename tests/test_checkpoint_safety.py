@@ -129,3 +129,14 @@ def test_garbage_documents_are_refused_whole(mutate, reason, config, demo_refere
     with pytest.raises(ValueError, match=reason):
         runner.restore(document)
     assert orjson.dumps(engine.state()) == fresh
+
+
+def test_a_compressed_bomb_is_refused_without_inflating_it():
+    deflate = zlib.compressobj(9)
+    chunk = b" " * (1 << 20)
+    bomb = MAGIC + b"".join(deflate.compress(chunk) for _ in range(300)) + deflate.flush()  # 300 MiB of spaces
+    assert len(bomb) < 1 << 20
+    with pytest.raises(ValueError, match="inflates past 256 MiB"):
+        decode_checkpoint(bomb)
+    with pytest.raises(ValueError, match="truncated"):
+        decode_checkpoint(checkpoint_record({"counts": []})[:-4])

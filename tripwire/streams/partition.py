@@ -28,6 +28,7 @@ from tripwire.streams.replay import deadletter_line
 
 CHECKPOINT_FORMAT = 1
 MAGIC = b"TWCK1"
+MAX_CHECKPOINT_JSON = 256 << 20  # far above a real state (a record is at most 16 MB compressed)
 
 
 @dataclass
@@ -54,8 +55,14 @@ def decode_checkpoint(blob: bytes) -> dict[str, Any]:
     """The checkpoint document (plain JSON data); ValueError with the reason for anything else."""
     if not blob.startswith(MAGIC):
         raise ValueError("not a tripwire checkpoint")
+    inflate = zlib.decompressobj()
     try:
-        document = orjson.loads(zlib.decompress(blob[len(MAGIC):]))
+        text = inflate.decompress(blob[len(MAGIC):], MAX_CHECKPOINT_JSON)
+        if inflate.unconsumed_tail:  # a record of a few MB that inflates without end: refuse, don't allocate
+            raise ValueError(f"unreadable checkpoint: it inflates past {MAX_CHECKPOINT_JSON >> 20} MiB")
+        if not inflate.eof:
+            raise ValueError("unreadable checkpoint: the compressed data is truncated")
+        document = orjson.loads(text)
     except (zlib.error, orjson.JSONDecodeError) as error:
         raise ValueError(f"unreadable checkpoint: {error}") from error
     if not isinstance(document, dict):
