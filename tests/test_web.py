@@ -200,3 +200,17 @@ def test_web_settings_parse_and_resolve_against_the_config_file(tmp_path):
     bad = worker_config(tmp_path, '[worker]\nweb_faust_pages = "yes please"')
     with pytest.raises(ConfigError, match="worker.web_faust_pages"):
         load_config(bad)
+
+
+def test_compose_workers_open_their_web_port_to_prometheus_only_inside_the_compose_network():
+    import yaml
+
+    from tripwire.config import WORKER_KEYS, _parse
+    from tripwire.streams.topics import worker_env_name
+
+    services = yaml.safe_load((Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text())["services"]
+    for name in ("tripwire-worker-1", "tripwire-worker-2"):
+        environment = services[name]["environment"]
+        bind = environment[worker_env_name("web_bind")]
+        assert _parse(WORKER_KEYS["web_bind"][0], bind, name) == "0.0.0.0"
+        assert "ports" not in services[name]
