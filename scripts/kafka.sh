@@ -6,6 +6,7 @@
 #   scripts/kafka.sh resume   launch again on the data dir of the last start (topics and records kept)
 #   scripts/kafka.sh stop     SIGTERM, then SIGKILL after 20 s; fine if not running
 #   scripts/kafka.sh status   exit 0 if running, 3 if not
+#   scripts/kafka.sh cluster-id [N]   print N (default 1) fresh KRaft cluster ids, one a line
 #
 # Environment:
 #   TRIPWIRE_CACHE  cache root                      (default: <repo>/.cache)
@@ -15,6 +16,11 @@
 #   KAFKA_HEAP      JVM max heap                    (default: 512m)
 #   KAFKA_READY_TIMEOUT  seconds to wait for start  (default: 90)
 #   PYTHON          interpreter with aiokafka, used for the readiness probe (default: python3)
+#   KAFKA_SECURITY  plaintext | ssl | sasl_plaintext: the client listener  (default: plaintext)
+#                   ssl: a CA and a broker certificate for 127.0.0.1 are made in the run dir
+#                   ($RUN/tls/ca.pem is the CA clients trust); sasl_plaintext: SASL/PLAIN with
+#                   user KAFKA_SASL_USER (default: tripwire) and KAFKA_SASL_PASSWORD (default:
+#                   random per start). Either way $RUN/client.env holds what a client needs.
 #
 # There is no Docker on the target machines, so the broker runs straight from the
 # Maven artifacts: kafka_2.13 plus its runtime dependencies, plus a logging backend
@@ -38,6 +44,15 @@ BOOTSTRAP="$HOST:$PORT"
 HEAP="${KAFKA_HEAP:-512m}"
 READY_TIMEOUT="${KAFKA_READY_TIMEOUT:-90}"
 PYTHON="${PYTHON:-python3}"
+SECURITY="${KAFKA_SECURITY:-plaintext}"
+case "$SECURITY" in
+    plaintext) LISTENER=PLAINTEXT ;;
+    ssl) LISTENER=SSL ;;
+    sasl_plaintext) LISTENER=SASL_PLAINTEXT ;;
+    *) echo "kafka.sh: error: KAFKA_SECURITY must be plaintext, ssl or sasl_plaintext (got '$SECURITY')" >&2; exit 2 ;;
+esac
+TLS="$RUN/tls"
+CLIENT_ENV="$RUN/client.env"
 
 log() { echo "kafka.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -171,10 +186,10 @@ node.id=1
 # Static single-voter quorum: formats without --standalone and works on 3.9 too.
 controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$PORT
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=$LISTENER://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=$LISTENER://$HOST:$PORT
+inter.broker.listener.name=$LISTENER
+listener.security.protocol.map=$LISTENER:$LISTENER,CONTROLLER:PLAINTEXT
 log.dirs=$RUN/data
 
 # One broker: every replication factor / ISR must be 1 or internal topics
@@ -205,6 +220,91 @@ num.recovery.threads.per.data.dir=1
 log.cleaner.threads=1
 log.cleaner.dedupe.buffer.size=16777216
 EOF
+    security_properties >>"$RUN/server.properties"
+}
+
+# A test CA and a broker certificate for $HOST, signed by it, as PKCS12 stores for the broker.
+# The store password only guards throwaway files in the run dir.
+make_certificates() {
+    local pass=tripwire-test
+    mkdir -p "$TLS"
+    (
+        cd "$TLS"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj "/CN=tripwire test CA" \
+            -keyout ca.key -out ca.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=$HOST" -keyout broker.key -out broker.csr
+        printf 'subjectAltName=IP:%s,DNS:localhost\n' "$HOST" >broker.ext
+        openssl x509 -req -days 7 -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -extfile broker.ext -out broker.pem
+        openssl pkcs12 -export -name broker -in broker.pem -inkey broker.key -certfile ca.pem \
+            -passout "pass:$pass" -out broker.p12
+        keytool -importcert -noprompt -alias ca -file ca.pem -storetype PKCS12 \
+            -keystore truststore.p12 -storepass "$pass"
+    ) >"$RUN/tls.log" 2>&1 || { cat "$RUN/tls.log" >&2; die "could not make the test certificates"; }
+}
+
+# The client listener's settings (appended to server.properties), and $CLIENT_ENV: the
+# TRIPWIRE_KAFKA_* variables a tripwire client needs for this broker.
+security_properties() {
+    local pass=tripwire-test
+    {
+        echo "TRIPWIRE_KAFKA_BOOTSTRAP=$BOOTSTRAP"
+        echo "TRIPWIRE_KAFKA_SECURITY_PROTOCOL=$LISTENER"
+    } >"$CLIENT_ENV"
+    chmod 600 "$CLIENT_ENV"
+    case "$SECURITY" in
+        ssl)
+            make_certificates
+            cat <<EOF
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS/broker.p12
+ssl.keystore.password=$pass
+ssl.key.password=$pass
+ssl.truststore.type=PKCS12
+ssl.truststore.location=$TLS/truststore.p12
+ssl.truststore.password=$pass
+ssl.client.auth=none
+EOF
+            echo "TRIPWIRE_KAFKA_SSL_CAFILE=$TLS/ca.pem" >>"$CLIENT_ENV"
+            ;;
+        sasl_plaintext)
+            local user="${KAFKA_SASL_USER:-tripwire}" password="${KAFKA_SASL_PASSWORD:-}"
+            [[ -n "$password" ]] || password="$(head -c 18 /dev/urandom | base64 | tr '+/' 'xy')"
+            [[ "$user$password" =~ ^[A-Za-z0-9._-]+$ ]] ||
+                die "KAFKA_SASL_USER and KAFKA_SASL_PASSWORD: letters, digits, '.', '_' and '-' only"
+            cat <<EOF
+sasl.enabled.mechanisms=PLAIN
+sasl.mechanism.inter.broker.protocol=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$user" password="$password" user_$user="$password";
+EOF
+            {
+                echo "TRIPWIRE_KAFKA_SASL_MECHANISM=PLAIN"
+                echo "TRIPWIRE_KAFKA_SASL_USERNAME=$user"
+                echo "TRIPWIRE_KAFKA_SASL_PASSWORD=$password"
+            } >>"$CLIENT_ENV"
+            ;;
+    esac
+}
+
+# A KRaft cluster id: 16 random bytes, base64url without padding. The storage tool reads an
+# argument that starts with '-' as an option (one id in 64 did), so draw again until it starts
+# with a letter or digit.
+new_cluster_id() {
+    local id
+    while :; do
+        id="$(head -c 16 /dev/urandom | base64)"
+        id="${id//+/-}"
+        id="${id//\//_}"
+        id="${id%%=*}"
+        [[ "$id" =~ ^[A-Za-z0-9] ]] && break
+    done
+    echo "$id"
+}
+
+cmd_cluster_id() {
+    local n="${1:-1}" i
+    [[ "$n" =~ ^[0-9]+$ ]] || die "cluster-id takes a count, got '$n'"
+    for ((i = 0; i < n; i++)); do new_cluster_id; done
 }
 
 # Launch the broker on the prepared $RUN and wait until it really serves (java options as "$@").
@@ -221,19 +321,29 @@ launch() {
     # A listening port is not enough: right after start the broker can accept
     # connections while metadata / the group coordinator are not ready yet, so
     # probe with a real produce, fetch and offset commit.
-    if ! "$PYTHON" - "$BOOTSTRAP" "$READY_TIMEOUT" "$(cat "$PIDFILE")" <<'EOF'; then
+    # It connects the way clients will: with $CLIENT_ENV's protocol, CA and SASL credentials.
+    if ! "$PYTHON" - "$BOOTSTRAP" "$READY_TIMEOUT" "$(cat "$PIDFILE")" "$CLIENT_ENV" <<'EOF'; then
 import asyncio, logging, os, sys, time, uuid
 
 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.helpers import create_ssl_context
 
-bootstrap, timeout, pid = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+bootstrap, timeout, pid, client_env = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 TOPIC = "__tripwire_ready"
+env = dict(line.rstrip("\n").split("=", 1) for line in open(client_env) if "=" in line)
+security = {"security_protocol": env["TRIPWIRE_KAFKA_SECURITY_PROTOCOL"]}
+if "TRIPWIRE_KAFKA_SSL_CAFILE" in env:
+    security["ssl_context"] = create_ssl_context(cafile=env["TRIPWIRE_KAFKA_SSL_CAFILE"])
+if "TRIPWIRE_KAFKA_SASL_PASSWORD" in env:
+    security.update(sasl_mechanism=env["TRIPWIRE_KAFKA_SASL_MECHANISM"],
+                    sasl_plain_username=env["TRIPWIRE_KAFKA_SASL_USERNAME"],
+                    sasl_plain_password=env["TRIPWIRE_KAFKA_SASL_PASSWORD"])
 
 
 async def probe():
     token = uuid.uuid4().hex.encode()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=5000)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=5000, **security)
     try:
         await producer.start()
         meta = await producer.send_and_wait(TOPIC, token, partition=0)
@@ -241,7 +351,7 @@ async def probe():
         await producer.stop()
     tp = TopicPartition(TOPIC, meta.partition)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=TOPIC, enable_auto_commit=False, request_timeout_ms=5000
+        bootstrap_servers=bootstrap, group_id=TOPIC, enable_auto_commit=False, request_timeout_ms=5000, **security
     )
     try:
         await consumer.start()
@@ -313,9 +423,8 @@ cmd_start() {
     java_options
     local java_opts=("${JAVA_OPTS[@]}")
 
-    # KRaft cluster id: 16 random bytes, base64url without padding.
     local cluster_id
-    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    cluster_id="$(new_cluster_id)"
     if ! java "${java_opts[@]}" kafka.tools.StorageTool format \
         -t "$cluster_id" -c "$RUN/server.properties" >"$LOGFILE" 2>&1; then
         tail -n 40 "$LOGFILE" >&2
@@ -323,12 +432,12 @@ cmd_start() {
     fi
 
     launch "${java_opts[@]}"
-    log "kafka $KAFKA_VERSION ready in $(since "$t0")s (pid $(cat "$PIDFILE"), data $RUN)"
+    log "kafka $KAFKA_VERSION ($LISTENER) ready in $(since "$t0")s (pid $(cat "$PIDFILE"), data $RUN, client settings $CLIENT_ENV)"
     echo "$BOOTSTRAP"
 }
 
 # Start the broker again on the data dir a previous `start` made (after `stop`): its topics,
-# records and committed offsets are kept, as after a broker restart in production.
+# records, committed offsets and client settings are kept, as after a broker restart in production.
 cmd_resume() {
     local t0
     t0="$(now)"
@@ -337,7 +446,7 @@ cmd_resume() {
     port_in_use "$PORT" && die "port $PORT is already in use (set KAFKA_PORT)"
     java_options
     launch "${JAVA_OPTS[@]}"
-    log "kafka $KAFKA_VERSION resumed in $(since "$t0")s (pid $(cat "$PIDFILE"), data $RUN)"
+    log "kafka $KAFKA_VERSION ($LISTENER) resumed in $(since "$t0")s (pid $(cat "$PIDFILE"), data $RUN)"
     echo "$BOOTSTRAP"
 }
 
@@ -381,8 +490,9 @@ case "${1:-}" in
     resume) cmd_resume ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
+    cluster-id) cmd_cluster_id "${2:-1}" ;;
     *)
-        echo "usage: $0 {fetch|start|resume|stop|status}" >&2
+        echo "usage: $0 {fetch|start|resume|stop|status|cluster-id [N]}" >&2
         exit 2
         ;;
 esac

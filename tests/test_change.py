@@ -55,6 +55,15 @@ def wrapper_alarms(detector: ChangeDetector, stream: list[float], start: int = 0
     return [i for i, x in enumerate(stream, start) if detector.update(x)]
 
 
+def plain_leaves(value) -> list:
+    """Every scalar in a nested dict/list (a pickle would show up as one long string)."""
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in plain_leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in plain_leaves(v)]
+    return [value]
+
+
 def json_roundtrip(detector: ChangeDetector) -> ChangeDetector:
     return ChangeDetector.from_dict(json.loads(json.dumps(detector.to_dict())))
 
@@ -151,7 +160,8 @@ def test_to_dict_is_plain_json():
     assert d["method"] == "adwin"
     assert d["params"]["delta"] == 0.01
     assert d["n"] == 2 * CHANGE_AT
-    assert isinstance(d["state"], str)
+    assert isinstance(d["state"], dict)
+    assert plain_leaves(d["state"]) and all(type(x) in (int, float, bool, str) for x in plain_leaves(d))
     restored = ChangeDetector.from_dict(d)
     assert restored.params == detector.params
     assert restored.method == "adwin"
@@ -184,3 +194,98 @@ def test_deterministic():
     a = wrapper_alarms(ChangeDetector("adwin", delta=0.05), stream)
     b = wrapper_alarms(ChangeDetector("adwin", delta=0.05), stream)
     assert a == b
+
+
+@pytest.mark.parametrize("stream_name", sorted(STREAMS))
+@pytest.mark.parametrize("method,params", CASES)
+def test_restored_river_detector_is_the_uninterrupted_one(method, params, stream_name):
+    # Not just the same alarms: the river detector rebuilt from plain data holds the very state of
+    # one that never stopped, at every checkpoint of the stream.
+    stream = STREAMS[stream_name]()
+    uninterrupted = RIVER_CLASSES[method](**params)
+    detector = ChangeDetector(method, **params)
+    for start in range(0, len(stream), 250):
+        for x in stream[start : start + 250]:
+            uninterrupted.update(x)
+            detector.update(x)
+        detector = json_roundtrip(detector)
+        river_now = detector._detector
+        assert river_now.drift_detected == uninterrupted.drift_detected
+        if method == "adwin":
+            assert river_now._helper.__getstate__() == uninterrupted._helper.__getstate__()
+            assert (river_now.width, river_now.total, river_now.variance) == (
+                uninterrupted.width, uninterrupted.total, uninterrupted.variance)
+        else:
+            assert (river_now._x_mean.get(), river_now._x_mean.n) == (uninterrupted._x_mean.get(), uninterrupted._x_mean.n)
+            for name in ("_sum_increase", "_sum_decrease", "_min_increase", "_max_decrease"):
+                assert getattr(river_now, name) == getattr(uninterrupted, name)
+
+
+def crafted_pickle(target) -> str:
+    """A base64 pickle that creates ``target`` when unpickled (what an attacker would write)."""
+    import base64
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(target), "w"))
+
+    return base64.b64encode(pickle.dumps(Payload())).decode()
+
+
+def test_crafted_pickle_state_is_refused_without_running_it(tmp_path):
+    import base64
+    import pickle
+
+    control = tmp_path / "control"
+    pickle.loads(base64.b64decode(crafted_pickle(control))).close()
+    assert control.exists()  # the payload is live: unpickling it does write a file
+
+    target = tmp_path / "pwned"
+    d = ChangeDetector("adwin").to_dict()
+    d["state"] = crafted_pickle(target)  # the old checkpoint layout: a pickle under "state"
+    with pytest.raises(ValueError, match="no pickles"):
+        ChangeDetector.from_dict(d)
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("method", ["adwin", "page_hinkley"])
+def test_garbage_states_are_refused_with_a_reason(method):
+    detector = ChangeDetector(method)
+    wrapper_alarms(detector, gaussian_shift())
+    good = detector.to_dict()
+
+    def mutated(path, value):
+        d = json.loads(json.dumps(good))
+        node = d
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        return d
+
+    bad = [
+        (None, "mapping"),
+        ([1, 2, 3], "mapping"),
+        (mutated(["river_version"], "0.0.1"), "river"),
+        (mutated(["method"], "cusum"), "unknown change method"),
+        (mutated(["state"], {"x": 1, "drift_detected": False}), "keys"),
+        (mutated(["state", "drift_detected"], "yes"), "drift_detected"),
+        (mutated(["params", "delta"], "os.system"), "delta"),
+        (mutated(["n"], -1), "non-negative"),
+    ]
+    if method == "adwin":
+        bad += [
+            (mutated(["params", "max_buckets"], 10**9), "max_buckets"),  # would allocate gigabytes
+            (mutated(["params", "clock"], 0), "clock"),  # a modulo by zero in the Rust code
+            (mutated(["state", "width"], good["state"]["width"] + 1), "width"),
+            (mutated(["state", "buckets"], []), "buckets"),
+            (mutated(["state", "buckets", 0, "totals"], [1.0] * 50), "totals"),
+            (mutated(["state", "total"], "nan"), "total"),
+        ]
+    else:
+        bad += [(mutated(["params", "mode"], "sideways"), "mode"),
+                (mutated(["state", "mean"], [1]), "mean")]
+    for d, reason in bad:
+        with pytest.raises(ValueError, match=reason):
+            ChangeDetector.from_dict(d)
+    ChangeDetector.from_dict(good)  # and the untouched state still loads

@@ -264,6 +264,11 @@ WORKER_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "thresholds": (_infrastructure_thresholds, {}, "cpu_percent, memory_percent, event_loop_lag_ms, consumer_lag_growth, "
                                                    "unpublished"),
     "web_port": (_non_negative_int, 0, "Faust's web server port; 0 = no web server"),
+    "web_bind": (_string, "127.0.0.1", "address the web server listens on; another one (0.0.0.0, a host's address) "
+                                       "opts into the network"),
+    "web_config": (_string, None, "YAML web config, as Prometheus exporters read: tls_server_config {cert_file, "
+                                  "key_file}, basic_auth_users {user: bcrypt hash}; relative to the config file"),
+    "web_faust_pages": (_bool, False, "also serve Faust's own pages (/router/, /table/, /graph/, statistics)"),
 }
 
 MONITOR_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
@@ -339,6 +344,8 @@ def load_config(path: str | Path) -> MonitorConfig:
     for model in config.models:
         if "://" not in model.reference and not model.reference.startswith(("runs:", "models:")):
             model.reference = str((path.parent / model.reference).resolve())
+    if config.worker["web_config"]:
+        config.worker["web_config"] = str((path.parent / config.worker["web_config"]).resolve())
     return config
 
 

@@ -612,13 +612,34 @@ class Engine:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state` output, all of it or nothing.
+
+        Raises
+        ------
+        ValueError
+            With the reason, when ``state`` cannot be read (garbage, a crafted record, another
+            river version); the engine is then left exactly as it was, never half-restored.
+        """
+        before = self.state()
+        try:
+            self._restore(state)
+        except Exception as error:  # garbage can fail anywhere: roll back, then say why
+            self._restore(before)
+            raise ValueError(f"unreadable engine state: {error if isinstance(error, ValueError) else repr(error)}"
+                             ) from error
+
+    def _restore(self, state: dict[str, Any]) -> None:
         self.events, self.rejected, self.unmonitored, self._records, self._rejected_in_window = state["counts"]
         self._last_ts, self._window_start = state["times"]
         self.alerts_by_kind = {(k, s): n for k, s, n in state["alerts_by_kind"]}
         self._stream_policy.restore(state["stream_policy"])
         for name, monitor_state in state["models"].items():
             if name in self.monitors:
-                self.monitors[name].restore(monitor_state)
+                try:
+                    self.monitors[name].restore(monitor_state)
+                except Exception as error:
+                    raise ValueError(f"model {name!r}: {error if isinstance(error, ValueError) else repr(error)}"
+                                     ) from error
 
     def replace_reference(self, model_name: str, reference: dict[str, Any], uri: str,
                           version: str | None = None) -> dict[str, Any]:

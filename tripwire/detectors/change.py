@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import math
-import pickle
 from typing import Any
 
 import river
-from river import drift
+
+from tripwire.detectors.river_state import METHODS as _METHODS
+from tripwire.detectors.river_state import StateError, build_detector, export_state
 
 __all__ = ["ChangeDetector"]
-
-_METHODS: dict[str, type] = {
-    "adwin": drift.ADWIN,
-    "page_hinkley": drift.PageHinkley,
-}
 
 
 class ChangeDetector:
@@ -45,10 +40,11 @@ class ChangeDetector:
 
     Notes
     -----
-    `to_dict` stores the river detector as base64-encoded pickle, because river's ADWIN keeps
-    its bucket structure inside a compiled (Rust) object with no public state API. Only
-    restore state written by a trusted process: unpickling runs arbitrary code. The state is
-    tied to the river version that wrote it (recorded under `"river_version"`).
+    `to_dict` stores the river detector's state as plain numbers and lists (see
+    :mod:`tripwire.detectors.river_state`), never a pickle, and `from_dict` rebuilds the river
+    detector from those numbers after checking them: a checkpoint read from a topic cannot run
+    code. The state is tied to the river version that wrote it (recorded under
+    `"river_version"`); `from_dict` refuses a state written by another river.
 
     Examples
     --------
@@ -133,8 +129,7 @@ class ChangeDetector:
         return False
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the full state as a JSON-serialisable dict."""
-        blob = pickle.dumps(self._detector, protocol=pickle.HIGHEST_PROTOCOL)
+        """Return the full state as a JSON-serialisable dict of numbers, strings and lists."""
         return {
             "method": self.method,
             "params": self.params,
@@ -142,29 +137,43 @@ class ChangeDetector:
             "detections": self.detections,
             "last_detection": self.last_detection,
             "river_version": river.__version__,
-            "state": base64.b64encode(blob).decode("ascii"),
+            "state": export_state(self.method, self._detector),
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ChangeDetector:
-        """Rebuild a detector from `to_dict` output; it continues exactly where it stopped."""
-        method = d["method"]
-        if method not in _METHODS:
-            raise ValueError(f"Unknown method {method!r}; expected one of {sorted(_METHODS)}")
-        detector = pickle.loads(base64.b64decode(d["state"]))
-        if type(detector) is not _METHODS[method]:
-            raise ValueError(
-                f"State holds a {type(detector).__name__}, which does not match method {method!r}"
-            )
+    def from_dict(cls, d: Any) -> ChangeDetector:
+        """Rebuild a detector from `to_dict` output; it continues exactly where it stopped.
+
+        Raises
+        ------
+        ValueError
+            With the reason, if `d` is not `to_dict` output of this river version: the state is
+            checked field by field, and nothing in it is unpickled or executed.
+
+        """
+        if not isinstance(d, dict):
+            raise StateError(f"a change detector state must be a mapping, got {type(d).__name__}")
+        missing = {"method", "params", "n", "detections", "river_version", "state"} - set(d)
+        if missing:
+            raise StateError(f"change detector state lacks {sorted(missing)}")
+        if d["river_version"] != river.__version__:
+            raise StateError(f"change detector state written with river {d['river_version']!r}; this process "
+                             f"runs river {river.__version__}, whose detector internals may differ")
         obj = cls.__new__(cls)
-        obj.method = method
-        obj._detector = detector
-        obj.n = int(d["n"])
-        obj.detections = int(d["detections"])
+        obj.method = d["method"]
+        obj._detector = build_detector(d["method"], d["params"], d["state"])
+        obj.n = _count(d["n"], "n")
+        obj.detections = _count(d["detections"], "detections")
         last = d.get("last_detection")
-        obj.last_detection = None if last is None else int(last)
+        obj.last_detection = None if last is None else _count(last, "last_detection")
         return obj
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"ChangeDetector({self.method!r}, {params}; n={self.n}, detections={self.detections})"
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise StateError(f"change detector {name} must be a non-negative integer, got {value!r}")
+    return value

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tripwire.config import MonitorConfig
+from tripwire.streams import web
 from tripwire.streams.topics import CHECKPOINT_MAX_BYTES, KafkaSettings, ensure_topics, worker_settings
 from tripwire.streams.worker import MonitorWorker
 
@@ -41,10 +42,9 @@ def create_app(config: MonitorConfig, kafka: KafkaSettings, references: dict[str
         key_serializer="raw",
         value_serializer="raw",
         producer_max_request_size=CHECKPOINT_MAX_BYTES + (1 << 20),
-        web_enabled=settings["web_port"] > 0,
-        web_port=settings["web_port"] or 6066,
         datadir=str(datadir),
         store="memory://",
+        **web.app_options(settings),  # 127.0.0.1 unless web_bind says otherwise; TLS and basic auth
     )
     # Faust runs the app, its timers and its web server; the worker consumes the input topic itself,
     # so Faust's own consumer (and its per-message stream dispatch) is never started.
@@ -76,22 +76,7 @@ def create_app(config: MonitorConfig, kafka: KafkaSettings, references: dict[str
     async def loop_lag() -> None:
         await worker.measure_loop_lag()
 
-    if settings["web_port"]:
-        from tripwire.streams.metrics import CONTENT_TYPE
-        from tripwire.streams.status import PAGE
-
-        @app.page("/metrics")
-        async def metrics(view: Any, _request: Any) -> Any:
-            # In the headers: aiohttp refuses a content_type argument with a charset.
-            return view.bytes(worker.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
-
-        @app.page("/status")
-        async def status(view: Any, _request: Any) -> Any:
-            return view.html(PAGE)
-
-        @app.page("/status.json")
-        async def status_json(view: Any, _request: Any) -> Any:
-            return view.json(worker.status.snapshot(worker.open_alerts()))
+    web.install_pages(app, worker, settings)
 
     return app, worker
 

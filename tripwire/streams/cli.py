@@ -284,6 +284,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tripwire import logs
+
+    logs.install()  # every logger, every level: no secret in the log, no flood of one repeated error
     args = build_parser().parse_args(argv)
     from tripwire.reference import ReferenceError
 

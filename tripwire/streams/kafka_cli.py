@@ -100,14 +100,24 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace, config: MonitorConfig | None) -> Any:
+    from tripwire.logs import add_secrets
     from tripwire.streams.topics import kafka_settings
 
-    return kafka_settings(config, broker=getattr(args, "broker", None))
+    settings = kafka_settings(config, broker=getattr(args, "broker", None))
+    add_secrets(settings.sasl_password, settings.ssl_password)  # also when they came from the config file
+    return settings
 
 
 def _kafka_error(error: Exception, settings: Any) -> int:
-    print(f"tripwire: cannot reach Kafka at {settings.bootstrap_servers}: {type(error).__name__}: {error} "
-          "(start one with `scripts/kafka.sh start`, or set --broker / TRIPWIRE_KAFKA_BOOTSTRAP)", file=sys.stderr)
+    if settings.security_protocol == "PLAINTEXT":
+        hint = "start one with `scripts/kafka.sh start`, or set --broker / TRIPWIRE_KAFKA_BOOTSTRAP"
+    else:  # the broker's reason (certificate, authentication) is in aiokafka's log line above
+        keys = (["kafka.ssl_cafile"] if settings.uses_ssl else []) + (
+            ["kafka.sasl_username", "kafka.sasl_password"] if settings.uses_sasl else [])
+        hint = (f"kafka.security_protocol = {settings.security_protocol}: the reason is in the line above; "
+                f"check {', '.join(keys)}")
+    print(f"tripwire: cannot reach Kafka at {settings.bootstrap_servers}: {type(error).__name__}: {error} ({hint})",
+          file=sys.stderr)
     return 3
 
 

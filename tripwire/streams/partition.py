@@ -28,6 +28,7 @@ from tripwire.streams.replay import deadletter_line
 
 CHECKPOINT_FORMAT = 2
 MAGIC = b"TWCK2"
+MAX_CHECKPOINT_JSON = 256 << 20  # far above a real state (a record is at most 16 MB compressed)
 
 
 @dataclass
@@ -58,18 +59,24 @@ def decode_checkpoint(blob: bytes | None) -> dict[str, Any]:
     """The checkpoint document; :class:`CheckpointError` naming the problem for anything else.
 
     A checkpoint is compressed JSON: plain data, never code. Anything that does not start with the
-    magic bytes, does not decompress, is not a JSON object of this format, is refused whole.
+    magic bytes, does not inflate (or inflates past ``MAX_CHECKPOINT_JSON``, or is truncated), is
+    not a JSON object of this format, is refused whole.
     """
     if not blob or not blob.startswith(MAGIC):
         raise CheckpointError(f"not a tripwire checkpoint of format {CHECKPOINT_FORMAT} "
                               f"(starts with {bytes(blob or b'')[:8]!r})")
+    inflate = zlib.decompressobj()
     try:
-        document = orjson.loads(zlib.decompressobj().decompress(blob[len(MAGIC):], 1 << 30))
+        text = inflate.decompress(blob[len(MAGIC):], MAX_CHECKPOINT_JSON)
+        if inflate.unconsumed_tail:  # a record of a few MB that inflates without end: refuse, don't allocate
+            raise CheckpointError(f"checkpoint does not decode: it inflates past {MAX_CHECKPOINT_JSON >> 20} MiB")
+        if not inflate.eof:
+            raise CheckpointError("checkpoint does not decode: the compressed data is truncated")
+        document = orjson.loads(text)
     except (zlib.error, orjson.JSONDecodeError) as error:
         raise CheckpointError(f"checkpoint does not decode: {error}") from None
     if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError("checkpoint is not a JSON object of format "
-                              f"{CHECKPOINT_FORMAT}")
+        raise CheckpointError(f"checkpoint is not a JSON object of format {CHECKPOINT_FORMAT}")
     if type(document.get("offset")) is not int or not isinstance(document.get("state"), dict):
         raise CheckpointError("checkpoint has no integer 'offset' or no 'state' object")
     return document
@@ -124,5 +131,7 @@ class PartitionRunner:
         if document.get("config") != config_fingerprint(self.engine):
             warn(f"partition {self.partition}: the checkpoint was written with another model configuration; "
                  "restoring it anyway")
-        self.engine.restore(document["state"])
+        if type(document.get("offset")) is not int:
+            raise ValueError(f"partition {self.partition}: the checkpoint's offset must be an integer")
+        self.engine.restore(document.get("state"))  # all or nothing: ValueError with the reason
         self.done = document["offset"]
