@@ -8,7 +8,7 @@ from typing import Any
 import river
 
 from tripwire.detectors.river_state import METHODS as _METHODS
-from tripwire.detectors.river_state import StateError, build_detector, export_state
+from tripwire.detectors.river_state import StateError, build_detector, export_state, river_detector
 
 __all__ = ["ChangeDetector"]
 
@@ -87,10 +87,19 @@ class ChangeDetector:
         if method not in _METHODS:
             raise ValueError(f"Unknown method {method!r}; expected one of {sorted(_METHODS)}")
         self.method = method
-        self._detector = _METHODS[method](**params)
+        self._params = params
+        # With river's defaults the detector is made on first use (importing river.drift takes
+        # seconds, and a short replay may never need it); given parameters are checked at once.
+        self._river: Any = river_detector(method, **params) if params else None
         self.n = 0
         self.detections = 0
         self.last_detection: int | None = None
+
+    @property
+    def _detector(self) -> Any:
+        if self._river is None:
+            self._river = river_detector(self.method, **self._params)
+        return self._river
 
     @property
     def params(self) -> dict[str, Any]:
@@ -120,9 +129,10 @@ class ChangeDetector:
         x = float(x)
         if not math.isfinite(x):
             raise ValueError(f"ChangeDetector.update needs a finite value, got {x!r}")
-        self._detector.update(x)
+        detector = self._river if self._river is not None else self._detector
+        detector.update(x)
         self.n += 1
-        if self._detector.drift_detected:
+        if detector.drift_detected:
             self.detections += 1
             self.last_detection = self.n - 1
             return True
@@ -161,7 +171,8 @@ class ChangeDetector:
                              f"runs river {river.__version__}, whose detector internals may differ")
         obj = cls.__new__(cls)
         obj.method = d["method"]
-        obj._detector = build_detector(d["method"], d["params"], d["state"])
+        obj._params = {}
+        obj._river = build_detector(d["method"], d["params"], d["state"])
         obj.n = _count(d["n"], "n")
         obj.detections = _count(d["detections"], "detections")
         last = d.get("last_detection")

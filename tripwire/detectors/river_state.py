@@ -23,11 +23,17 @@ import math
 import struct
 from typing import Any
 
-from river import drift, stats
 
-__all__ = ["StateError", "build_detector", "export_state", "METHODS"]
+__all__ = ["StateError", "build_detector", "export_state", "river_detector", "METHODS"]
 
-METHODS: dict[str, type] = {"adwin": drift.ADWIN, "page_hinkley": drift.PageHinkley}
+METHODS = ("adwin", "page_hinkley")
+
+
+def river_detector(method: str, **params: Any) -> Any:
+    """A new river detector of kind ``method`` (river.drift is imported on first use: it takes seconds)."""
+    from river import drift
+
+    return {"adwin": drift.ADWIN, "page_hinkley": drift.PageHinkley}[method](**params)
 
 # ADWIN's Rust struct, in bincode's default encoding (little-endian, fixed-width integers, u64
 # lengths): delta f64, clock i32, max_buckets u64, min_window_length f64, grace_period f64,
@@ -91,7 +97,7 @@ def _mapping(value: Any, name: str, keys: set[str]) -> dict[str, Any]:
 # -- parameters -----------------------------------------------------------------------------------
 def _checked_params(method: str, params: Any) -> dict[str, Any]:
     """The river constructor arguments, checked: they size what the Rust side allocates."""
-    defaults = METHODS[method]()._get_params()
+    defaults = river_detector(method)._get_params()
     params = _mapping(params, f"{method} params", set(defaults))
     if method == "adwin":
         return {
@@ -207,6 +213,8 @@ def export_state(method: str, detector: Any) -> dict[str, Any]:
             _ROUND_TRIPPED.add(key)
     else:
         mean = detector._x_mean
+        from river import stats
+
         if type(mean) is not stats.Mean or set(vars(mean)) != {"n", "_mean"}:
             raise RuntimeError("river's PageHinkley running mean is not the one tripwire checkpoints")
         state = {"mean_n": mean.n, "mean": _float_out(mean._mean),
@@ -235,11 +243,13 @@ def build_detector(method: str, params: Any, state: Any) -> Any:
     drift_detected = state.pop("drift_detected", None)
     if not isinstance(drift_detected, bool):
         raise StateError(f"{method} state needs drift_detected as true or false")
-    detector = METHODS[method](**params)
+    detector = river_detector(method, **params)
     if method == "adwin":
         detector._helper.__setstate__(_adwin_encode(params, state))
     else:
         state = _mapping(state, "page_hinkley state", {"mean_n", "mean", *_PAGE_HINKLEY_SUMS})
+        from river import stats
+
         detector._x_mean = stats.Mean()
         detector._x_mean.n = _float_in(state["mean_n"], "page_hinkley mean_n", finite=True)
         detector._x_mean._mean = _float_in(state["mean"], "page_hinkley mean")
