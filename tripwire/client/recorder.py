@@ -12,9 +12,9 @@ A record is validated by encoding it exactly as it will travel and running the e
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
@@ -31,8 +31,8 @@ _ENCODE = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 def new_request_id() -> str:
-    """A fresh request id: 32 hex digits of a random UUID."""
-    return uuid.uuid4().hex
+    """A fresh request id: 32 hex digits, 128 random bits (as unique as a UUID4, five times cheaper)."""
+    return os.urandom(16).hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,9 +242,30 @@ class Recorder:
 def _timestamp(ts: float | datetime | str | None) -> Any:
     """The contract's ``ts``: now, epoch seconds or a datetime as ISO 8601; a string is passed on as given."""
     if ts is None:
-        return format_ts(time.time())
+        return _iso(time.time())
     if isinstance(ts, datetime):
         return ts.isoformat()
     if isinstance(ts, (int, float)) and not isinstance(ts, bool):
-        return format_ts(ts)
+        return _iso(ts)
     return ts
+
+
+_second_prefix: tuple[int, str] = (-1, "")
+
+
+def _iso(epoch_seconds: float) -> str:
+    """:func:`tripwire.events.format_ts`, with the date and time of the current second cached.
+
+    ``format_ts`` builds a datetime per call (about half of a ``log_prediction`` call); a serving
+    process logs many events within one second. Threads racing here only recompute the prefix.
+
+    >>> _iso(1764306000.12) == format_ts(1764306000.12) == "2025-11-28T05:00:00.120Z"
+    True
+    """
+    global _second_prefix
+    second, millis = divmod(round(epoch_seconds * 1000), 1000)
+    cached_second, prefix = _second_prefix
+    if second != cached_second:
+        prefix = format_ts(second)[:-4]  # "YYYY-MM-DDTHH:MM:SS." of format_ts's own output
+        _second_prefix = (second, prefix)
+    return f"{prefix}{millis:03d}Z"
