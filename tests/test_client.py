@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from tripwire.client import Client
+from tripwire.client import AsyncClient, Client
 from tripwire.events import ContractError, Label, Prediction, Rejection, decode
 from tripwire.streams.topics import kafka_settings, read_topic
 
@@ -164,3 +164,51 @@ def test_broker_outage_never_blocks_or_raises_counts_drops_and_resumes(outage_br
         client.close(timeout=5)
     arrived = {decode(r.value).request_id for r in records(bootstrap, topic, 100)}
     assert set(after) <= arrived and not arrived & set(before)  # the new broker started empty
+
+
+# -- asyncio -----------------------------------------------------------------------------------
+def test_async_client_delivers_from_the_loop_and_from_threads_on_the_same_partitions():
+    topic = f"client.{uuid.uuid4().hex[:8]}.async"
+
+    async def serve() -> tuple[list[str], object]:
+        async with AsyncClient(BOOTSTRAP, topic=topic) as client:
+            ids = [client.log_prediction(f"model-{i % 5}", float(i), features={"x": i}) for i in range(100)]
+            # a thread pool of the application (run_in_executor) logs too
+            ids += await asyncio.get_running_loop().run_in_executor(
+                None, lambda: [client.log_label(f"model-{i % 5}", ids[i], float(i)) for i in range(100)])
+            assert await client.flush(WAIT) == 0
+            return ids, client.stats()
+
+    ids, stats = asyncio.run(serve())
+    assert (stats.accepted, stats.delivered, stats.dropped) == (200, 200, 0)
+    found = records(BOOTSTRAP, topic, 200)
+    partitions = sorted({r.partition for r in found} | set(range(4)))
+    assert sorted(decode(r.value).request_id for r in found) == sorted(ids)
+    assert all(r.partition == DefaultPartitioner()(r.key, partitions, partitions) for r in found)
+
+
+def test_async_client_with_no_broker_never_blocks_the_loop_and_counts_drops():
+    async def serve() -> object:
+        client = AsyncClient(f"127.0.0.1:{free_port()}", topic="never.sent", buffer_events=100, delivery_timeout_s=2)
+        await client.start()
+        ids = [client.log_prediction("m", float(i)) for i in range(1000)]
+        assert len(set(ids)) == 1000
+        ticks = 0
+        while client.stats().broker_errors == 0 and ticks < 10 * WAIT:  # the loop keeps running meanwhile
+            await asyncio.sleep(0.1)
+            ticks += 1
+        await client.close(timeout=1)
+        return client.stats()
+
+    stats = asyncio.run(serve())
+    assert stats.broker_errors > 0 and not stats.broker_available
+    assert stats.dropped_buffer_full == 900 and stats.delivered == 0
+    assert stats.dropped == 1000
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

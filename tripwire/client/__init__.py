@@ -6,7 +6,8 @@
 >>> client.log_label("fuel-efficiency", request_id, 29.8)                                    # doctest: +SKIP
 """
 
+from tripwire.client.aio import AsyncClient
 from tripwire.client.producer import Client
 from tripwire.client.recorder import DEFAULT_TOPIC, ClientStats, new_request_id
 
-__all__ = ["Client", "ClientStats", "DEFAULT_TOPIC", "new_request_id"]
+__all__ = ["AsyncClient", "Client", "ClientStats", "DEFAULT_TOPIC", "new_request_id"]

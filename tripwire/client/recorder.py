@@ -206,12 +206,12 @@ class Recorder:
             self._count_drop(undelivered=True)
             self._report(logging.ERROR, "send", "tripwire client: could not hand an event to the producer: %r", error)
 
-    def _count_drop(self, *, undelivered: bool, error: str | None = None) -> None:
+    def _count_drop(self, *, undelivered: bool, error: str | None = None, count: int = 1) -> None:
         with self._lock:
             if undelivered:
-                self._dropped_undelivered += 1
+                self._dropped_undelivered += count
             else:
-                self._dropped_buffer_full += 1
+                self._dropped_buffer_full += count
             if error is not None:
                 self._last_error = error
 
