@@ -23,4 +23,4 @@ trap 'bash scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
 bash scripts/kafka.sh start >/dev/null
 export TRIPWIRE_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 
-TRIPWIRE_REQUIRE_BROWSER=1 "$PYTHON" -m pytest -q -p no:cacheprovider --doctest-modules tripwire/detectors tests "$@"
+TRIPWIRE_REQUIRE_BROWSER=1 "$PYTHON" -m pytest -q -p no:cacheprovider --doctest-modules tripwire/detectors tripwire/client tests "$@"
