@@ -235,7 +235,11 @@ cmd_start() {
 
     # KRaft cluster id: 16 random bytes, base64url without padding.
     local cluster_id
-    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    # One starting with "-" would be taken for an option by kafka-storage: draw again.
+    cluster_id=-
+    while [[ "$cluster_id" == -* ]]; do
+        cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    done
     if ! java "${java_opts[@]}" kafka.tools.StorageTool format \
         -t "$cluster_id" -c "$RUN/server.properties" >"$LOGFILE" 2>&1; then
         tail -n 40 "$LOGFILE" >&2
