@@ -22,7 +22,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from tripwire.client import AsyncClient, Client
 from tripwire.events import ContractError, Label, Prediction, Rejection, decode
-from tripwire.streams.topics import kafka_settings, read_topic
+from tripwire.streams.topics import ensure_topics, kafka_settings, read_topic
 
 REPO = Path(__file__).resolve().parents[1]
 BOOTSTRAP = os.environ.get("TRIPWIRE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -30,11 +30,11 @@ OUTAGE_PORT = int(os.environ.get("TRIPWIRE_TEST_OUTAGE_PORT", "19321"))
 WAIT = 120.0  # seconds; the machine is busy
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+def wait_for(condition: Callable[[], bool], what: str | Callable[[], str], timeout: float = WAIT) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what if isinstance(what, str) else what()}")
         time.sleep(0.1)
 
 
@@ -140,7 +140,8 @@ def test_broker_outage_never_blocks_or_raises_counts_drops_and_resumes(outage_br
     topic = f"client.outage.{uuid.uuid4().hex[:8]}"
     client = Client(bootstrap, topic=topic, buffer_events=200, delivery_timeout_s=3)
     try:
-        before = [client.log_prediction("m", float(i), features={"x": i}) for i in range(50)]
+        for i in range(50):
+            client.log_prediction("m", float(i), features={"x": i})
         wait_for(lambda: client.stats().delivered == 50, "the first 50 events to be delivered")
 
         kafka_sh("stop", outage_broker)
@@ -156,14 +157,25 @@ def test_broker_outage_never_blocks_or_raises_counts_drops_and_resumes(outage_br
         assert not stats.broker_available and stats.broker_errors > 0
         assert stats.delivered + stats.dropped == 1050
 
-        kafka_sh("start", outage_broker)  # a clean broker on the same port
-        after = [client.log_prediction("m", float(i), features={"x": i}, request_id=f"after-{i}") for i in range(100)]
-        wait_for(lambda: client.stats().delivered >= 150, "the events sent after the outage to be delivered")
-        assert client.stats().broker_available
+        kafka_sh("start", outage_broker)  # a clean broker on the same port ...
+        # ... with the topic a restarted broker would still have
+        asyncio.run(ensure_topics(kafka_settings(broker=bootstrap), [topic]))
+        after: list[str] = []
+
+        def service_goes_on_logging() -> bool:
+            after.append(client.log_prediction("m", 1.0, features={"x": 1}, request_id=f"after-{len(after)}"))
+            return client.stats().delivered >= 50 + 20
+
+        wait_for(service_goes_on_logging, lambda: f"events sent after the outage to be delivered ({client.stats()})")
+        assert client.flush(WAIT) == 0
+        stats = client.stats()
+        assert stats.broker_available and stats.accepted == 1050 + len(after)
     finally:
         client.close(timeout=5)
-    arrived = {decode(r.value).request_id for r in records(bootstrap, topic, 100)}
-    assert set(after) <= arrived and not arrived & set(before)  # the new broker started empty
+    arrived = [decode(r.value).request_id for r in records(bootstrap, topic, stats.delivered - 50)]
+    # the new broker started empty: what is there was sent after the outage, and is what the
+    # client counted as delivered
+    assert set(arrived) <= set(after) and len(arrived) == len(set(arrived)) == stats.delivered - 50 >= 20
 
 
 # -- asyncio -----------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ import os
 import threading
 from typing import Any, Mapping
 
+from confluent_kafka import KafkaException
+
 from tripwire.client.recorder import DEFAULT_TOPIC, Recorder
 from tripwire.streams.topics import KafkaSettings, kafka_settings
 
@@ -93,8 +95,11 @@ class Client(Recorder):
             "queue.buffering.max.kbytes": 256 * 1024,
             "message.timeout.ms": int(delivery_timeout_s * 1000),
             "linger.ms": linger_ms,
-            # Back on a returning broker within a second, not librdkafka's default 10 s.
+            # Back on a returning broker within a second, not librdkafka's default 10 s; a topic
+            # that a returning (or new) cluster did not have at first is looked up again within
+            # 30 s, not 5 min (until then produce() fails at once, counted as undelivered).
             "reconnect.backoff.max.ms": 1000,
+            "topic.metadata.refresh.interval.ms": 30_000,
             "on_delivery": self._on_delivery,
             "error_cb": self._on_error,
             "logger": _LIBRDKAFKA_LOG,
@@ -114,6 +119,9 @@ class Client(Recorder):
             self._count_drop(undelivered=False)
             self._report(logging.WARNING, "full", "tripwire client: buffer full (%d events), events are dropped; "
                          "is the broker at %s down?", len(self._producer), self.bootstrap_servers)
+        except KafkaException as error:  # the cluster says the topic does not exist (a new or wiped cluster)
+            self._count_drop(undelivered=True, error=str(error.args[0]))
+            self._broker_error(f"broker {self.bootstrap_servers}: topic {self.topic}: {error.args[0].str()}", down=False)
 
     def _queued(self) -> int:
         return len(self._producer)
