@@ -16,9 +16,9 @@ import os
 import threading
 from typing import Any, Mapping
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, Producer
 
-from tripwire.client.recorder import DEFAULT_TOPIC, Recorder
+from tripwire.client.recorder import DEFAULT_TOPIC, RateLimitedLog, Recorder
 from tripwire.streams.topics import KafkaSettings, kafka_settings
 
 CLIENT_ENV = {"topic": "TRIPWIRE_CLIENT_TOPIC", "key_by": "TRIPWIRE_CLIENT_KEY_BY",
@@ -76,8 +76,6 @@ class Client(Recorder):
                  delivery_timeout_s: float | None = None, linger_ms: float = 5.0, strict: bool = False,
                  settings: KafkaSettings | None = None, producer_config: Mapping[str, Any] | None = None,
                  environ: Mapping[str, str] | None = None) -> None:
-        from confluent_kafka import Producer
-
         environ = os.environ if environ is None else environ
         super().__init__(topic=topic or environ.get(CLIENT_ENV["topic"]) or DEFAULT_TOPIC,
                          key_by=key_by or environ.get(CLIENT_ENV["key_by"]) or "model", strict=strict)
@@ -169,8 +167,6 @@ class _RateLimitedLogger(logging.LoggerAdapter):
     """librdkafka's own log lines (connection refused, ...), at most one per kind per 30 s."""
 
     def __init__(self) -> None:
-        from tripwire.client.recorder import RateLimitedLog
-
         super().__init__(logging.getLogger("tripwire.client.librdkafka"), {})
         self._limited = RateLimitedLog(self.logger)
 
