@@ -224,3 +224,43 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_async_client_survives_a_broker_outage_and_resumes(outage_broker):
+    bootstrap = f"127.0.0.1:{OUTAGE_PORT}"
+    topic = f"client.outage.async.{uuid.uuid4().hex[:8]}"
+
+    async def until(condition: Callable[[], bool], what: Callable[[], str]) -> None:
+        deadline = time.monotonic() + WAIT
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what()}"
+            await asyncio.sleep(0.1)
+
+    async def serve() -> tuple[list[str], object]:
+        async with AsyncClient(bootstrap, topic=topic, buffer_events=200, delivery_timeout_s=3) as client:
+            for i in range(50):
+                client.log_prediction("m", float(i))
+            await until(lambda: client.stats().delivered == 50, lambda: f"the first 50 events ({client.stats()})")
+            await asyncio.to_thread(kafka_sh, "stop", outage_broker)  # the loop keeps running meanwhile
+            during = [client.log_prediction("m", float(i)) for i in range(1000)]
+            assert len(set(during)) == 1000
+            await until(lambda: client.stats().dropped_undelivered > 0 and client.stats().queued == 0,
+                        lambda: f"the buffered events to time out ({client.stats()})")
+            stats = client.stats()
+            assert stats.dropped_buffer_full >= 800 and stats.delivered + stats.dropped == 1050
+            assert not stats.broker_available
+
+            await asyncio.to_thread(kafka_sh, "start", outage_broker)
+            await ensure_topics(kafka_settings(broker=bootstrap), [topic])
+            after: list[str] = []
+            while client.stats().delivered < 50 + 20:
+                after.append(client.log_prediction("m", 1.0, request_id=f"after-{len(after)}"))
+                await asyncio.sleep(0.1)
+                assert len(after) < 10 * WAIT, f"events after the outage are not delivered ({client.stats()})"
+            assert await client.flush(WAIT) == 0
+            return after, client.stats()
+
+    after, stats = asyncio.run(serve())
+    assert stats.broker_available
+    arrived = [decode(r.value).request_id for r in records(bootstrap, topic, stats.delivered - 50)]
+    assert set(arrived) <= set(after) and len(arrived) == len(set(arrived)) == stats.delivered - 50 >= 20
