@@ -3,6 +3,7 @@
 #
 #   scripts/kafka.sh fetch    download the broker jars once (Maven Central)
 #   scripts/kafka.sh start    clean data dir, format, launch, wait until produce/consume works
+#   scripts/kafka.sh resume   launch again on the data dir of the last start (topics and records kept)
 #   scripts/kafka.sh stop     SIGTERM, then SIGKILL after 20 s; fine if not running
 #   scripts/kafka.sh status   exit 0 if running, 3 if not
 #
@@ -206,52 +207,14 @@ log.cleaner.dedupe.buffer.size=16777216
 EOF
 }
 
-cmd_start() {
-    local t0
-    t0="$(now)"
-    cmd_fetch
-    command -v java >/dev/null || die "java (17+) is required"
-    "$PYTHON" -c 'import aiokafka' 2>/dev/null ||
-        die "the readiness probe needs aiokafka; point PYTHON at the project's venv (now: $PYTHON)"
-
-    # start always means a clean broker; never wipe the data dir under a live one.
-    if [[ -n "$(broker_pid)" ]]; then
-        log "a broker is already running from $RUN; restarting it clean"
-        cmd_stop
-    fi
-    port_in_use "$PORT" && die "port $PORT is already in use (set KAFKA_PORT)"
-    port_in_use "$CONTROLLER_PORT" && die "port $CONTROLLER_PORT is already in use (set KAFKA_PORT)"
-
-    # Refuse to wipe a directory we did not create (e.g. KAFKA_DATA=$HOME by mistake).
-    if [[ -d "$RUN" && -n "$(ls -A "$RUN")" && ! -f "$RUN/server.properties" ]]; then
-        die "$RUN is not empty and not a kafka.sh run dir; refusing to wipe it"
-    fi
-    rm -rf "$RUN"
-    mkdir -p "$RUN/data"
-    write_server_properties
-
-    local java_opts=(-Xms256m "-Xmx$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
-        -Djava.awt.headless=true "$(logging_jvm_flags)" -cp "$LIBS/*")
-
-    # KRaft cluster id: 16 random bytes, base64url without padding.
-    local cluster_id
-    # One starting with "-" would be taken for an option by kafka-storage: draw again.
-    cluster_id=-
-    while [[ "$cluster_id" == -* ]]; do
-        cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
-    done
-    if ! java "${java_opts[@]}" kafka.tools.StorageTool format \
-        -t "$cluster_id" -c "$RUN/server.properties" >"$LOGFILE" 2>&1; then
-        tail -n 40 "$LOGFILE" >&2
-        die "storage format failed"
-    fi
-
+# Launch the broker on the prepared $RUN and wait until it really serves (java options as "$@").
+launch() {
     # setsid: the broker must outlive the shell (and process group) that started
     # it.  The inner sh writes its own pid, which exec hands on to the JVM.
     # The redirections sit on the subshell, not on setsid: a subshell that kept the caller's
     # stdout would hold a $(...) or a captured pipe open for as long as the broker runs.
     (cd "$RUN" && exec setsid nohup sh -c 'echo $$ >"$0"; exec "$@"' "$PIDFILE" \
-        java "${java_opts[@]}" kafka.Kafka "$RUN/server.properties") >>"$LOGFILE" 2>&1 </dev/null &
+        java "$@" kafka.Kafka "$RUN/server.properties") >>"$LOGFILE" 2>&1 </dev/null &
     local i
     for i in $(seq 50); do [[ -s "$PIDFILE" ]] && break; sleep 0.1; done
 
@@ -316,7 +279,69 @@ EOF
         cmd_stop
         exit 1
     fi
+}
+
+java_options() {
+    JAVA_OPTS=(-Xms256m "-Xmx$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+        -Djava.awt.headless=true "$(logging_jvm_flags)" -cp "$LIBS/*")
+}
+
+cmd_start() {
+    local t0
+    t0="$(now)"
+    cmd_fetch
+    command -v java >/dev/null || die "java (17+) is required"
+    "$PYTHON" -c 'import aiokafka' 2>/dev/null ||
+        die "the readiness probe needs aiokafka; point PYTHON at the project's venv (now: $PYTHON)"
+
+    # start always means a clean broker; never wipe the data dir under a live one.
+    if [[ -n "$(broker_pid)" ]]; then
+        log "a broker is already running from $RUN; restarting it clean"
+        cmd_stop
+    fi
+    port_in_use "$PORT" && die "port $PORT is already in use (set KAFKA_PORT)"
+    port_in_use "$CONTROLLER_PORT" && die "port $CONTROLLER_PORT is already in use (set KAFKA_PORT)"
+
+    # Refuse to wipe a directory we did not create (e.g. KAFKA_DATA=$HOME by mistake).
+    if [[ -d "$RUN" && -n "$(ls -A "$RUN")" && ! -f "$RUN/server.properties" ]]; then
+        die "$RUN is not empty and not a kafka.sh run dir; refusing to wipe it"
+    fi
+    rm -rf "$RUN"
+    mkdir -p "$RUN/data"
+    write_server_properties
+
+    java_options
+    local java_opts=("${JAVA_OPTS[@]}")
+
+    # KRaft cluster id: 16 random bytes, base64url without padding.
+    local cluster_id
+    # One starting with "-" would be taken for an option by kafka-storage: draw again.
+    cluster_id=-
+    while [[ "$cluster_id" == -* ]]; do
+        cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    done
+    if ! java "${java_opts[@]}" kafka.tools.StorageTool format \
+        -t "$cluster_id" -c "$RUN/server.properties" >"$LOGFILE" 2>&1; then
+        tail -n 40 "$LOGFILE" >&2
+        die "storage format failed"
+    fi
+
+    launch "${java_opts[@]}"
     log "kafka $KAFKA_VERSION ready in $(since "$t0")s (pid $(cat "$PIDFILE"), data $RUN)"
+    echo "$BOOTSTRAP"
+}
+
+# Start the broker again on the data dir a previous `start` made (after `stop`): its topics,
+# records and committed offsets are kept, as after a broker restart in production.
+cmd_resume() {
+    local t0
+    t0="$(now)"
+    [[ -f "$RUN/server.properties" && -d "$RUN/data" ]] || die "$RUN has no broker data to resume; use start"
+    [[ -n "$(broker_pid)" ]] && die "a broker is already running from $RUN"
+    port_in_use "$PORT" && die "port $PORT is already in use (set KAFKA_PORT)"
+    java_options
+    launch "${JAVA_OPTS[@]}"
+    log "kafka $KAFKA_VERSION resumed in $(since "$t0")s (pid $(cat "$PIDFILE"), data $RUN)"
     echo "$BOOTSTRAP"
 }
 
@@ -357,10 +382,11 @@ cmd_status() {
 case "${1:-}" in
     fetch) cmd_fetch ;;
     start) cmd_start ;;
+    resume) cmd_resume ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
     *)
-        echo "usage: $0 {fetch|start|stop|status}" >&2
+        echo "usage: $0 {fetch|start|resume|stop|status}" >&2
         exit 2
         ;;
 esac

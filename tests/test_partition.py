@@ -1,14 +1,15 @@
-"""The worker's determinism without a broker: the event-time merge, partition runners, checkpoints.
+"""The worker's determinism without a broker: partition runners, checkpoints, the topic-replay merge.
 
-The demo stream is split the way producers put it on Kafka (by type into three topics, keyed by
-model, murmur2 into 4 partitions); the runners are then fed in different fetch interleavings,
-killed and restored, and must always publish the same alerts.
+The demo stream is split the way producers put it on Kafka (one input topic, keyed by model,
+murmur2 into 4 partitions); the runners are then fed in different fetch batchings, killed and
+restored, and must always publish the same alerts.
 """
 
 from __future__ import annotations
 
 import random
 
+import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -17,11 +18,12 @@ from tripwire.config import ConfigError, parse_config
 from tripwire.engine import Engine
 from tripwire.streams import demo
 from tripwire.streams.merge import Merge
-from tripwire.streams.partition import PartitionRunner, decode_checkpoint
+from tripwire.streams.partition import CheckpointError, PartitionRunner, decode_checkpoint, encode_checkpoint
 from tripwire.streams.publish import route
 from tripwire.streams.topics import kafka_settings
+from tripwire.streams.worker import fit_deadletter
 
-INPUTS = ["predictions", "features", "labels"]
+TOPIC = "tripwire.events"
 PARTITIONS = 4
 
 
@@ -70,19 +72,14 @@ def test_merge_max_buffered_bounds_memory():
     assert merge.buffered == 4
 
 
-def kafka_layout(records: list[bytes]) -> dict[int, list[tuple[str, int, int, bytes]]]:
-    """Per partition: (topic, offset, timestamp ms, record) as the demo producer puts them on Kafka."""
+def kafka_layout(records: list[bytes]) -> dict[int, list[tuple[int, bytes]]]:
+    """Per partition: (offset, record) as the demo producer puts them on the input topic."""
     partitioner = DefaultPartitioner()
-    offsets: dict[tuple[str, int], int] = {}
-    layout: dict[int, list[tuple[str, int, int, bytes]]] = {p: [] for p in range(PARTITIONS)}
-    last_ts = 0.0
+    layout: dict[int, list[tuple[int, bytes]]] = {p: [] for p in range(PARTITIONS)}
     for record in records:
-        role, key, ts = route(record)
-        last_ts = last_ts if ts is None else ts
+        key, _ts = route(record)
         partition = partitioner(key, list(range(PARTITIONS)), list(range(PARTITIONS)))
-        offset = offsets.get((role, partition), 0)
-        offsets[(role, partition)] = offset + 1
-        layout[partition].append((role, offset, round(last_ts * 1000), record))
+        layout[partition].append((len(layout[partition]), record))
     return layout
 
 
@@ -97,29 +94,23 @@ def config():
 
 
 def feed(runner: PartitionRunner, records, rng: random.Random, checkpoint_every: int = 0):
-    """Deliver per-topic streams in random chunks (a consumer's fetch timing); yield alerts and checkpoints."""
-    per_topic = {t: [r for r in records if r[0] == t] for t in INPUTS}
-    cursors = {t: 0 for t in INPUTS}
+    """Deliver the partition in random batches (a consumer's fetch sizes); return alerts and checkpoints."""
     alerts, checkpoints = [], []
-    while any(cursors[t] < len(per_topic[t]) for t in INPUTS):
-        topic = rng.choice([t for t in INPUTS if cursors[t] < len(per_topic[t])])
-        for _ in range(rng.randint(1, 400)):
-            if cursors[topic] < len(per_topic[topic]):
-                _t, offset, timestamp, record = per_topic[topic][cursors[topic]]
-                runner.offer(topic, offset, timestamp, record)
-                cursors[topic] += 1
-        idle = {t for t in INPUTS if cursors[t] == len(per_topic[t])}
-        alerts += runner.release(idle).alerts
+    cursor = 0
+    while cursor < len(records):
+        batch = records[cursor:cursor + rng.randint(1, 3000)]
+        cursor += len(batch)
+        alerts += runner.process([o for o, _r in batch], [r for _o, r in batch]).alerts
         if checkpoint_every and runner.since_checkpoint >= checkpoint_every:
             checkpoints.append(runner.checkpoint()[0])
     return alerts, checkpoints
 
 
-def test_fetch_timing_never_changes_a_partitions_alerts(layout, config, demo_references):
+def test_fetch_batching_never_changes_a_partitions_alerts(layout, config, demo_references):
     busiest = max(layout, key=lambda p: len(layout[p]))
     results = set()
     for seed in range(3):
-        runner = PartitionRunner(busiest, INPUTS, Engine(config, references=demo_references))
+        runner = PartitionRunner(busiest, TOPIC, Engine(config, references=demo_references))
         alerts, _ = feed(runner, layout[busiest], random.Random(seed))
         results.add(tuple(encode_alert(a) for a in alerts))
     assert len(results) == 1 and len(next(iter(results))) > 5
@@ -129,17 +120,16 @@ def test_restore_from_any_checkpoint_continues_exactly(layout, config, demo_refe
     """Kill after a checkpoint, restore it, redeliver from an earlier offset: the same alert ids."""
     partition = max(layout, key=lambda p: len(layout[p]))
     records = layout[partition]
-    runner = PartitionRunner(partition, INPUTS, Engine(config, references=demo_references))
+    runner = PartitionRunner(partition, TOPIC, Engine(config, references=demo_references))
     uninterrupted, checkpoints = feed(runner, records, random.Random(0), checkpoint_every=5000)
     assert len(checkpoints) >= 5
     expected = {encode_alert(a) for a in uninterrupted}
     for blob in (checkpoints[1], checkpoints[len(checkpoints) // 2]):
         document = decode_checkpoint(blob)
-        restored = PartitionRunner(partition, INPUTS, Engine(config, references=demo_references))
+        restored = PartitionRunner(partition, TOPIC, Engine(config, references=demo_references))
         restored.restore(document)
-        # The group resumes at or before the checkpoint: re-offered records it covers are skipped.
-        resume = {t: max(-1, o - 300) for t, o in document["offsets"].items()}
-        replayed = [r for r in records if r[1] > resume[r[0]]]
+        # A consumer may resume before the checkpoint: re-fetched records it covers are skipped.
+        replayed = [r for r in records if r[0] > document["offset"] - 300]
         after, _ = feed(restored, replayed, random.Random(1))
         before = [a for a in uninterrupted if encode_alert(a) not in {encode_alert(x) for x in after}]
         assert {encode_alert(a) for a in after} | {encode_alert(a) for a in before} == expected
@@ -150,16 +140,11 @@ def test_restore_from_any_checkpoint_continues_exactly(layout, config, demo_refe
 def test_partitions_together_alert_like_the_file_replay_for_every_model(layout, config, demo_references,
                                                                             demo_stream):
     """Per-partition engines differ from one global engine only in the stream-wide dead-letter rate."""
-    from tripwire.events import Rejection, decode
-
     engine = Engine(config, references=demo_references)
-    file_alerts = []
-    for record in demo_stream[0]:
-        event = decode(record)
-        file_alerts += engine.reject(event) if type(event) is Rejection else engine.process(event)
+    file_alerts = engine.process_records(demo_stream[0]).alerts
     workers = []
     for partition, records in layout.items():
-        runner = PartitionRunner(partition, INPUTS, Engine(config, references=demo_references))
+        runner = PartitionRunner(partition, TOPIC, Engine(config, references=demo_references))
         workers += feed(runner, records, random.Random(partition))[0]
     per_model = {encode_alert(a) for a in file_alerts if a["model"] != "*"}
     assert {encode_alert(a) for a in workers if a["model"] != "*"} == per_model
@@ -167,23 +152,55 @@ def test_partitions_together_alert_like_the_file_replay_for_every_model(layout, 
 
 
 def test_dead_letters_name_topic_partition_offset(config, demo_references):
-    runner = PartitionRunner(2, INPUTS, Engine(config, references=demo_references))
-    runner.offer("predictions", 41, 1_795_824_000_000, b"\xff not json")
-    runner.offer("labels", 7, 1_795_824_000_000, b'{"type":"label","schema":1}')
-    output = runner.release(idle=set(INPUTS))
-    import orjson
-
+    runner = PartitionRunner(2, TOPIC, Engine(config, references=demo_references))
+    output = runner.process([41, 42], [b"\xff not json", b'{"type":"label","schema":1}'])
     entries = [orjson.loads(entry) for _key, entry in output.deadletters]
-    assert [(e["topic"], e["partition"], e["offset"]) for e in entries] == [("predictions", 2, 41), ("labels", 2, 7)]
+    assert [(e["topic"], e["partition"], e["offset"]) for e in entries] == [(TOPIC, 2, 41), (TOPIC, 2, 42)]
     assert entries[0]["record_hex"] == b"\xff not json".hex() and entries[1]["reason"] == "missing field 'request_id'"
-    assert not runner.offer("predictions", 41, 0, b"{}")  # a redelivered duplicate is skipped
+    again = runner.process([41, 42, 43], [b"{}", b"{}", None])  # a re-fetch after a seek: the first two are skipped
+    assert again.duplicates == 2 and again.records == 1 and runner.done == 43
+    assert orjson.loads(again.deadletters[0][1])["offset"] == 43
+
+
+def test_an_unreadable_or_tampered_checkpoint_is_refused_whole():
+    import pickle
+    import zlib
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, ("open('/tmp/tripwire-pwned', 'w').write('x')",))
+
+    for blob, reason in [(b"", "not a tripwire checkpoint"), (pickle.dumps(Payload()), "not a tripwire checkpoint"),
+                         (b"TWCK2" + b"garbage", "does not decode"),
+                         (b"TWCK2" + zlib.compress(pickle.dumps(Payload())), "does not decode"),
+                         (encode_checkpoint({"format": 1, "offset": 3, "state": {}}), "format 2"),
+                         (encode_checkpoint({"format": 2, "offset": "3", "state": {}}), "integer 'offset'")]:
+        with pytest.raises(CheckpointError, match=reason):
+            decode_checkpoint(blob)
+    import os
+
+    assert not os.path.exists("/tmp/tripwire-pwned")
+
+
+def test_an_oversized_dead_letter_is_cut_to_fit_with_its_size_and_hash():
+    import hashlib
+
+    record = b"x" * 2_000_000
+    entry = orjson.dumps({"reason": "r", "model": None, "topic": TOPIC, "partition": 0, "offset": 5,
+                          "record": record.decode()})
+    fitted = orjson.loads(fit_deadletter(entry, limit=100_000))
+    assert len(orjson.dumps(fitted)) <= 100_000 and fitted["record_truncated"] is True
+    assert fitted["record_bytes"] == len(record) and fitted["record_sha256"] == hashlib.sha256(record).hexdigest()
+    assert fitted["offset"] == 5 and fitted["record"] == "x" * 50_000
+    small = orjson.dumps({"reason": "r", "record": "y"})
+    assert fit_deadletter(small) == small
 
 
 def test_kafka_and_worker_tables_are_validated_and_the_environment_wins():
     config = parse_config({"models": [{"name": "m", "reference": "r.json"}],
                            "kafka": {"bootstrap_servers": ["k1:9092", "k2:9092"], "topics": {"alerts": "ops.alerts"}},
                            "worker": {"checkpoint_seconds": 0, "thresholds": {"cpu_percent": {"warning": 70}}}})
-    assert config.kafka["topics"]["alerts"] == "ops.alerts" and config.kafka["topics"]["labels"] == "tripwire.labels"
+    assert config.kafka["topics"]["alerts"] == "ops.alerts" and config.kafka["topics"]["events"] == "tripwire.events"
     assert config.worker["checkpoint_seconds"] == 0.0 and config.worker["thresholds"]["cpu_percent"].warning == 70
     settings = kafka_settings(config, environ={"TRIPWIRE_KAFKA_BOOTSTRAP": "broker:9093",
                                                "TRIPWIRE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
@@ -193,10 +210,11 @@ def test_kafka_and_worker_tables_are_validated_and_the_environment_wins():
     kwargs = settings.client_kwargs()
     assert kwargs["bootstrap_servers"] == "broker:9093" and settings.partitions == 8
     assert kwargs["sasl_mechanism"] == "PLAIN" and kwargs["sasl_plain_password"] == "s3cret"
-    assert settings.inputs == ["tripwire.predictions", "tripwire.features", "tripwire.labels"]
+    assert settings.events == "tripwire.events"
     for bad, key in [({"kafka": {"bootstrap": "x:1"}}, "kafka.bootstrap"),
                      ({"kafka": {"sasl_mechanism": "GSSAPI"}}, "kafka.sasl_mechanism"),
                      ({"kafka": {"topics": {"alert": "x"}}}, "kafka.topics"),
+                     ({"kafka": {"topics": {"labels": "x"}}}, "one input topic"),
                      ({"worker": {"batch_size": 0}}, "worker.batch_size"),
                      ({"worker": {"thresholds": {"cpu": {"warning": 1}}}}, "worker.thresholds")]:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -207,11 +225,11 @@ def test_kafka_and_worker_tables_are_validated_and_the_environment_wins():
         kafka_settings(config, environ={"TRIPWIRE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
 
 
-def test_route_keys_every_record_by_model_and_topic_by_type():
+def test_route_keys_every_record_by_model():
     label = b'{"type":"label","model":"credit","ts":"2026-01-01T00:00:00Z"}'
-    assert route(label) == ("labels", b"credit", 1767225600.0)
-    assert route(b'{"type":"prediction","schema":1,"model":"credit"')[:2] == ("predictions", b"credit")  # truncated
-    assert route(b"not json at all") == ("predictions", b"*", None)
+    assert route(label) == (b"credit", 1767225600.0)
+    assert route(b'{"type":"prediction","schema":1,"model":"credit"')[0] == b"credit"  # truncated
+    assert route(b"not json at all") == (b"*", None)
 
 
 def test_the_merge_docstring_example_holds():
@@ -220,12 +238,3 @@ def test_the_merge_docstring_example_holds():
     from tripwire.streams import merge
 
     assert doctest.testmod(merge).failed == 0
-
-
-def test_a_record_not_keyed_by_its_model_is_counted(config, demo_references):
-    runner = PartitionRunner(0, INPUTS, Engine(config, references=demo_references))
-    label = b'{"type":"label","schema":1,"request_id":"r","model":"credit","ts":"2026-11-28T00:00:00Z","label":1}'
-    runner.offer("labels", 0, None, label, key=b"credit")
-    runner.offer("labels", 1, None, label, key=b"fuel-efficiency")
-    runner.offer("labels", 2, None, label)  # no key given: not checked
-    assert runner.misrouted == 1

@@ -73,6 +73,7 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "memory_percent": Threshold(85.0, 95.0),
     "event_loop_lag_ms": Threshold(250.0, 1000.0),
     "consumer_lag_growth": Threshold(10_000, 100_000),
+    "unpublished": Threshold(1, 1000),
 }
 
 
@@ -185,8 +186,8 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # Topic roles and their default names; [kafka.topics] renames any of them.
 DEFAULT_TOPICS = {role: f"tripwire.{role}" for role in
-                  ("predictions", "features", "labels", "alerts", "deadletter", "metrics", "checkpoints")}
-INFRASTRUCTURE_DETECTORS = ("cpu_percent", "memory_percent", "event_loop_lag_ms", "consumer_lag_growth")
+                  ("events", "alerts", "deadletter", "metrics", "checkpoints")}
+INFRASTRUCTURE_DETECTORS = ("cpu_percent", "memory_percent", "event_loop_lag_ms", "consumer_lag_growth", "unpublished")
 
 
 def _servers(value: Any) -> str:
@@ -201,6 +202,9 @@ def _topics(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise TypeError(f"must be a table of {', '.join(DEFAULT_TOPICS)} = \"topic name\"")
     for role, name in value.items():
+        if role in ("predictions", "features", "labels"):
+            raise TypeError(f"has {role!r}: predictions, features and labels now share one input topic, "
+                            "[kafka.topics] events (its log order is the order the engine sees)")
         if role not in DEFAULT_TOPICS:
             raise TypeError(f"has unknown topic role {role!r}; allowed: {', '.join(DEFAULT_TOPICS)}")
         if type(name) is not str or not name:
@@ -239,25 +243,26 @@ KAFKA_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "partitions": (_positive_int, 4, "partitions of the topics tripwire creates (and Faust's topic_partitions)"),
     "replication_factor": (_positive_int, 1, "replication factor of the topics tripwire creates"),
     "create_topics": (_bool, True, "create missing topics at start (else they must exist)"),
-    "topics": (_topics, DEFAULT_TOPICS, "[kafka.topics] predictions, features, labels, alerts, deadletter, metrics, checkpoints"),
+    "topics": (_topics, DEFAULT_TOPICS, "[kafka.topics] events, alerts, deadletter, metrics, checkpoints"),
 }
 
 # The [worker] table: the Faust worker's batching, checkpoints and utilization sampling.
 WORKER_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "app_id": (_string, "tripwire", "Faust app id = Kafka consumer group; workers with one id share the partitions"),
     "worker_id": (_string, None, "name in utilization samples and alerts (env TRIPWIRE_WORKER_ID; default host-pid)"),
-    "batch_size": (_positive_int, 1000, "records per agent batch (stream.take)"),
-    "batch_seconds": (_positive_number, 0.2, "longest wait for a batch to fill"),
+    "batch_size": (_positive_int, 5000, "most records one fetch hands the engine"),
+    "batch_seconds": (_positive_number, 0.1, "longest wait of a fetch for records"),
     "checkpoint_seconds": (_non_negative_number, 5.0, "checkpoint a partition's engine at most this often; 0 = every batch"),
     "checkpoint_records": (_non_negative_int, 0, "also checkpoint once this many records were processed (0 = off)"),
-    "merge_idle_ms": (_non_negative_int, 500, "a caught-up input partition is passed over after this long"),
-    "merge_max_buffer": (_positive_int, 200_000, "records per partition held for the event-time merge before the oldest is forced"),
+    "max_unpublished": (_positive_int, 10_000, "outputs of a partition awaiting a failed publish's retry before its "
+                                               "consumption pauses"),
     "auto_offset_reset": (_one_of("earliest", "latest"), "earliest", "where a new consumer group starts"),
     "session_timeout_seconds": (_positive_number, 30.0, "a worker silent this long (e.g. killed) leaves the group; "
                                                        "its partitions move with their checkpoints"),
     "utilization_seconds": (_positive_number, 5.0, "how often the worker samples CPU, memory, loop lag, consumer lag"),
     "utilization_window_seconds": (_positive_number, 60.0, "how long a utilization signal must stay bad to alert"),
-    "thresholds": (_infrastructure_thresholds, {}, "cpu_percent, memory_percent, event_loop_lag_ms, consumer_lag_growth"),
+    "thresholds": (_infrastructure_thresholds, {}, "cpu_percent, memory_percent, event_loop_lag_ms, consumer_lag_growth, "
+                                                   "unpublished"),
     "web_port": (_non_negative_int, 0, "Faust's web server port; 0 = no web server"),
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from tripwire.detectors.multiple_testing import benjamini_hochberg, bonferroni
 from tripwire.detectors.performance import ClassificationWindow, RegressionWindow
 from tripwire.detectors.quality import FeatureQuality
 from tripwire.detectors.serving import ServingWindow
-from tripwire.events import Event, Features, Label, Prediction, Rejection, format_ts
+from tripwire.events import Event, Features, Label, Prediction, Rejection, decode, format_ts
 from tripwire.join import LabelJoin, Outcome
 from tripwire.reference import load_reference
 
@@ -496,6 +496,16 @@ def _fields(finding: Finding) -> dict[str, Any]:
     return {name: getattr(finding, name) for name in Finding.__slots__}
 
 
+@dataclasses.dataclass
+class BatchResult:
+    """What a batch of raw records gave: alerts in order, and each rejected record's index and reason."""
+
+    alerts: list[Alert] = dataclasses.field(default_factory=list)
+    rejections: list[tuple[int, Rejection]] = dataclasses.field(default_factory=list)
+    events: int = 0
+    last_ts: float | None = None
+
+
 class Engine:
     """Routes events to per-model monitors; counts what it could not route."""
 
@@ -546,6 +556,20 @@ class Engine:
         for event in events:
             alerts += self.handle(event)
         return alerts
+
+    def process_records(self, records: Sequence[bytes]) -> "BatchResult":
+        """Decode and process raw records in order: the batch path of every runner."""
+        result = BatchResult()
+        for index, record in enumerate(records):
+            event = decode(record)
+            if type(event) is Rejection:
+                result.rejections.append((index, event))
+                result.alerts += self.reject(event)
+            else:
+                result.events += 1
+                result.last_ts = event.ts
+                result.alerts += self.process(event)
+        return result
 
     def reject(self, rejection: Rejection) -> list[Alert]:
         self.rejected += 1
@@ -619,4 +643,4 @@ class Engine:
         return found + self._stream_policy.open_alerts()
 
 
-__all__ = ["Engine", "ModelMonitor", "degradation", "Threshold"]
+__all__ = ["BatchResult", "Engine", "ModelMonitor", "degradation", "Threshold"]

@@ -1,7 +1,7 @@
-"""The Faust app of ``tripwire worker``: one agent over the input topics, three timers, a probe.
+"""The Faust app of ``tripwire worker``: the consuming task, the timers, the web pages.
 
-Thin on purpose: the agent takes batches and hands them to :class:`~.worker.MonitorWorker`, which
-decodes, merges, runs the engine, publishes alerts and dead letters, and checkpoints.
+Thin on purpose: the task runs :meth:`~.worker.MonitorWorker.run`, which fetches batches of the
+input topic, runs the engine, publishes alerts and dead letters, and checkpoints.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tripwire.config import MonitorConfig
-from tripwire.streams.topics import (CHECKPOINT_MAX_BYTES, KafkaSettings, copartitioned, ensure_topics,
-                                     worker_settings)
+from tripwire.streams.topics import CHECKPOINT_MAX_BYTES, KafkaSettings, ensure_topics, worker_settings
 from tripwire.streams.worker import MonitorWorker
 
 log = logging.getLogger("tripwire.worker")
@@ -41,30 +40,25 @@ def create_app(config: MonitorConfig, kafka: KafkaSettings, references: dict[str
         topic_disable_leader=True,
         key_serializer="raw",
         value_serializer="raw",
-        consumer_auto_offset_reset=settings["auto_offset_reset"],
         producer_max_request_size=CHECKPOINT_MAX_BYTES + (1 << 20),
-        stream_wait_empty=False,  # events wait for a checkpoint before they are acked
-        broker_session_timeout=settings["session_timeout_seconds"],
-        broker_heartbeat_interval=min(3.0, settings["session_timeout_seconds"] / 4),
         web_enabled=settings["web_port"] > 0,
         web_port=settings["web_port"] or 6066,
         datadir=str(datadir),
         store="memory://",
     )
-    worker = MonitorWorker(app, config, kafka, references, on_window)
-    inputs = app.topic(*kafka.inputs, key_serializer="raw", value_serializer="raw")
-
-    @app.agent(inputs, name="tripwire.monitor")
-    async def monitor(stream: Any) -> None:
-        async for events in stream.noack_take(settings["batch_size"], within=settings["batch_seconds"]):
-            await worker.on_batch(stream, events)
+    # Faust runs the app, its timers and its web server; the worker consumes the input topic itself,
+    # so Faust's own consumer (and its per-message stream dispatch) is never started.
+    app.producer_only = True
+    worker = MonitorWorker(config, kafka, references, on_window)
 
     @app.task
-    async def merge_and_checkpoint() -> None:  # a loop, not a timer: a long release is not "overlapping"
-        interval = max(0.05, min(0.25, settings["merge_idle_ms"] / 4000))
-        while not app.should_stop:
-            await asyncio.sleep(interval)
-            await worker.tick()
+    async def consume() -> None:
+        try:
+            await worker.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # cannot go on: stop the worker, a restart resumes from the checkpoints
+            await app.crash(error)
 
     @app.timer(settings["utilization_seconds"])
     async def utilization() -> None:
@@ -95,19 +89,6 @@ def create_app(config: MonitorConfig, kafka: KafkaSettings, references: dict[str
         async def status_json(view: Any, _request: Any) -> Any:
             return view.json(worker.status.snapshot(worker.open_alerts()))
 
-    async def revoked(_app: Any, revoked: set[Any], **_kwargs: Any) -> None:
-        await worker.on_partitions_revoked(revoked)
-
-    async def assigned(_app: Any, assigned: set[Any], **_kwargs: Any) -> None:
-        await worker.on_partitions_assigned(assigned)
-
-    app.on_partitions_revoked.connect(revoked, weak=False)
-    app.on_partitions_assigned.connect(assigned, weak=False)
-
-    @app.on_before_shutdown.connect(weak=False)
-    def before_shutdown(_app: Any, **_kwargs: Any) -> None:
-        asyncio.ensure_future(worker.close())
-
     return app, worker
 
 
@@ -117,12 +98,10 @@ def run_worker(config: MonitorConfig, kafka: KafkaSettings, *, loglevel: str = "
 
     from tripwire.tracking import AliasWatcher, MlflowReporter, resolve_config
 
-    roles = ("predictions", "features", "labels", "alerts", "deadletter", "metrics")
-    created = asyncio.run(ensure_topics(kafka, [kafka.topics[r] for r in roles] + [kafka.topics["checkpoints"]],
-                                        compacted=[kafka.topics["checkpoints"]]))
+    roles = ("events", "alerts", "deadletter", "metrics", "checkpoints")
+    created = asyncio.run(ensure_topics(kafka, [kafka.topics[r] for r in roles], compacted=[kafka.topics["checkpoints"]]))
     if created:
         log.warning("created topics %s (%d partitions)", ", ".join(created), kafka.partitions)
-    kafka.partitions = asyncio.run(copartitioned(kafka, kafka.inputs))  # Faust's topic_partitions must match
     asyncio.set_event_loop(asyncio.new_event_loop())
     config.worker = worker_settings(config)  # TRIPWIRE_WORKER_<KEY> wins over the file
     resolved = resolve_config(config)
@@ -133,7 +112,7 @@ def run_worker(config: MonitorConfig, kafka: KafkaSettings, *, loglevel: str = "
     if reporter is not None:
         worker.on_alert = reporter.on_alert
     print(f"tripwire worker {worker.worker_id}: app {worker.app_id} on {kafka.bootstrap_servers}, "
-          f"inputs {', '.join(kafka.inputs)} -> alerts {kafka.topics['alerts']}", flush=True)
+          f"input {kafka.events} -> alerts {kafka.topics['alerts']}", flush=True)
     try:
         faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
     except SystemExit as stop:

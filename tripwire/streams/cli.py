@@ -1,19 +1,20 @@
-"""The ``tripwire`` command line: demo, replay, reference build / log, worker, tail."""
+"""The ``tripwire`` command line: demo, replay, reference build / log, worker, tail.
+
+Each command imports what it needs when it runs (numpy, pandas, river, MLflow, Kafka clients take
+seconds to import), so ``tripwire --help`` and a small replay start at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import orjson
-
-from tripwire.alerts import encode_alert
 from tripwire.config import ConfigError, load_config, parse_config
-from tripwire.engine import Engine
-from tripwire.events import Rejection
-from tripwire.reference import ReferenceError, build_reference, read_table, save_reference
+
+if TYPE_CHECKING:
+    from tripwire.engine import Engine
 
 
 def _csv(value: str) -> list[str]:
@@ -68,6 +69,8 @@ def _reference_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def reference_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    from tripwire.reference import build_reference, read_table
+
     data = read_table(args.data)
     positive: Any = args.positive_class
     if positive is not None and args.target in data.columns and data[args.target].dtype.kind in "iu":
@@ -80,6 +83,8 @@ def reference_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_reference_build(args: argparse.Namespace) -> int:
+    from tripwire.reference import save_reference
+
     reference = reference_from_args(args)
     save_reference(reference, args.output)
     print(f"wrote {args.output}: {len(reference['features'])} features, {reference['n']} rows, "
@@ -104,6 +109,9 @@ def cmd_reference_log(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    import orjson
+
+    from tripwire.engine import Engine
     from tripwire.streams.replay import deadletter_path, replay_file
 
     if args.events is None:
@@ -167,6 +175,9 @@ def _write_report(path: Path, engine: Engine, window_log: Any, alerts: list[dict
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from tripwire.alerts import encode_alert
+    from tripwire.engine import Engine
+    from tripwire.events import Rejection
     from tripwire.streams import demo
 
     print(f"tripwire demo: generating {demo.DURATION_MINUTES} minutes of traffic for fuel-efficiency and credit "
@@ -186,7 +197,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"  #{index:<7} {alert['ts']}  {alert['status']:<8} {alert['severity']:<8} {alert['kind']:<21} "
                   f"{alert['model']:<15} {alert['message']}")
 
-    def on_reject(_rejection: Rejection, _index: int, _record: bytes) -> None:
+    def on_reject(_rejection: "Rejection", _index: int, _record: bytes) -> None:
         pass  # counted by the engine; the demo's malformed burst is itself an incident
 
     from tripwire.streams.replay import run_records
@@ -214,6 +225,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from tripwire.reference import ReferenceError
+
     try:
         from tripwire.streams import kafka_cli
 

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tripwire.alerts import encode_alert
 from tripwire.config import ConfigError, MonitorConfig, load_config
 
 DEMO_CONFIG = """\
@@ -170,7 +169,7 @@ def cmd_demo_kafka(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else None
     settings = _settings(args, config)
     records, _first = demo.generate(args.seed)
-    names = [args.topic] if args.topic else settings.inputs
+    names = [args.topic] if args.topic else [settings.events]
 
     async def run() -> dict[str, int]:
         created = await ensure_topics(settings, names)
@@ -193,6 +192,7 @@ def cmd_demo_kafka(args: argparse.Namespace) -> int:
 def cmd_replay_topic(args: argparse.Namespace) -> int:
     from aiokafka.errors import KafkaError
 
+    from tripwire.alerts import encode_alert
     from tripwire.engine import Engine
     from tripwire.streams.replay import deadletter_line, deadletter_path
     from tripwire.streams.topic_replay import describe_position, parse_position, replay_topics

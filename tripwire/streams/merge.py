@@ -1,22 +1,23 @@
-"""A deterministic event-time merge of several ordered sources (topic partitions).
+"""A deterministic event-time merge of several ordered sources (the partitions of a topic range).
 
-The engine is deterministic given the order of each model's events, but a model's predictions,
-features and labels arrive on three topics, and the order in which a consumer happens to fetch
-them is not reproducible. :class:`Merge` turns that into one order that is: records are released
-by ``(event time, source rank, offset)``, and a record is released only when every source either
-has a record buffered (so nothing earlier can still come from it) or is declared idle by the
-caller. Whatever the fetch timing, the same source contents give the same merged order, and each
-source's own order is always kept (a source that is not in event-time order is not re-sorted).
+``tripwire replay --topic`` hands one engine the records of every partition, and the order in
+which a consumer happens to fetch them is not reproducible. :class:`Merge` turns that into one
+order that is: records are released by ``(event time, source rank, offset)``, and a record is
+released only when every source either has a record buffered (so nothing earlier can still come
+from it) or has reached the end of its range (``idle``). Whatever the fetch timing, the same
+source contents give the same merged order, and each source's own order is always kept (a source
+that is not in event-time order is not re-sorted). The worker needs none of this: an engine per
+partition reads that partition in offset order.
 
->>> merge = Merge(["predictions", "labels"])
->>> merge.add("predictions", 10.0, 0, "p0"); merge.add("predictions", 12.0, 1, "p1")
->>> [item for _s, _o, item in merge.pop_ready()]      # labels may still bring something earlier
+>>> merge = Merge(["p0", "p1"])
+>>> merge.add("p0", 10.0, 0, "a"); merge.add("p0", 12.0, 1, "b")
+>>> [item for _s, _o, item in merge.pop_ready()]      # p1 may still bring something earlier
 []
->>> merge.add("labels", 11.0, 0, "l0")
+>>> merge.add("p1", 11.0, 0, "c")
 >>> [item for _s, _o, item in merge.pop_ready()]
-['p0', 'l0']
->>> [item for _s, _o, item in merge.pop_ready(idle={"labels"})]   # labels is caught up
-['p1']
+['a', 'c']
+>>> [item for _s, _o, item in merge.pop_ready(idle={"p1"})]   # p1 reached the end of its range
+['b']
 """
 
 from __future__ import annotations

@@ -45,6 +45,11 @@ class WorkerMetrics:
                          registry=self.registry)
         self.memory = Gauge("tripwire_process_resident_memory_bytes", "Resident memory of the worker process.",
                             registry=self.registry)
+        self.publish_failures = Counter("tripwire_publish_failures", "Sends to the broker that failed (retried).",
+                                        ["topic"], registry=self.registry)
+        self.unpublished = Gauge("tripwire_unpublished_outputs",
+                                 "Alerts and dead letters awaiting a retry; no checkpoint covers them.",
+                                 registry=self.registry)
         self.open_alerts = Gauge("tripwire_open_alerts", "Alerts firing now.", ["kind"], registry=self.registry)
         self._series: set[tuple[str, str, str]] = set()
         self._process = psutil.Process()

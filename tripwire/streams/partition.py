@@ -1,16 +1,17 @@
-"""One input partition's share of the monitor: its engine, its merge, its offsets, its checkpoint.
+"""One partition of the input topic: its engine, the offset it has reached, its checkpoint.
 
-Producers key every record by model, so all of a model's predictions, features and labels sit on
-the same partition number of the three input topics, each in order. A :class:`PartitionRunner`
-owns partition ``p`` of every input topic: it merges them in event time (:mod:`.merge`), feeds the
-engine, and remembers the last offset it processed per source, so that
+Predictions, features and labels share one input topic, and a model's records sit on one
+partition (producers key them by model), so the partition's log order *is* the order its engine
+sees: nothing is merged, nothing waits on a clock, and the same log gives the same alerts whatever
+the fetch timing, the load or the restarts. A :class:`PartitionRunner`
 
-* a checkpoint is the engine state *and* those offsets, in one record;
-* after a restart (or a rebalance) the runner restores it and skips every record at or below the
-  checkpointed offsets, so the state continues exactly where the checkpoint left it, and the
-  alerts it re-emits for the records after it carry the same deterministic ids.
+* feeds the records of each fetched batch to its engine in offset order (the engine's batch path);
+* remembers the last offset it processed, so that a checkpoint is the engine state *and* that
+  offset, in one record;
+* after a restart or a rebalance restores the checkpoint and skips every record at or below its
+  offset, so the state continues exactly, and the alerts it re-emits carry the same ids.
 
-No Kafka in here: the Faust worker (:mod:`.worker`) and the topic replay both drive it.
+No Kafka in here: the worker (:mod:`.worker`) drives it, and the tests drive it directly.
 """
 
 from __future__ import annotations
@@ -18,27 +19,30 @@ from __future__ import annotations
 import hashlib
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection
+from typing import Any, Callable, Sequence
 
 import orjson
 
 from tripwire.engine import Engine
-from tripwire.events import Rejection, decode
 from tripwire.streams.replay import deadletter_line
 
-CHECKPOINT_FORMAT = 1
-MAGIC = b"TWCK1"
+CHECKPOINT_FORMAT = 2
+MAGIC = b"TWCK2"
 
 
 @dataclass
 class Output:
-    """What releasing records produced: alerts to publish and dead-letter entries (JSON bytes)."""
+    """What a batch produced: alerts to publish and dead-letter entries (JSON bytes)."""
 
     alerts: list[dict[str, Any]] = field(default_factory=list)
     deadletters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # (key, entry)
     records: int = 0
-    by_topic: dict[str, int] = field(default_factory=dict)  # records per input topic
+    duplicates: int = 0  # records at or below the offset already processed (a re-fetch after a seek)
     last_ts: float | None = None  # event time of the last event processed
+
+
+class CheckpointError(ValueError):
+    """A checkpoint record that this worker refuses to use (with the reason)."""
 
 
 def config_fingerprint(engine: Engine) -> str:
@@ -50,106 +54,75 @@ def encode_checkpoint(document: dict[str, Any]) -> bytes:
     return MAGIC + zlib.compress(orjson.dumps(document), 1)
 
 
-def decode_checkpoint(blob: bytes) -> dict[str, Any]:
-    if not blob.startswith(MAGIC):
-        raise ValueError("not a tripwire checkpoint")
-    document = orjson.loads(zlib.decompress(blob[len(MAGIC):]))
-    if document.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint format {document.get('format')!r}, this worker reads {CHECKPOINT_FORMAT}")
+def decode_checkpoint(blob: bytes | None) -> dict[str, Any]:
+    """The checkpoint document; :class:`CheckpointError` naming the problem for anything else.
+
+    A checkpoint is compressed JSON: plain data, never code. Anything that does not start with the
+    magic bytes, does not decompress, is not a JSON object of this format, is refused whole.
+    """
+    if not blob or not blob.startswith(MAGIC):
+        raise CheckpointError(f"not a tripwire checkpoint of format {CHECKPOINT_FORMAT} "
+                              f"(starts with {bytes(blob or b'')[:8]!r})")
+    try:
+        document = orjson.loads(zlib.decompressobj().decompress(blob[len(MAGIC):], 1 << 30))
+    except (zlib.error, orjson.JSONDecodeError) as error:
+        raise CheckpointError(f"checkpoint does not decode: {error}") from None
+    if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError("checkpoint is not a JSON object of format "
+                              f"{CHECKPOINT_FORMAT}")
+    if type(document.get("offset")) is not int or not isinstance(document.get("state"), dict):
+        raise CheckpointError("checkpoint has no integer 'offset' or no 'state' object")
     return document
 
 
 class PartitionRunner:
-    """Engine + event-time merge + offsets for partition ``partition`` of the ``inputs`` topics."""
+    """Engine + processed offset for partition ``partition`` of the input topic ``topic``."""
 
-    def __init__(self, partition: int, inputs: list[str], engine: Engine, *, max_buffered: int | None = None) -> None:
-        from tripwire.streams.merge import Merge
-
+    def __init__(self, partition: int, topic: str, engine: Engine) -> None:
         self.partition = partition
-        self.inputs = list(inputs)
+        self.topic = topic
         self.engine = engine
-        self.max_buffered = max_buffered
-        self.merge = Merge(self.inputs)
-        self.seen = {topic: -1 for topic in self.inputs}  # highest offset taken in (buffered or done)
-        self.done = {topic: -1 for topic in self.inputs}  # highest offset the engine has processed
+        self.done = -1  # highest offset the engine has processed
         self.records = 0  # processed since this runner started
-        self.misrouted = 0  # records whose Kafka key is not their model (the partitioning contract)
         self.since_checkpoint = 0
-        self.restored_from: dict[str, int] | None = None
 
-    # -- records in --------------------------------------------------------------------------
-    def offer(self, topic: str, offset: int, timestamp_ms: int | None, value: bytes | None,
-              key: bytes | None = None) -> bool:
-        """Take a record in (False: a duplicate at or below what was already taken, skipped).
-
-        ``key``, when given, is checked against the event's model: a producer that does not key by
-        model splits a model's events over partitions, and no single engine sees all of them.
-        """
-        if offset <= self.seen[topic]:
-            return False
-        self.seen[topic] = offset
-        record = value if value is not None else b""
-        event = decode(record)
-        if type(event) is Rejection:
-            # No event time: it sorts by the record's Kafka timestamp (producer time).
-            order = (timestamp_ms or 0) / 1000.0
-        else:
-            if key is not None and key != event.model.encode():
-                self.misrouted += 1
-            order = event.ts
-        self.merge.add(topic, order, offset, (record, event, timestamp_ms))
-        return True
-
-    def release(self, idle: Collection[str] = ()) -> Output:
-        """Process every record the merge can release; ``idle``: input topics with nothing more for now."""
+    def process(self, offsets: Sequence[int], values: Sequence[bytes | None]) -> Output:
+        """Feed one fetched batch (offsets ascending) to the engine; skip what was processed already."""
         output = Output()
-        engine = self.engine
-        for topic, offset, (record, event, _timestamp) in self.merge.pop_ready(idle, self.max_buffered):
-            if type(event) is Rejection:
-                output.deadletters.append((event.model.encode() if event.model else None,
-                                           deadletter_line(event, record, self.origin(topic, offset))))
-                found = engine.reject(event)
-            else:
-                output.last_ts = event.ts
-                try:
-                    found = engine.process(event)
-                except Exception as error:  # a bug must not stop the worker: dead-letter the record
-                    rejection = Rejection(f"engine error: {type(error).__name__}: {error}", event.model)
-                    output.deadletters.append((event.model.encode(),
-                                               deadletter_line(rejection, record, self.origin(topic, offset))))
-                    found = []
-            output.alerts += found
-            self.done[topic] = offset
-            output.records += 1
-            output.by_topic[topic] = output.by_topic.get(topic, 0) + 1
+        start = 0
+        while start < len(offsets) and offsets[start] <= self.done:
+            start += 1
+        output.duplicates = start
+        if start == len(offsets):
+            return output
+        offsets = offsets[start:]
+        records = [value if value is not None else b"" for value in values[start:]]
+        result = self.engine.process_records(records)
+        for index, rejection in result.rejections:
+            origin = {"topic": self.topic, "partition": self.partition, "offset": offsets[index]}
+            output.deadletters.append((rejection.model.encode() if rejection.model else None,
+                                       deadletter_line(rejection, records[index], origin)))
+        output.alerts = result.alerts
+        output.last_ts = result.last_ts
+        output.records = len(records)
+        self.done = offsets[-1]
         self.records += output.records
         self.since_checkpoint += output.records
         return output
 
-    def origin(self, topic: str, offset: int) -> dict[str, Any]:
-        return {"topic": topic, "partition": self.partition, "offset": offset}
-
-    def blocking(self, idle: Collection[str] = ()) -> list[str]:
-        return self.merge.blocking(idle)
-
     # -- checkpoint --------------------------------------------------------------------------
-    def checkpoint(self, **extra: Any) -> tuple[bytes, dict[str, int]]:
-        """The engine state and the processed offsets as one record; and those offsets."""
-        offsets = dict(self.done)
-        document = {"format": CHECKPOINT_FORMAT, "partition": self.partition, "offsets": offsets,
-                    "records": self.engine.events + self.engine.rejected, "config": config_fingerprint(self.engine),
-                    "state": self.engine.state(), **extra}
+    def checkpoint(self, **extra: Any) -> tuple[bytes, int]:
+        """The engine state and the processed offset as one record; and that offset."""
+        document = {"format": CHECKPOINT_FORMAT, "topic": self.topic, "partition": self.partition,
+                    "offset": self.done, "records": self.engine.events + self.engine.rejected,
+                    "config": config_fingerprint(self.engine), "state": self.engine.state(), **extra}
         self.since_checkpoint = 0
-        return encode_checkpoint(document), offsets
+        return encode_checkpoint(document), self.done
 
     def restore(self, document: dict[str, Any], warn: Callable[[str], None] = lambda message: None) -> None:
-        """Continue from a checkpoint: its state, and skip records at or below its offsets."""
+        """Continue from a checkpoint: its state, and skip records at or below its offset."""
         if document.get("config") != config_fingerprint(self.engine):
             warn(f"partition {self.partition}: the checkpoint was written with another model configuration; "
                  "restoring it anyway")
-        offsets = document["offsets"]
         self.engine.restore(document["state"])
-        for topic in self.inputs:
-            offset = offsets.get(topic, -1)
-            self.seen[topic] = self.done[topic] = offset
-        self.restored_from = {topic: offsets.get(topic, -1) for topic in self.inputs}
+        self.done = document["offset"]

@@ -1,10 +1,10 @@
-"""Put recorded events on the input topics the way a serving system would: keyed by model.
+"""Put recorded events on the input topic the way a serving system would: keyed by model.
 
 Keying by model is the partitioning contract of the worker: the default (murmur2) partitioner sends
-a model's predictions, features and labels to the same partition number of the three topics, in
-order. Each record's Kafka timestamp is its event time, so ``tripwire replay --from TS`` and the
-broker's time index speak event time; a record that does not parse gets the event time of the
-record before it, so it keeps its place in a merge by time.
+all of a model's predictions, features and labels to one partition of the input topic, in order.
+Each record's Kafka timestamp is its event time, so ``tripwire replay --from TS`` and the broker's
+time index speak event time; a record that does not parse gets the event time of the record before
+it. (Timestamps only place a range; the order the engine sees is each partition's log order.)
 """
 
 from __future__ import annotations
@@ -12,20 +12,19 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import orjson
 
 from tripwire.events import ContractError, parse_ts
 from tripwire.streams.topics import KafkaSettings, running
 
-ROLE_OF_TYPE = {"prediction": "predictions", "features": "features", "label": "labels"}
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 UNKEYED = b"*"  # records that name no model all go to one partition
 
 
-def route(record: bytes) -> tuple[str, bytes, float | None]:
-    """``(role, key, event time)`` of a record: its type's topic, its model, its ``ts`` if it parses."""
+def route(record: bytes) -> tuple[bytes, float | None]:
+    """``(key, event time)`` of a record: its model, its ``ts`` if it parses."""
     try:
         obj = orjson.loads(record)
     except orjson.JSONDecodeError:
@@ -37,21 +36,20 @@ def route(record: bytes) -> tuple[str, bytes, float | None]:
             ts: float | None = parse_ts(obj.get("ts"))
         except ContractError:
             ts = None
-        return ROLE_OF_TYPE.get(obj.get("type"), "predictions"), key, ts
+        return key, ts
     match = _MODEL.search(record)
-    return "predictions", match.group(1) if match else UNKEYED, None
+    return match.group(1) if match else UNKEYED, None
 
 
-async def publish(settings: KafkaSettings, records: Iterable[bytes], *, topics: Mapping[str, str] | None = None,
-                  topic: str | None = None, rate: float = 0.0, linger_ms: int = 20) -> dict[str, int]:
-    """Produce ``records`` in order to their role's topic (or all to ``topic``); counts per topic.
+async def publish(settings: KafkaSettings, records: Iterable[bytes], *, topic: str | None = None,
+                  rate: float = 0.0, linger_ms: int = 20) -> dict[str, int]:
+    """Produce ``records`` in order to the input topic (or ``topic``); counts per topic.
 
     ``rate``: records per second (0: as fast as the broker takes them).
     """
     from aiokafka import AIOKafkaProducer
 
-    if topic is None and topics is None:
-        topics = settings.topics
+    name = topic or settings.events
     producer = AIOKafkaProducer(**settings.client_kwargs(), acks="all", linger_ms=linger_ms,
                                 max_batch_size=512 * 1024)
     counts: dict[str, int] = {}
@@ -59,10 +57,9 @@ async def publish(settings: KafkaSettings, records: Iterable[bytes], *, topics: 
     last_ts: float | None = None
     async with running(producer):
         for index, record in enumerate(records):
-            role, key, ts = route(record)
+            key, ts = route(record)
             ts = last_ts if ts is None else ts
             last_ts = ts
-            name = topic or topics[role]  # type: ignore[index]
             await producer.send(name, record, key=key, timestamp_ms=None if ts is None else round(ts * 1000))
             counts[name] = counts.get(name, 0) + 1
             if rate and index % 50 == 0:

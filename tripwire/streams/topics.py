@@ -18,7 +18,6 @@ from typing import Any, Iterable, Mapping
 from tripwire.config import KAFKA_KEYS, ConfigError, MonitorConfig, _parse
 
 ENV_PREFIX = "TRIPWIRE_KAFKA_"
-INPUT_ROLES = ("predictions", "features", "labels")
 # A checkpoint is one record per partition: compacted, so only the latest stays; segments roll
 # often so compaction can actually drop the old ones; big records for large label-join state.
 CHECKPOINT_MAX_BYTES = 16 * 1024 * 1024
@@ -68,9 +67,9 @@ class KafkaSettings:
     topics: dict[str, str] = field(default_factory=dict)
 
     @property
-    def inputs(self) -> list[str]:
-        """The input topics, in the order that breaks event-time ties (predictions, features, labels)."""
-        return [self.topics[role] for role in INPUT_ROLES]
+    def events(self) -> str:
+        """The input topic: predictions, features and labels in one log, each partition in its order."""
+        return self.topics["events"]
 
     @property
     def uses_ssl(self) -> bool:
@@ -228,23 +227,6 @@ async def partitions_for(consumer: Any, topic: str, timeout: float = 10.0) -> li
             raise ConfigError(f"topic {topic!r} does not exist on {consumer._client._bootstrap_servers}")
         await consumer._client.force_metadata_update()
         await asyncio.sleep(0.1)
-
-
-async def copartitioned(settings: KafkaSettings, topics: list[str]) -> int:
-    """The common partition count of ``topics``; an error naming them if they differ.
-
-    A worker owns partition ``p`` of every input topic at once (Faust assigns co-partitioned topics
-    together) and merges them; that only works when they have the same number of partitions.
-    """
-    from aiokafka import AIOKafkaConsumer
-
-    async with running(AIOKafkaConsumer(**settings.client_kwargs(), group_id=None)) as consumer:
-        counts = {topic: len(await partitions_for(consumer, topic)) for topic in topics}
-    if len(set(counts.values())) != 1:
-        raise ConfigError("the input topics must have the same number of partitions (a model's predictions, "
-                          "features and labels are merged per partition): "
-                          + ", ".join(f"{t} has {n}" for t, n in counts.items()))
-    return next(iter(counts.values()))
 
 
 async def read_topic(settings: KafkaSettings, topic: str) -> list[Any]:

@@ -6,7 +6,8 @@ of ``window_seconds`` and raises ``infrastructure`` alerts (model ``*``, signal 
 through the same :class:`~tripwire.alerts.AlertPolicy` as the model detectors, so they fire once
 and resolve once:
 
-* ``cpu_percent``, ``memory_percent``, ``event_loop_lag_ms`` fire when the signal *stayed* above
+* ``cpu_percent``, ``memory_percent``, ``event_loop_lag_ms`` and ``unpublished`` (alerts, dead
+  letters and checkpoints whose publish failed and waits for a retry) fire when the signal *stayed* above
   its threshold for the whole window (the window's minimum crosses it: one spike does not page);
 * ``consumer_lag_growth`` fires when the consumer lag grew by more than the threshold over the
   window (records arrive faster than the worker processes them).
@@ -28,8 +29,9 @@ from tripwire.alerts import AlertPolicy, Finding
 from tripwire.config import DEFAULT_THRESHOLDS, INFRASTRUCTURE_DETECTORS, Threshold
 from tripwire.events import format_ts
 
-SUSTAINED = ("cpu_percent", "memory_percent", "event_loop_lag_ms")
+SUSTAINED = ("cpu_percent", "memory_percent", "event_loop_lag_ms", "unpublished")
 UNITS = {"cpu_percent": "% of a core", "memory_percent": "% of host memory", "event_loop_lag_ms": " ms",
+         "unpublished": " outputs awaiting a failed publish's retry",
          "consumer_lag_growth": " records"}
 
 

@@ -1,17 +1,23 @@
-"""The Faust worker's logic: batches in, alerts and dead letters out, checkpoints, utilization.
+"""The worker's logic: fetched batches in, alerts and dead letters out, checkpoints, utilization.
 
-:mod:`tripwire.streams.app` keeps the Faust app and its agents a few lines long and calls into
-:class:`MonitorWorker`. How state survives a crash:
+:mod:`tripwire.streams.app` keeps the Faust app (its timers and web server) a few lines long and
+runs :meth:`MonitorWorker.run` as a task. How the worker reads, and why the alerts it publishes are
+a function of the input topic's contents alone:
 
-* every input partition number ``p`` has a :class:`~.partition.PartitionRunner` (engine + event-time
-  merge of ``predictions[p]``, ``features[p]``, ``labels[p]`` + processed offsets);
-* a checkpoint of a runner is one record in the compacted checkpoints topic (key ``<app id>/<p>``,
-  partition ``p``): the engine state and the offsets it covers. Before writing it the worker flushes
-  the producer, so every alert and dead letter of the covered records is on the broker first;
-* events are acked to Faust (so the consumer group may commit them) only once a checkpoint covers
-  them. After a SIGKILL the group resumes at or before the checkpoint, the runner restores it and
-  skips what it covers: the state continues exactly, and alerts re-emitted for records after the
-  checkpoint carry the same deterministic ids, which consumers deduplicate.
+* the input topic is consumed with aiokafka's group consumer in batches (``getmany``): one
+  consumer group (the app id), partitions spread over the workers, moved on rebalances. Faust's
+  per-message stream dispatch cost more than the whole engine (see the README's figures);
+* every owned partition has a :class:`~.partition.PartitionRunner` that feeds the batch to its
+  engine in offset order. No merge, no idle timeout, no wall clock decides what the engine sees;
+* every output is sent and its delivery awaited before a checkpoint may cover it. A failed send is
+  kept and retried with backoff (counted in ``/metrics``, an ``unpublished`` infrastructure alert
+  when it lasts); the partition's checkpoint waits for it, and past ``max_unpublished`` outputs the
+  partition's consumption pauses. Nothing is dropped;
+* a checkpoint is one record in the compacted checkpoints topic (key ``<app id>/<p>``): the engine
+  state and the offset it covers, compressed JSON. On assignment the new owner restores the newest
+  checkpoint it can read (an unreadable or tampered one is refused with an alert, and the one
+  before it is used) and seeks past its offset. The state continues exactly; alerts re-emitted for
+  records after the checkpoint carry the same ids, so consumers deduplicate on ``alert_id``.
 """
 
 from __future__ import annotations
@@ -19,25 +25,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict, deque
-from typing import Any, Callable, Iterable
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
 
 import orjson
 
-from tripwire.alerts import encode_alert
-from tripwire.config import MonitorConfig
+from tripwire.alerts import AlertPolicy, Finding, encode_alert
+from tripwire.config import MonitorConfig, Threshold
 from tripwire.engine import Engine
 from tripwire.streams.metrics import WorkerMetrics
-from tripwire.streams.partition import Output, PartitionRunner, decode_checkpoint
+from tripwire.streams.partition import CheckpointError, Output, PartitionRunner, decode_checkpoint
 from tripwire.streams.status import StatusBoard
-from tripwire.streams.topics import CHECKPOINT_MAX_BYTES, KafkaSettings
+from tripwire.streams.topics import CHECKPOINT_MAX_BYTES, KafkaSettings, partitions_for
 from tripwire.streams.utilization import Sampler, UtilizationMonitor, default_worker_id
 
 log = logging.getLogger("tripwire.worker")
 
-# A source with no record for this long (and none buffered) counts as idle even when its highwater
-# says otherwise (transaction markers leave the highwater one past the last record).
-STALE_IDLE_FACTOR = 20
+MAX_REQUEST_BYTES = CHECKPOINT_MAX_BYTES + (1 << 20)
+RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 class Stats:
@@ -46,34 +52,44 @@ class Stats:
         self.alerts = 0
         self.deadletters = 0
         self.duplicates = 0
-        self.misrouted = 0
         self.checkpoints = 0
         self.checkpoint_bytes = 0
         self.checkpoint_seconds = 0.0
+        self.publish_failures = 0
+        self.checkpoints_refused = 0
         self.first_record: float | None = None  # wall clock of the first and the last processed record
         self.last_record: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"records": self.records, "alerts": self.alerts, "deadletters": self.deadletters,
-                "duplicates_skipped": self.duplicates, "misrouted": self.misrouted, "checkpoints": self.checkpoints,
+                "duplicates_skipped": self.duplicates, "checkpoints": self.checkpoints,
                 "checkpoint_bytes": self.checkpoint_bytes,
                 "checkpoint_ms_mean": 1000 * self.checkpoint_seconds / self.checkpoints if self.checkpoints else None,
+                "publish_failures": self.publish_failures, "checkpoints_refused": self.checkpoints_refused,
                 "first_record": self.first_record, "last_record": self.last_record}
 
 
-class MonitorWorker:
-    """Everything the agent, the timers and the rebalance signals of one worker do."""
+@dataclass
+class Outgoing:
+    """One record to publish, kept until the broker has acknowledged it."""
 
-    def __init__(self, app: Any, config: MonitorConfig, kafka: KafkaSettings,
+    topic: str
+    key: bytes | None
+    value: bytes
+    attempts: int = 0
+
+
+class MonitorWorker:
+    """Everything the consuming task, the timers and the rebalance listener of one worker do."""
+
+    def __init__(self, config: MonitorConfig, kafka: KafkaSettings,
                  references: dict[str, dict[str, Any]] | None = None,
                  on_window: Callable[[dict[str, Any]], None] | None = None,
                  on_alert: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self.app = app
         self.config = config
         self.kafka = kafka
         self.settings = config.worker
         self.topics = kafka.topics
-        self.inputs = kafka.inputs
         self.references = references
         self.on_alert = on_alert
         self.worker_id = self.settings.get("worker_id") or default_worker_id()  # default: host-pid
@@ -86,137 +102,182 @@ class MonitorWorker:
         self.app_id = self.settings["app_id"]
         self.runners: dict[int, PartitionRunner] = {}
         self.assigned: set[int] = set()
-        self.checkpointed: dict[int, dict[str, int]] = {}
-        self.pending: dict[tuple[str, int], deque[tuple[int, Any]]] = defaultdict(deque)
+        self.checkpointed: dict[int, int] = {}
         self.last_checkpoint: dict[int, float] = {}
-        self.last_delivery: dict[tuple[str, int], float] = {}
-        self.idle_since: dict[tuple[str, int], float] = {}
-        self.stream: Any = None
+        self.inflight: dict[int, list[tuple[asyncio.Future[Any], Outgoing]]] = defaultdict(list)
+        self.unpublished: dict[int, list[Outgoing]] = defaultdict(list)
+        self.retry_at: dict[int, float] = {}
+        self.paused: set[int] = set()
         self.lock = asyncio.Lock()
         self.stats = Stats()
         self.utilization = UtilizationMonitor(self.worker_id,
                                               window_seconds=self.settings["utilization_window_seconds"],
                                               thresholds=self.settings["thresholds"])
+        self.refusals = AlertPolicy(min_samples=1)
         self.sampler: Sampler | None = None
         self.loop_lag_ms = 0.0
+        self.consumer: Any = None
+        self.producer: Any = None
         self._reader: Any = None
         self._checkpoint_partitions: int | None = None
+        self._last_warning: dict[str, float] = {}
         self.watcher: Any = None  # tracking.AliasWatcher when a reference is a models:/NAME@ALIAS
 
-    # -- the agent -----------------------------------------------------------------------------
-    async def on_batch(self, stream: Any, events: Iterable[Any]) -> None:
-        self.stream = stream
+    # -- the consuming task ----------------------------------------------------------------------
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        self.producer = AIOKafkaProducer(**self.kafka.client_kwargs(), acks="all", linger_ms=5,
+                                         max_request_size=MAX_REQUEST_BYTES, max_batch_size=1 << 20)
+        await self.producer.start()
+        session = self.settings["session_timeout_seconds"]
+        self.consumer = AIOKafkaConsumer(
+            **self.kafka.client_kwargs(), group_id=self.app_id, enable_auto_commit=False,
+            auto_offset_reset=self.settings["auto_offset_reset"], max_partition_fetch_bytes=4 << 20,
+            fetch_max_bytes=64 << 20, session_timeout_ms=int(session * 1000),
+            heartbeat_interval_ms=int(min(3.0, session / 4) * 1000),
+            rebalance_timeout_ms=max(60_000, int(session * 2000)))
+        from aiokafka import ConsumerRebalanceListener
+
+        worker = self
+
+        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_revoked(self, revoked: Any) -> None:
+                await worker.on_partitions_revoked(revoked)
+
+            async def on_partitions_assigned(self, assigned: Any) -> None:
+                await worker.on_partitions_assigned(assigned)
+
+        self.consumer.subscribe([self.kafka.events], listener=Listener())
+        await self.consumer.start()
+
+    async def run(self) -> None:
+        """Fetch, process, publish, checkpoint, until cancelled (the app stops)."""
+        await self.start()
         try:
-            await self._take(events)
-        except Exception as error:  # cannot publish or checkpoint: stop; a restart resumes from the checkpoint
-            await self._crash(error)
+            timeout_ms = int(self.settings["batch_seconds"] * 1000)
+            while True:
+                batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.settings["batch_size"])
+                async with self.lock:
+                    for tp in sorted(batches, key=lambda tp: tp.partition):
+                        await self._process(tp.partition, batches[tp])
+                    await self._maintain()
+                await self._commit()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # cannot go on: stop, a restart resumes from the last checkpoint
+            log.exception("worker %s cannot go on (%s); stopping so that a restart resumes from the last "
+                          "checkpoint", self.worker_id, error)
+            raise
+        finally:
+            await self.stop()
 
-    async def _crash(self, error: Exception) -> None:
-        log.exception("worker %s cannot go on (%s); stopping so that a restart resumes from the last checkpoint",
-                      self.worker_id, error)
-        await self.app.crash(error)
+    async def _process(self, partition: int, messages: list[Any]) -> None:
+        runner = self.runners.get(partition)
+        if runner is None:
+            return  # revoked while fetched; the new owner reads it from its checkpoint
+        output = runner.process([m.offset for m in messages], [m.value for m in messages])
+        self.stats.duplicates += output.duplicates
+        await self._publish(partition, output)
 
-    async def _take(self, events: Iterable[Any]) -> None:
-        now = time.monotonic()
-        async with self.lock:
-            touched: set[int] = set()
-            for event in events:
-                message = event.message
-                partition = message.partition
-                if partition not in self.assigned:
-                    continue  # revoked while buffered; the new owner reads it from the group offsets
-                runner = self.runners.get(partition) or await self._open(partition)
-                tp = (message.topic, partition)
-                self.pending[tp].append((message.offset, event))
-                self.last_delivery[tp] = now
-                timestamp = message.timestamp
-                misrouted = runner.misrouted
-                if not runner.offer(message.topic, message.offset,
-                                    None if timestamp is None else round(timestamp * 1000), message.value,
-                                    message.key):
-                    self.stats.duplicates += 1
-                if runner.misrouted > misrouted and not self.stats.misrouted:
-                    log.warning("%s[%d] offset %d: record keyed %r is for another model; producers must key every "
-                                "record by its model, or a model's windows are split across partitions",
-                                message.topic, partition, message.offset, message.key)
-                self.stats.misrouted += runner.misrouted - misrouted
-                touched.add(partition)
-            await self._advance(touched)
-
-    async def tick(self) -> None:
-        """Timer: release what waited on a source that turned out idle; checkpoint when due."""
-        if not self.runners or self.lock.locked():
-            return  # the agent is at it; it advances every partition it touches
-        try:
-            async with self.lock:
-                await self._advance(self.runners)
-        except Exception as error:
-            await self._crash(error)
-
-    async def _advance(self, partitions: Iterable[int]) -> None:
-        now = time.monotonic()
-        for partition in sorted(partitions):
-            runner = self.runners.get(partition)
-            if runner is None:
-                continue
-            output = runner.release(self._idle(partition, runner, now))
-            await self._publish(output)
-            if self._checkpoint_due(partition, runner, now):
-                await self._checkpoint(partition)
-            await self._ack(partition)
-
-    def _idle(self, partition: int, runner: PartitionRunner, now: float) -> set[str]:
-        """Input topics of ``partition`` with nothing buffered and nothing more on the broker (for a while)."""
-        idle = set()
-        grace = self.settings["merge_idle_ms"] / 1000.0
-        for topic in self.inputs:
-            tp = (topic, partition)
-            if runner.merge.pending(topic):
-                self.idle_since.pop(tp, None)
-                continue
-            highwater = self._highwater(topic, partition)
-            caught_up = highwater is not None and runner.seen[topic] + 1 >= highwater
-            if not caught_up:
-                last = self.last_delivery.get(tp)
-                caught_up = last is not None and now - last > max(5.0, STALE_IDLE_FACTOR * grace)
-            if not caught_up:
-                self.idle_since.pop(tp, None)
-                continue
-            since = self.idle_since.setdefault(tp, now)
-            if now - since >= grace:
-                idle.add(topic)
-        return idle
-
-    def _highwater(self, topic: str, partition: int) -> int | None:
-        from faust.types import TP
-
-        try:
-            return self.app.consumer.highwater(TP(topic, partition))
-        except Exception:  # not assigned (any more), or no fetch yet
-            return None
-
-    async def _publish(self, output: Output) -> None:
-        if not (output.alerts or output.deadletters or output.records):
-            return
-        producer = self.app.producer
+    async def _publish(self, partition: int, output: Output) -> None:
         for alert in output.alerts:
-            await producer.send(self.topics["alerts"], alert["model"].encode(), encode_alert(alert), None, None, None)
+            await self._send(partition, Outgoing(self.topics["alerts"], alert["model"].encode(), encode_alert(alert)))
             self._observe_alert(alert)
         for key, entry in output.deadletters:
-            await producer.send(self.topics["deadletter"], key, entry, None, None, None)
-        for topic, count in output.by_topic.items():
-            self.metrics.observe_records(topic, count)
-        if output.deadletters:
-            self.metrics.rejected.inc(len(output.deadletters))
-        if output.last_ts is not None:
-            self.metrics.observe_event_time(output.last_ts)
+            await self._send(partition, Outgoing(self.topics["deadletter"], key, fit_deadletter(entry)))
         if output.records:
+            self.metrics.observe_records(self.kafka.events, output.records, len(output.deadletters))
             self.stats.last_record = time.time()
             if self.stats.first_record is None:
                 self.stats.first_record = self.stats.last_record
+        if output.last_ts is not None:
+            self.metrics.observe_event_time(output.last_ts)
         self.stats.records += output.records
         self.stats.alerts += len(output.alerts)
         self.stats.deadletters += len(output.deadletters)
+
+    async def _send(self, partition: int, outgoing: Outgoing) -> None:
+        from aiokafka.errors import KafkaError
+
+        try:
+            future = await self.producer.send(outgoing.topic, outgoing.value, key=outgoing.key)
+        except KafkaError as error:  # refused before it was queued (too large, buffer timed out)
+            self._failed(partition, outgoing, error)
+            return
+        self.inflight[partition].append((future, outgoing))
+
+    def _failed(self, partition: int, outgoing: Outgoing, error: BaseException) -> None:
+        outgoing.attempts += 1
+        self.unpublished[partition].append(outgoing)
+        self.stats.publish_failures += 1
+        self.metrics.publish_failures.labels(topic=outgoing.topic).inc()
+        delay = RETRY_BACKOFF_SECONDS[min(outgoing.attempts, len(RETRY_BACKOFF_SECONDS)) - 1]
+        self.retry_at[partition] = min(self.retry_at.get(partition, float("inf")), time.monotonic() + delay)
+        self._warn(f"publish:{outgoing.topic}", "could not publish to %s (%s: %s); kept for a retry, and no "
+                   "checkpoint of partition %d covers it until it is on the broker", outgoing.topic,
+                   type(error).__name__, error, partition)
+
+    async def _settle(self, partition: int) -> bool:
+        """Wait for every send of ``partition``; True when all of its outputs are on the broker."""
+        inflight, self.inflight[partition] = self.inflight[partition], []
+        for future, outgoing in inflight:
+            try:
+                await future
+            except Exception as error:
+                self._failed(partition, outgoing, error)
+        return not self.unpublished[partition]
+
+    async def _retry(self, partition: int) -> None:
+        if not self.unpublished[partition] or time.monotonic() < self.retry_at.get(partition, 0.0):
+            return
+        waiting, self.unpublished[partition] = self.unpublished[partition], []
+        self.retry_at.pop(partition, None)
+        for outgoing in waiting:
+            await self._send(partition, outgoing)
+
+    async def _maintain(self) -> None:
+        """After each fetch: retry failed sends, write due checkpoints, pause or resume on backpressure."""
+        now = time.monotonic()
+        for partition in sorted(self.runners):
+            await self._retry(partition)
+            runner = self.runners[partition]
+            if self._checkpoint_due(partition, runner, now):
+                await self._checkpoint(partition)
+            self._backpressure(partition)
+        self.metrics.unpublished.set(sum(len(v) for v in self.unpublished.values()))
+
+    def _backpressure(self, partition: int) -> None:
+        from aiokafka import TopicPartition
+
+        waiting = len(self.unpublished[partition])
+        tp = TopicPartition(self.kafka.events, partition)
+        if waiting >= self.settings["max_unpublished"] and partition not in self.paused:
+            self.consumer.pause(tp)
+            self.paused.add(partition)
+            log.warning("partition %d: %d outputs wait for a retry; consumption paused until they are published",
+                        partition, waiting)
+        elif partition in self.paused and waiting < self.settings["max_unpublished"] // 2:
+            self.consumer.resume(tp)
+            self.paused.discard(partition)
+            log.info("partition %d: consumption resumed", partition)
+
+    async def _commit(self) -> None:
+        """Commit the checkpointed offsets to the group: only for tools that show a group's lag.
+
+        Restores never read them (the checkpoint holds the offset), so a failed commit is harmless.
+        """
+        from aiokafka import TopicPartition
+
+        offsets = {TopicPartition(self.kafka.events, p): o + 1 for p, o in self.checkpointed.items()
+                   if p in self.assigned and o >= 0}
+        if not offsets or offsets == getattr(self, "_committed", None):
+            return
+        try:
+            await asyncio.wait_for(self.consumer.commit(offsets), 5)
+            self._committed = offsets
+        except Exception as error:
+            log.debug("group commit skipped: %s", error)
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _checkpoint_due(self, partition: int, runner: PartitionRunner, now: float) -> bool:
@@ -230,59 +291,73 @@ class MonitorWorker:
     def checkpoint_key(self, partition: int) -> bytes:
         return f"{self.app_id}/{partition}".encode()
 
-    async def _checkpoint(self, partition: int) -> None:
+    async def _checkpoint(self, partition: int) -> bool:
+        """Write the partition's checkpoint once every output it covers is on the broker."""
+        from aiokafka.errors import KafkaError
+
+        if not await self._settle(partition):
+            return False
         runner = self.runners[partition]
         started = time.perf_counter()
-        # Snapshot first, then flush: everything the snapshot covers was queued before the flush.
-        blob, offsets = runner.checkpoint(worker=self.worker_id, written=time.time())
+        pending = runner.since_checkpoint
+        blob, offset = runner.checkpoint(worker=self.worker_id, written=time.time())
         if len(blob) > CHECKPOINT_MAX_BYTES:
-            log.error("partition %d: checkpoint of %d bytes exceeds %d; not written (the state will be rebuilt "
-                      "from the last one that fit)", partition, len(blob), CHECKPOINT_MAX_BYTES)
-            return
-        producer = self.app.producer
-        await producer.flush()
-        sent = await producer.send(self.topics["checkpoints"], self.checkpoint_key(partition), blob,
-                                   partition % await self._checkpoint_topic_partitions(), None, None)
-        await sent
-        self.checkpointed[partition] = offsets
+            runner.since_checkpoint = pending
+            self._warn(f"checkpoint-size:{partition}", "partition %d: checkpoint of %d bytes exceeds %d; not written "
+                       "(a restart resumes from the last one that fit)", partition, len(blob), CHECKPOINT_MAX_BYTES)
+            return False
+        try:
+            sent = await self.producer.send(self.topics["checkpoints"], blob, key=self.checkpoint_key(partition),
+                                            partition=partition % await self._checkpoint_topic_partitions())
+            await sent
+        except KafkaError as error:
+            runner.since_checkpoint = pending
+            self.stats.publish_failures += 1
+            self.metrics.publish_failures.labels(topic=self.topics["checkpoints"]).inc()
+            self._warn(f"checkpoint:{partition}", "partition %d: checkpoint not written (%s: %s); retried later",
+                       partition, type(error).__name__, error)
+            return False
+        self.checkpointed[partition] = offset
         self.last_checkpoint[partition] = time.monotonic()
         self.stats.checkpoints += 1
         self.stats.checkpoint_bytes += len(blob)
         self.stats.checkpoint_seconds += time.perf_counter() - started
-
-    async def _ack(self, partition: int) -> None:
-        """Ack to Faust every event a durable checkpoint covers, so the group may commit past it."""
-        covered = self.checkpointed.get(partition)
-        if covered is None or self.stream is None:
-            return
-        for topic in self.inputs:
-            queue = self.pending.get((topic, partition))
-            limit = covered.get(topic, -1)
-            while queue and queue[0][0] <= limit:
-                _offset, event = queue.popleft()
-                await self.stream.ack(event)
+        return True
 
     async def _open(self, partition: int) -> PartitionRunner:
-        """A runner for a newly owned partition, restored from its checkpoint when there is one."""
-        runner = self._new_runner(partition)
-        document = await self.read_checkpoint(partition)
-        if document is not None:
+        """The runner of a newly owned partition: from the newest checkpoint that reads and restores."""
+        async for offset, blob in self.checkpoint_candidates(partition):
+            runner = self._new_runner(partition)
             try:
-                runner.restore(document, warn=log.warning)
-            except Exception:
-                log.exception("partition %d: cannot restore the checkpoint; starting fresh detectors after "
-                              "its offsets", partition)
-                runner = self._new_runner(partition)
-                for topic in runner.inputs:
-                    runner.seen[topic] = runner.done[topic] = document["offsets"].get(topic, -1)
-            self.checkpointed[partition] = dict(runner.done)
-            log.info("partition %d: restored the checkpoint of %s (offsets %s, %d records)", partition,
-                     document.get("worker"), runner.done, document.get("records", 0))
-        else:
-            log.info("partition %d: no checkpoint, starting from the group's position", partition)
-        self.runners[partition] = runner
-        self.last_checkpoint[partition] = time.monotonic()
-        return runner
+                runner.restore(decode_checkpoint(blob), warn=log.warning)
+            except Exception as error:  # refused whole: a fresh runner, never a half-restored one
+                await self._refuse_checkpoint(partition, offset, error)
+                continue
+            log.info("partition %d: restored the checkpoint at offset %d (input offset %d)", partition, offset,
+                     runner.done)
+            self.checkpointed[partition] = runner.done
+            return runner
+        log.info("partition %d: no checkpoint, starting at the %s offset", partition,
+                 self.settings["auto_offset_reset"])
+        return self._new_runner(partition)
+
+    async def _refuse_checkpoint(self, partition: int, offset: int, error: BaseException) -> None:
+        reason = str(error) if isinstance(error, CheckpointError) else f"{type(error).__name__}: {error}"
+        self.stats.checkpoints_refused += 1
+        log.error("partition %d: refused the checkpoint record at offset %d of %s: %s; trying the one before it",
+                  partition, offset, self.topics["checkpoints"], reason)
+        now = time.time()
+        finding = Finding(
+            model="*", kind="infrastructure", signal=f"checkpoint:{self.app_id}/{partition}",
+            detector="checkpoint_refused", value=1.0, threshold=Threshold(None, 1), window_start=now, window_end=now,
+            n=1, evidence={"topic": self.topics["checkpoints"], "offset": offset, "reason": reason[:500],
+                           "worker": self.worker_id},
+            message=f"worker {self.worker_id} refused a checkpoint record of partition {partition} "
+                    f"({self.topics['checkpoints']} offset {offset}): {reason[:200]}")
+        alert = self.refusals.evaluate(finding, model_version=None, reference=None, ts=now)
+        if alert is not None:
+            await self._send(partition, Outgoing(self.topics["alerts"], b"*", encode_alert(alert)))
+            self._observe_alert(alert)
 
     def _on_window(self, window: dict[str, Any]) -> None:
         for sink in self._window_sinks:
@@ -296,33 +371,35 @@ class MonitorWorker:
 
     def open_alerts(self) -> list[dict[str, Any]]:
         found = [a for runner in self.runners.values() for a in runner.engine.open_alerts()]
-        return found + self.utilization.policy.open_alerts()
+        return found + self.utilization.policy.open_alerts() + self.refusals.open_alerts()
 
     def _new_runner(self, partition: int) -> PartitionRunner:
         engine = Engine(self.config, references=self.references, on_window=self._on_window)
-        return PartitionRunner(partition, self.inputs, engine, max_buffered=self.settings["merge_max_buffer"])
+        return PartitionRunner(partition, self.kafka.events, engine)
 
     async def _checkpoint_reader(self) -> Any:
         if self._reader is None:
             from aiokafka import AIOKafkaConsumer
 
             self._reader = AIOKafkaConsumer(**self.kafka.client_kwargs(), group_id=None, enable_auto_commit=False,
-                                            fetch_max_wait_ms=50,
-                                            max_partition_fetch_bytes=CHECKPOINT_MAX_BYTES + (1 << 20),
-                                            fetch_max_bytes=CHECKPOINT_MAX_BYTES + (1 << 20))
+                                            fetch_max_wait_ms=50, max_partition_fetch_bytes=MAX_REQUEST_BYTES,
+                                            fetch_max_bytes=MAX_REQUEST_BYTES)
             await self._reader.start()
         return self._reader
 
     async def _checkpoint_topic_partitions(self) -> int:
         if self._checkpoint_partitions is None:
-            from tripwire.streams.topics import partitions_for
-
             reader = await self._checkpoint_reader()
             self._checkpoint_partitions = len(await partitions_for(reader, self.topics["checkpoints"]))
         return self._checkpoint_partitions
 
-    async def read_checkpoint(self, partition: int) -> dict[str, Any] | None:
-        """The newest checkpoint of ``partition`` for this app id: read the topic backwards in steps."""
+    async def checkpoint_candidates(self, partition: int) -> AsyncIterator[tuple[int, bytes]]:
+        """This app's checkpoint records of ``partition``, newest first: ``(offset, value)``.
+
+        The compacted topic keeps the newest record per key (and, until compaction runs, older
+        ones), so the newest is usually among the last few: read backwards in growing steps, and
+        further back only when the caller refused every record read so far.
+        """
         from aiokafka import TopicPartition
 
         reader = await self._checkpoint_reader()
@@ -335,47 +412,63 @@ class MonitorWorker:
         while stop > begin:
             start = max(begin, stop - step)
             reader.seek(tp, start)
-            found = None
-            deadline = time.monotonic() + 30
+            found: list[tuple[int, bytes]] = []
+            deadline = time.monotonic() + 60
             while await reader.position(tp) < stop:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"reading checkpoints from {tp} took more than 30 s")
+                    raise TimeoutError(f"reading checkpoints from {tp} took more than 60 s")
                 batch = await reader.getmany(tp, timeout_ms=500)
-                for message in batch.get(tp, []):
-                    if message.offset < stop and message.key == key:
-                        found = message.value
-            if found is not None:
-                return decode_checkpoint(found)
+                found += [(m.offset, m.value) for m in batch.get(tp, []) if m.offset < stop and m.key == key]
+            for candidate in sorted(found, key=lambda item: -item[0]):
+                yield candidate
             stop, step = start, step * 8
-        return None
 
     # -- rebalances --------------------------------------------------------------------------------
-    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
-        """Write a last checkpoint of every partition while this worker still owns it."""
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        """Write a last checkpoint of every revoked partition while this worker still owns it."""
         async with self.lock:
-            for partition in sorted(self.runners):
+            for tp in sorted(revoked, key=lambda tp: tp.partition):
+                partition = tp.partition
+                runner = self.runners.get(partition)
+                if runner is None:
+                    continue
                 try:
-                    if self.runners[partition].since_checkpoint:
+                    if runner.since_checkpoint:
                         await asyncio.wait_for(self._checkpoint(partition), timeout=10)
-                    await self._ack(partition)
                 except Exception as error:
                     log.warning("partition %d: no checkpoint at revocation (%s)", partition, error)
-            self.assigned = set()
+            self.assigned -= {tp.partition for tp in revoked}
 
-    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
-        """Keep the runners of partitions this worker still owns; forget the rest."""
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        """Continue every assigned partition from the newest of its runner and its checkpoint."""
         async with self.lock:
-            owned = {tp.partition for tp in assigned if tp.topic in self.inputs}
+            owned = {tp.partition for tp in assigned if tp.topic == self.kafka.events}
             for partition in sorted(set(self.runners) - owned):
-                del self.runners[partition]
-                self.checkpointed.pop(partition, None)
-                self.last_checkpoint.pop(partition, None)
-                for topic in self.inputs:
-                    self.pending.pop((topic, partition), None)
-                    self.idle_since.pop((topic, partition), None)
-                    self.last_delivery.pop((topic, partition), None)
+                self._forget(partition)
+            for tp in sorted(assigned, key=lambda tp: tp.partition):
+                if tp.topic != self.kafka.events:
+                    continue
+                kept = self.runners.get(tp.partition)
+                runner = await self._open(tp.partition)
+                if kept is not None and kept.done >= runner.done:
+                    runner = kept  # ours is as new as any checkpoint: same state, keep it
+                self.runners[tp.partition] = runner
+                self.last_checkpoint.setdefault(tp.partition, time.monotonic())
+                if runner.done >= 0:
+                    self.consumer.seek(tp, runner.done + 1)
+                elif self.settings["auto_offset_reset"] == "earliest":
+                    await self.consumer.seek_to_beginning(tp)
+                else:
+                    await self.consumer.seek_to_end(tp)
             self.assigned = owned
+            self.paused &= owned
             log.info("worker %s owns partitions %s", self.worker_id, sorted(owned))
+
+    def _forget(self, partition: int) -> None:
+        for table in (self.runners, self.checkpointed, self.last_checkpoint, self.inflight, self.unpublished,
+                      self.retry_at):
+            table.pop(partition, None)  # type: ignore[attr-defined]
+        self.paused.discard(partition)
 
     # -- utilization -----------------------------------------------------------------------------
     async def measure_loop_lag(self, interval: float = 0.25) -> None:
@@ -388,30 +481,29 @@ class MonitorWorker:
             self.loop_lag_ms = max(self.loop_lag_ms, lag)
 
     async def consumer_lag(self) -> tuple[int | None, int | None]:
-        """Summed over the input partitions this worker owns: highwater minus the monitor's position
-        (the next record the engine has yet to process), and highwater minus the fetch position.
-
-        The first is the lag that matters: records fetched but still queued in Faust's buffers or
-        held by the merge are not monitored yet, and under load that queue is seconds long.
+        """Summed over the owned partitions: highwater minus the next offset the engine will process,
+        and highwater minus the fetch position (records fetched but not processed yet count in the first).
         """
-        from faust.types import TP
+        from aiokafka import TopicPartition
 
+        if self.consumer is None:
+            return None, None
         lag = fetch_lag = 0
         known = False
         for partition in sorted(self.assigned):
+            tp = TopicPartition(self.kafka.events, partition)
+            try:
+                highwater = self.consumer.highwater(tp)
+                position = await self.consumer.position(tp)
+            except Exception:  # not assigned any more, or no fetch yet
+                continue
+            if highwater is None:
+                continue
+            known = True
             runner = self.runners.get(partition)
-            for topic in self.inputs:
-                highwater = self._highwater(topic, partition)
-                try:
-                    position = await self.app.consumer.position(TP(topic, partition))
-                except Exception:
-                    position = None
-                if highwater is None or position is None:
-                    continue
-                known = True
-                fetch_lag += max(0, highwater - position)
-                processed = runner.done[topic] + 1 if runner is not None else position
-                lag += max(0, highwater - max(processed, 0))
+            processed = runner.done + 1 if runner is not None and runner.done >= 0 else position
+            lag += max(0, highwater - processed)
+            fetch_lag += max(0, highwater - position)
         return (lag, fetch_lag) if known else (None, None)
 
     async def sample_utilization(self) -> None:
@@ -419,20 +511,31 @@ class MonitorWorker:
         if self.sampler is None:
             self.sampler = Sampler(self.worker_id)
             return  # the first CPU reading only starts the interval
+        if self.producer is None:
+            return
         loop_lag, self.loop_lag_ms = self.loop_lag_ms, 0.0
         lag, fetch_lag = await self.consumer_lag()
+        unpublished = sum(len(v) for v in self.unpublished.values())
         sample = self.sampler.sample(event_loop_lag_ms=round(loop_lag, 3), consumer_lag=lag, fetch_lag=fetch_lag,
-                                     app_id=self.app_id, partitions=sorted(self.assigned), **self.stats.as_dict())
-        producer = self.app.producer
-        await producer.send(self.topics["metrics"], self.worker_id.encode(), orjson.dumps(sample), None, None, None)
+                                     app_id=self.app_id, partitions=sorted(self.assigned), unpublished=unpublished,
+                                     **self.stats.as_dict())
+        await self._send_now(self.topics["metrics"], self.worker_id.encode(), orjson.dumps(sample))
         for alert in self.utilization.update(sample):
-            await producer.send(self.topics["alerts"], b"*", encode_alert(alert), None, None, None)
+            await self._send_now(self.topics["alerts"], b"*", encode_alert(alert))
             self._observe_alert(alert)
             log.warning("%s %s: %s", alert["status"], alert["severity"], alert["message"])
         self.metrics.sample_process()
         self.metrics.observe_open_alerts(self.open_alerts())
         self.status.health = {key: sample[key] for key in ("cpu_percent", "memory_percent", "event_loop_lag_ms",
                                                            "consumer_lag", "records") if sample.get(key) is not None}
+
+    async def _send_now(self, topic: str, key: bytes, value: bytes) -> None:
+        """Timer output (samples, worker alerts): no checkpoint covers it, so a failure is logged only."""
+        try:
+            await (await self.producer.send(topic, value, key=key))
+        except Exception as error:
+            self.metrics.publish_failures.labels(topic=topic).inc()
+            self._warn(f"publish:{topic}", "could not publish to %s (%s: %s)", topic, type(error).__name__, error)
 
     async def check_aliases(self) -> None:
         """Timer: a models:/NAME@ALIAS reference moved -> swap it into every partition's engine."""
@@ -448,11 +551,48 @@ class MonitorWorker:
                 for event in self.watcher.apply(runner.engine, changes):
                     # Every partition's engine has a monitor per model; only one has seen its events.
                     if event.get("previous_version") is not None or event.get("closed_alerts"):
-                        await self.app.producer.send(self.topics["alerts"], event["model"].encode(),
-                                                     encode_alert(event), None, None, None)
+                        await self._send_now(self.topics["alerts"], event["model"].encode(), encode_alert(event))
 
-    async def close(self) -> None:
+    def _warn(self, what: str, message: str, *args: Any) -> None:
+        """A warning at most every 10 s per kind: an outage must not flood the log."""
+        now = time.monotonic()
+        if now - self._last_warning.get(what, -1e9) >= 10.0:
+            self._last_warning[what] = now
+            log.warning(message, *args)
+
+    async def stop(self) -> None:
+        """Checkpoint what was processed, leave the group, close the clients."""
+        if self.consumer is not None:
+            try:
+                async with self.lock:
+                    for partition in sorted(self.runners):
+                        if self.runners[partition].since_checkpoint:
+                            await asyncio.wait_for(self._checkpoint(partition), timeout=10)
+            except Exception as error:
+                log.warning("no final checkpoint (%s)", error)
+            await self.consumer.stop()
+            self.consumer = None
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
         if self._reader is not None:
             await self._reader.stop()
             self._reader = None
         log.info("worker %s stopping: %s", self.worker_id, self.stats.as_dict())
+
+
+def fit_deadletter(entry: bytes, limit: int = 900_000) -> bytes:
+    """A dead-letter entry that fits in one Kafka record: an oversized record is cut, its size and hash kept."""
+    if len(entry) <= limit:
+        return entry
+    import hashlib
+
+    document = orjson.loads(entry)
+    field = "record" if "record" in document else "record_hex"
+    original = document[field].encode() if field == "record" else bytes.fromhex(document[field])
+    document["record_bytes"] = len(original)
+    document["record_sha256"] = hashlib.sha256(original).hexdigest()
+    document["record_truncated"] = True
+    keep = limit // 2 if field == "record" else limit // 4
+    document[field] = original[:keep].decode("utf-8", "ignore") if field == "record" else original[:keep].hex()
+    return orjson.dumps(document)
