@@ -29,11 +29,14 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
 
-from tests.test_client import BOOTSTRAP, WAIT, records
+from tests.test_client import BOOTSTRAP, records
+from tests.test_kafka import Worker, model_alerts, read, wait_until
+from tripwire.config import load_config
 from tripwire.client.mlflow import log_monitored_model
 from tripwire.events import Prediction, decode, parse_ts
 from tripwire.reference import build_reference, save_reference
 from tripwire.streams.cli import main as tripwire_cli
+from tripwire.streams.topics import kafka_settings
 
 MODEL = "fuel-efficiency"
 BATCH = 100
@@ -157,20 +160,64 @@ def test_served_predictions_reach_the_broker_as_valid_events(traffic):
         assert event.model == MODEL and event.model_version == "3" and event.latency_ms > 0
 
 
-def test_the_engine_flags_the_drift_injected_through_the_served_model(traffic, served, tmp_path):
-    """The served model's events, replayed from the topic in log order: weight drifts, nothing before."""
-    events = tmp_path / "events.jsonl"
+def monitor_config(path: Path, served: dict, **tables: dict) -> Path:
+    """monitor.toml for the served model (data windows of 500 events), plus the given tables."""
+    lines = ["[defaults]", "window_events = 500", "", "[[models]]", f'name = "{MODEL}"',
+             f'reference = "{served["dir"] / (MODEL + ".json")}"']
+    for table, values in tables.items():
+        lines += ["", f"[{table}]"] + [f"{key} = {orjson.dumps(value).decode()}" for key, value in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def replayed(traffic, served, tmp_path_factory) -> list[bytes]:
+    """The served model's events as the topic holds them, through `tripwire replay`: its alerts."""
+    directory = tmp_path_factory.mktemp("replay")
+    events = directory / "events.jsonl"
     ordered = sorted(traffic["records"], key=lambda r: (r.partition, r.offset))
     events.write_bytes(b"".join(record.value + b"\n" for record in ordered))
-    config = tmp_path / "monitor.toml"
-    config.write_text(f'[defaults]\nwindow_events = 500\n\n[[models]]\nname = "{MODEL}"\n'
-                      f'reference = "{served["dir"] / (MODEL + ".json")}"\n')
-    alerts_path = tmp_path / "alerts.jsonl"
-    assert tripwire_cli(["replay", str(events), "--config", str(config), "--out", str(alerts_path),
-                         "--no-progress"]) == 0
-    alerts = [orjson.loads(line) for line in alerts_path.read_bytes().splitlines()]
+    alerts = directory / "alerts.jsonl"
+    assert tripwire_cli(["replay", str(events), "--config", str(monitor_config(directory / "monitor.toml", served)),
+                         "--out", str(alerts), "--no-progress"]) == 0
+    return alerts.read_bytes().splitlines()
+
+
+def assert_drift_on_weight_only_after_the_shift(alerts: list[dict], traffic: dict) -> None:
     drift = [a for a in alerts if a["kind"] == "data_drift"]
     assert {a["signal"] for a in drift} == {"feature:weight"}, alerts
     assert all(a["status"] == "firing" and a["model_version"] == "3" for a in drift)
+    ordered = sorted(traffic["records"], key=lambda r: (r.partition, r.offset))
     first_drifted_ts = decode(ordered[BATCH * NORMAL_BATCHES].value).ts
     assert all(parse_ts(a["ts"]) >= first_drifted_ts for a in alerts), alerts
+
+
+def test_the_engine_flags_the_drift_injected_through_the_served_model(replayed, traffic):
+    """The served model's events, replayed from the topic in log order: weight drifts, nothing before."""
+    assert_drift_on_weight_only_after_the_shift([orjson.loads(line) for line in replayed], traffic)
+
+
+def test_the_worker_raises_the_alerts_from_the_served_events(replayed, traffic, served, tmp_path):
+    """A `tripwire worker` on the events topic the server wrote: the drift alert, as the replay's bytes."""
+    topic = served["topic"]
+    topics = {"events": topic, **{role: f"{topic}.{role}" for role in ("alerts", "deadletter", "metrics",
+                                                                       "checkpoints")}}
+    config = monitor_config(tmp_path / "worker.toml", served, kafka={"bootstrap_servers": BOOTSTRAP},
+                            **{"kafka.topics": topics},
+                            worker={"app_id": f"client-test-{uuid.uuid4().hex[:8]}", "checkpoint_seconds": 0.5,
+                                    "utilization_seconds": 1.0, "session_timeout_seconds": 6.0})
+    settings = kafka_settings(load_config(config))
+    expected = set(replayed)
+    worker = Worker(config, "client-test")
+    try:
+        wait_until(lambda: set(model_alerts(alert_values(settings, topics["alerts"]))) >= expected,
+                   f"the worker's alerts to include the replay's {len(expected)}", [worker])
+    finally:
+        worker.stop()
+    published = model_alerts(alert_values(settings, topics["alerts"]))
+    assert set(published) == expected
+    assert_drift_on_weight_only_after_the_shift([orjson.loads(value) for value in published], traffic)
+
+
+def alert_values(settings, topic: str) -> list[bytes]:
+    return [record.value for record in read(settings, topic)]
