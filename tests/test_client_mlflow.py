@@ -4,8 +4,9 @@ A real scikit-learn regressor is logged to a real MLflow store, wrapped by
 ``tripwire.client.mlflow.log_monitored_model`` and served by ``mlflow models serve --env-manager
 local`` on a free port. Requests carry a drift (car weight +700 lb) from their second half on;
 the events the server emitted are read back from the real broker and checked against the contract
-and the responses, then run through the engine, which must flag the drifted feature, only after
-the drift.
+and the responses. A `tripwire worker` on that topic must publish the alerts `tripwire replay`
+finds in the same events, byte for byte, and they must flag the drifted feature, only after the
+drift.
 """
 
 from __future__ import annotations
