@@ -87,7 +87,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "load_average_at_start": os.getloadavg(),
         "versions": {n: version(n) for n in ("tripwire", "river", "orjson", "numpy", "scipy", "pandas", "nannyml",
-                                             "evidently", "aiokafka")},
+                                             "evidently", "aiokafka", "confluent-kafka")},
         "command": "python -m bench.run " + " ".join(sys.argv[1:]),
     }
 
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     r["replay"] = timed("replay vs orjson", lambda: replay_throughput.run(args.events), seconds)
     r["kafka"] = ({"status": "skipped: --no-kafka"} if args.no_kafka
                   else timed("kafka path", lambda: speed.kafka(sys.executable), seconds))
-    r["client"] = timed("client latency", client_latency.run, seconds)
+    r["client"] = timed("client latency", lambda: client_latency.run(start_broker=not args.no_kafka), seconds)
     r["carloan_speed"] = timed("car-loan rows/s", speed.carloan_throughput, seconds)
     r["memory"] = timed("engine memory", speed.memory_table, seconds)
     r["detection"] = timed("detection streams", lambda: detection.run(), seconds)
