@@ -23,8 +23,9 @@ from tripwire.streams.topics import KafkaSettings, kafka_settings
 
 CLIENT_ENV = {"topic": "TRIPWIRE_CLIENT_TOPIC", "key_by": "TRIPWIRE_CLIENT_KEY_BY",
               "buffer_events": "TRIPWIRE_CLIENT_BUFFER_EVENTS", "delivery_timeout_s": "TRIPWIRE_CLIENT_DELIVERY_TIMEOUT_S"}
-# librdkafka errors that mean "no broker to talk to right now" (as opposed to a rejected record).
-_OUTAGE_CODES = ("_ALL_BROKERS_DOWN", "_TRANSPORT", "_RESOLVE", "_TIMED_OUT", "_MSG_TIMED_OUT")
+# librdkafka errors that mean "no broker to talk to right now". One connection dropping
+# (_TRANSPORT: a broker of several restarting, an idle connection closed) is not an outage.
+_OUTAGE_CODES = ("_ALL_BROKERS_DOWN", "_MSG_TIMED_OUT")
 
 
 def librdkafka_config(settings: KafkaSettings) -> dict[str, Any]:
@@ -98,6 +99,7 @@ class Client(Recorder):
             # 30 s, not 5 min (until then produce() fails at once, counted as undelivered).
             "reconnect.backoff.max.ms": 1000,
             "topic.metadata.refresh.interval.ms": 30_000,
+            "log.connection.close": False,  # brokers close idle connections: not worth a log line
             "on_delivery": self._on_delivery,
             "error_cb": self._on_error,
             "logger": _LIBRDKAFKA_LOG,
