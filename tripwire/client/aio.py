@@ -17,6 +17,8 @@ import os
 import threading
 from typing import Any, Mapping
 
+from aiokafka.errors import KafkaTimeoutError
+
 from tripwire.client.producer import CLIENT_ENV
 from tripwire.client.recorder import DEFAULT_TOPIC, Recorder
 from tripwire.streams.topics import KafkaSettings, kafka_settings
@@ -114,7 +116,9 @@ class AsyncClient(Recorder):
             self._count_delivered()
         else:
             self._count_drop(undelivered=True, error=repr(error))
-            self._broker_error(f"an event could not be delivered to {self.bootstrap_servers}: {error!r}", down=True)
+            self._broker_error(f"an event could not be delivered to {self.bootstrap_servers}: {error!r}",
+                               # retriable: the broker's trouble (not ready, unreachable), not the record's
+                               down=isinstance(error, KafkaTimeoutError) or getattr(error, "retriable", False))
 
     async def flush(self, timeout: float = 10.0) -> int:
         """Wait up to ``timeout`` seconds until everything buffered is delivered or dropped; returns what is left."""
