@@ -98,8 +98,9 @@ class Recorder:
         The single input topic all three event types go to.
     key_by:
         The partitioning contract: ``"model"`` (every record keyed by its model, the default) or
-        ``"request_id"`` (for a hot model configured with ``partitioning = "request_id"``), or a
-        mapping of model name to either for per-model choices (models not in it: ``"model"``).
+        ``"request_id"`` (the hot-model design: a model spread over partitions, its prediction,
+        features and label still meeting on one), or a mapping of model name to either for
+        per-model choices (models not in it: ``"model"``).
     strict:
         Raise :class:`tripwire.events.ContractError` for an invalid event instead of counting it
         (for development and tests; a serving process should keep the default).
@@ -156,7 +157,7 @@ class Recorder:
             obj["latency_ms"] = latency_ms
         if attributes is not None:
             obj["attributes"] = attributes
-        self._emit(obj, model, request_id)
+        self._emit(obj, model)
         return request_id
 
     def log_features(self, model: str, features: Mapping[str, Any], *, request_id: str | None = None,
@@ -164,16 +165,17 @@ class Recorder:
         """Send a features event (features known apart from the prediction); returns its request id."""
         request_id = request_id or new_request_id()
         self._emit({"type": "features", "schema": 1, "request_id": request_id, "model": model,
-                    "ts": ts, "features": features}, model, request_id)
+                    "ts": ts, "features": features}, model)
         return request_id
 
     def log_label(self, model: str, request_id: str, label: Any, *, ts: float | datetime | str | None = None) -> str:
         """Send the true outcome of the prediction ``request_id``; returns the request id."""
         self._emit({"type": "label", "schema": 1, "request_id": request_id, "model": model,
-                    "ts": ts, "label": label}, model, request_id)
+                    "ts": ts, "label": label}, model)
         return request_id
 
     def stats(self) -> ClientStats:
+        """The counters now (a consistent-enough snapshot: each counter is read once)."""
         return ClientStats(self._accepted, self._delivered, self._queued(), self._dropped_buffer_full,
                            self._dropped_undelivered, self._invalid, self._broker_errors, self._broker_available,
                            self._last_error)
@@ -183,7 +185,8 @@ class Recorder:
         by_request = self._key_by_model.get(model, self._key_by_request)
         return (request_id if by_request else model).encode()
 
-    def _emit(self, obj: dict[str, Any], model: Any, request_id: Any) -> None:
+    def _emit(self, obj: dict[str, Any], model: Any) -> None:
+        """Validate ``obj`` as the engine will read it and hand it to the transport, or count why not."""
         try:
             obj["ts"] = _timestamp(obj["ts"])
             value = orjson.dumps(obj, option=_ENCODE)
