@@ -6,7 +6,8 @@ the timed ones run on an otherwise idle interpreter:
 
 1. speed: replay of 1,000,000 events vs bare ``orjson.loads`` (bench/replay_throughput.py), the
    Kafka path (bench/kafka_throughput.py, when present and a broker can run), car-loan rows/s vs
-   NannyML and Evidently, engine memory per model and per feature;
+   NannyML and Evidently, engine memory per model and per feature; the serving client's added
+   latency per ``log_prediction`` call, broker up and down (bench/client_latency.py);
 2. detection quality on streams with known drift points (bench/detection.py) and on the car-loan
    data per feature and window;
 3. agreement of every statistic with NannyML, Evidently and scipy on the same windows
@@ -28,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+from bench import client_latency
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -84,7 +87,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "load_average_at_start": os.getloadavg(),
         "versions": {n: version(n) for n in ("tripwire", "river", "orjson", "numpy", "scipy", "pandas", "nannyml",
-                                             "evidently", "aiokafka")},
+                                             "evidently", "aiokafka", "confluent-kafka")},
         "command": "python -m bench.run " + " ".join(sys.argv[1:]),
     }
 
@@ -237,6 +240,7 @@ def targets(r: dict[str, Any]) -> list[list[str]]:
                     "met" if close["p50"] <= 49 else "MISSED"])
     help_seconds = r["startup"]["help_seconds"]
     out.append(["`tripwire --help` < 1 s", f"{help_seconds:.2f} s", "met" if help_seconds < 1 else "MISSED"])
+    out += client_latency.target_rows(r["client"])
     by = {(x["scenario"], x["method"]): x for x in r["detection"]["rows"]}
     big = by.get(("Bernoulli 0.15->0.35", "tripwire alert: concept_drift (ADWIN on errors)"))
     if big:
@@ -264,6 +268,8 @@ def render(r: dict[str, Any]) -> str:
             f"total {r['seconds']['total']:.0f} s")
     parts = [head, "", "### Targets", md_table(["target", "measured", ""], targets(r)), "",
              "### Speed and memory", render_speed(r), "",
+             "### Serving client: latency added per `log_prediction` call (bench/client_latency.py)",
+             client_latency.render(r["client"]), "",
              "### Detection on streams with known drift points (delay in labelled predictions; defaults everywhere)",
              render_detection(r["detection"]), "",
              "### Car loan (NannyML synthetic data): which windows alarm vs the truth", render_carloan(r["carloan_detection"]),
@@ -301,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     r["startup"] = timed("command-line start-up", startup.run, seconds)
     r["kafka"] = ({"status": "skipped: --no-kafka"} if args.no_kafka
                   else timed("kafka path", lambda: speed.kafka(sys.executable), seconds))
+    r["client"] = timed("client latency", lambda: client_latency.run(start_broker=not args.no_kafka), seconds)
     r["carloan_speed"] = timed("car-loan rows/s", speed.carloan_throughput, seconds)
     r["memory"] = timed("engine memory", speed.memory_table, seconds)
     r["detection"] = timed("detection streams", lambda: detection.run(), seconds)

@@ -54,4 +54,4 @@ export TRIPWIRE_TEST_SASL_BOOTSTRAP=127.0.0.1:$SASL_PORT
 export TRIPWIRE_TEST_SASL_USERNAME=$(client_setting "$SASL_DATA" SASL_USERNAME)
 export TRIPWIRE_TEST_SASL_PASSWORD=$(client_setting "$SASL_DATA" SASL_PASSWORD)
 
-TRIPWIRE_REQUIRE_BROWSER=1 "$PYTHON" -m pytest -q -p no:cacheprovider --doctest-modules tripwire/detectors tripwire/logs.py tests "$@"
+TRIPWIRE_REQUIRE_BROWSER=1 "$PYTHON" -m pytest -q -p no:cacheprovider --doctest-modules tripwire/detectors tripwire/logs.py tripwire/client tests "$@"

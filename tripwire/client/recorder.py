@@ -1,0 +1,274 @@
+"""What every tripwire client does before a record leaves the process: build, validate, key, count.
+
+The transports (:class:`tripwire.client.Client` on librdkafka, :class:`tripwire.client.AsyncClient`
+on aiokafka) only differ in how they hand the bytes to the broker; everything a caller sees —
+the ``log_*`` signatures, the request ids, the validation, the key, the counters — lives here.
+
+A record is validated by encoding it exactly as it will travel and running the engine's own
+:func:`tripwire.events.decode` on those bytes: whatever the client accepts, the worker accepts
+(numpy scalars, a NaN that JSON turns into ``null``, ... are judged as the engine will see them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping
+
+import orjson
+
+from tripwire.events import ContractError, Rejection, decode, format_ts
+
+log = logging.getLogger("tripwire.client")
+
+DEFAULT_TOPIC = "tripwire.events"
+KEY_BY = ("model", "request_id")
+_ENCODE = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def new_request_id() -> str:
+    """A fresh request id: 32 hex digits, 128 random bits (as unique as a UUID4, five times cheaper)."""
+    return os.urandom(16).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class ClientStats:
+    """Counters of one client since it was created.
+
+    ``accepted`` records passed validation and were handed to the transport; of those,
+    ``delivered`` reached the broker, ``dropped_buffer_full`` found the bounded buffer full (the
+    broker was down or slower than the caller) and ``dropped_undelivered`` could not be delivered
+    before the delivery timeout. ``invalid`` records broke the event contract and never left the
+    process. ``queued`` is what the buffer holds now.
+    """
+
+    accepted: int
+    delivered: int
+    queued: int
+    dropped_buffer_full: int
+    dropped_undelivered: int
+    invalid: int
+    broker_errors: int
+    broker_available: bool
+    last_error: str | None
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_buffer_full + self.dropped_undelivered
+
+
+class RateLimitedLog:
+    """Log a message at most once per ``interval`` seconds per kind, with how many were suppressed.
+
+    A broker outage produces an error per call or per reconnect attempt; the serving process's log
+    must stay readable.
+    """
+
+    def __init__(self, logger: logging.Logger, interval: float = 30.0) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, level: int, kind: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(kind)
+            if last is not None and now - last < self.interval:
+                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+                return
+            self._last[kind] = now
+            suppressed = self._suppressed.pop(kind, 0)
+        if suppressed:
+            message += f" ({suppressed} similar messages in the last {self.interval:.0f} s not logged)"
+        self.logger.log(level, message, *args)
+
+
+class Recorder:
+    """Build, validate and key events; the transport implements :meth:`_send`.
+
+    Parameters
+    ----------
+    topic:
+        The single input topic all three event types go to.
+    key_by:
+        The partitioning contract: ``"model"`` (every record keyed by its model, the default) or
+        ``"request_id"`` (the hot-model design: a model spread over partitions, its prediction,
+        features and label still meeting on one), or a mapping of model name to either for
+        per-model choices (models not in it: ``"model"``).
+    strict:
+        Raise :class:`tripwire.events.ContractError` for an invalid event instead of counting it
+        (for development and tests; a serving process should keep the default).
+    """
+
+    def __init__(self, *, topic: str = DEFAULT_TOPIC, key_by: str | Mapping[str, str] = "model",
+                 strict: bool = False) -> None:
+        if isinstance(key_by, str):
+            default, per_model = key_by, {}
+        else:
+            default, per_model = "model", dict(key_by)
+        for choice in (default, *per_model.values()):
+            if choice not in KEY_BY:
+                raise ValueError(f"key_by must be one of {', '.join(KEY_BY)}, got {choice!r}")
+        if not topic:
+            raise ValueError("topic must be a non-empty topic name")
+        self.topic = topic
+        self._key_by_request = default == "request_id"
+        self._key_by_model = {model: choice == "request_id" for model, choice in per_model.items()}
+        self.strict = strict
+        self._lock = threading.Lock()
+        self._accepted = 0
+        self._delivered = 0
+        self._dropped_buffer_full = 0
+        self._dropped_undelivered = 0
+        self._invalid = 0
+        self._broker_errors = 0
+        self._broker_available = True
+        self._last_error: str | None = None
+        self._report = RateLimitedLog(log)
+
+    # -- the public calls --------------------------------------------------------------------
+    def log_prediction(self, model: str, prediction: Any, *, features: Mapping[str, Any] | None = None,
+                       request_id: str | None = None, score: float | None = None,
+                       scores: Mapping[str, float] | None = None, latency_ms: float | None = None,
+                       attributes: Mapping[str, Any] | None = None, model_version: str | None = None,
+                       ts: float | datetime | str | None = None) -> str:
+        """Send a prediction event; returns its request id (generated when not given).
+
+        Never raises (unless ``strict``) and never waits for the broker.
+        """
+        request_id = request_id or new_request_id()
+        obj: dict[str, Any] = {"type": "prediction", "schema": 1, "request_id": request_id, "model": model,
+                               "ts": ts, "prediction": prediction}
+        if model_version is not None:
+            obj["model_version"] = model_version
+        if features is not None:
+            obj["features"] = features
+        if score is not None:
+            obj["score"] = score
+        if scores is not None:
+            obj["scores"] = scores
+        if latency_ms is not None:
+            obj["latency_ms"] = latency_ms
+        if attributes is not None:
+            obj["attributes"] = attributes
+        self._emit(obj, model)
+        return request_id
+
+    def log_features(self, model: str, features: Mapping[str, Any], *, request_id: str | None = None,
+                     ts: float | datetime | str | None = None) -> str:
+        """Send a features event (features known apart from the prediction); returns its request id."""
+        request_id = request_id or new_request_id()
+        self._emit({"type": "features", "schema": 1, "request_id": request_id, "model": model,
+                    "ts": ts, "features": features}, model)
+        return request_id
+
+    def log_label(self, model: str, request_id: str, label: Any, *, ts: float | datetime | str | None = None) -> str:
+        """Send the true outcome of the prediction ``request_id``; returns the request id."""
+        self._emit({"type": "label", "schema": 1, "request_id": request_id, "model": model,
+                    "ts": ts, "label": label}, model)
+        return request_id
+
+    def stats(self) -> ClientStats:
+        """The counters now (a consistent-enough snapshot: each counter is read once)."""
+        return ClientStats(self._accepted, self._delivered, self._queued(), self._dropped_buffer_full,
+                           self._dropped_undelivered, self._invalid, self._broker_errors, self._broker_available,
+                           self._last_error)
+
+    # -- shared by the transports ------------------------------------------------------------
+    def key_for(self, model: str, request_id: str) -> bytes:
+        by_request = self._key_by_model.get(model, self._key_by_request)
+        return (request_id if by_request else model).encode()
+
+    def _emit(self, obj: dict[str, Any], model: Any) -> None:
+        """Validate ``obj`` as the engine will read it and hand it to the transport, or count why not."""
+        try:
+            obj["ts"] = _timestamp(obj["ts"])
+            value = orjson.dumps(obj, option=_ENCODE)
+            event = decode(value)
+            if isinstance(event, Rejection):
+                raise ContractError(event.reason)
+        except (ContractError, TypeError, ValueError, OverflowError) as error:  # JSONEncodeError is a TypeError
+            with self._lock:
+                self._invalid += 1
+            if self.strict:
+                raise ContractError(str(error)) from None
+            self._report(logging.WARNING, "invalid", "tripwire client: %s event of model %r not sent: %s",
+                         obj.get("type"), model, error)
+            return
+        try:
+            with self._lock:
+                self._accepted += 1
+            self._send(self.key_for(event.model, event.request_id), value, round(event.ts * 1000))
+        except Exception as error:  # the transport must never take the prediction path down
+            self._count_drop(undelivered=True)
+            self._report(logging.ERROR, "send", "tripwire client: could not hand an event to the producer: %r", error)
+
+    def _count_drop(self, *, undelivered: bool, error: str | None = None, count: int = 1) -> None:
+        with self._lock:
+            if undelivered:
+                self._dropped_undelivered += count
+            else:
+                self._dropped_buffer_full += count
+            if error is not None:
+                self._last_error = error
+
+    def _count_delivered(self, count: int = 1) -> None:
+        with self._lock:
+            self._delivered += count
+        if not self._broker_available:
+            self._broker_available = True
+            log.warning("tripwire client: the broker is reachable again; events are delivered (%d dropped so far)",
+                        self._dropped_buffer_full + self._dropped_undelivered)
+
+    def _broker_error(self, description: str, *, down: bool) -> None:
+        with self._lock:
+            self._broker_errors += 1
+            self._last_error = description
+        if down:
+            self._broker_available = False
+        self._report(logging.WARNING, "broker", "tripwire client: %s; events are buffered (%d queued, %d dropped so far)",
+                     description, self._queued(), self._dropped_buffer_full + self._dropped_undelivered)
+
+    def _send(self, key: bytes, value: bytes, timestamp_ms: int) -> None:
+        raise NotImplementedError
+
+    def _queued(self) -> int:
+        raise NotImplementedError
+
+
+def _timestamp(ts: float | datetime | str | None) -> Any:
+    """The contract's ``ts``: now, epoch seconds or a datetime as ISO 8601; a string is passed on as given."""
+    if ts is None:
+        return _iso(time.time())
+    if isinstance(ts, datetime):
+        return ts.isoformat()
+    if isinstance(ts, (int, float)) and not isinstance(ts, bool):
+        return _iso(ts)
+    return ts
+
+
+_second_prefix: tuple[int, str] = (-1, "")
+
+
+def _iso(epoch_seconds: float) -> str:
+    """:func:`tripwire.events.format_ts`, with the date and time of the current second cached.
+
+    ``format_ts`` builds a datetime per call (about half of a ``log_prediction`` call); a serving
+    process logs many events within one second. Threads racing here only recompute the prefix.
+
+    >>> _iso(1764306000.12) == format_ts(1764306000.12) == "2025-11-28T05:00:00.120Z"
+    True
+    """
+    global _second_prefix
+    second, millis = divmod(round(epoch_seconds * 1000), 1000)
+    cached_second, prefix = _second_prefix
+    if second != cached_second:
+        prefix = format_ts(second)[:-4]  # "YYYY-MM-DDTHH:MM:SS." of format_ts's own output
+        _second_prefix = (second, prefix)
+    return f"{prefix}{millis:03d}Z"
