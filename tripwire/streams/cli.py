@@ -16,6 +16,8 @@ from tripwire.config import ConfigError, load_config, parse_config
 if TYPE_CHECKING:
     from tripwire.engine import Engine
 
+SINK_CLOSE_SECONDS = 120.0  # how long `replay --sinks` waits for its deliveries before it gives up
+
 
 def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
@@ -133,12 +135,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     on_window=_fan_out(reporter.on_window if reporter else None, window_log,
                                        trigger.on_window if trigger else None))
     _route_alerts(engine, [sinks.submit if sinks else None, trigger.on_alert if trigger else None])
+    delivered = True
     try:
         summary = replay_file(engine, args.events, args.out, progress=False if args.no_progress else None)
     finally:
-        for closing in (sinks, trigger):
+        for closing in (sinks, trigger):  # a backtest waits for its deliveries: nothing is lost unseen
             if closing is not None:
-                closing.close(timeout=30)
+                delivered = closing.close(timeout=SINK_CLOSE_SECONDS) and delivered
     if sinks:
         print(f"sinks: {sinks.summary()}")
     if trigger:
@@ -155,6 +158,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             reporter.on_alert(orjson.loads(line))
         reporter.close()
         print(reporter.summary())
+    if not delivered:
+        print(f"tripwire replay: the sinks or the retrain trigger did not deliver everything within "
+              f"{SINK_CLOSE_SECONDS:.0f} s (see their summary above)", file=sys.stderr)
+        return 1
     return 0
 
 
