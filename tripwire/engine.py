@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -41,8 +42,13 @@ EXPIRE_EVERY = 1024
 UNATTRIBUTED = "*"
 
 
-def _as_numbers(values: list[Any]) -> np.ndarray:
+_NUMBER_TYPES = frozenset({float, int})
+
+
+def _as_numbers(values: Sequence[Any]) -> np.ndarray:
     """Raw JSON values to floats; anything that is not a number (quality counts it) becomes NaN."""
+    if set(map(type, values)) <= _NUMBER_TYPES:
+        return np.array(values, dtype=float)
     return np.array([v if type(v) is float or type(v) is int else None for v in values], dtype=float)
 
 
@@ -232,8 +238,7 @@ class ModelMonitor:
         stats: dict[str, Any] = {}
         start, end, n = self._start, self._end, self._n
         feature_findings, pvalues = [], []
-        for name in self.monitored_features:
-            column = [row.get(name) for row in self._rows]
+        for name, column in zip(self.monitored_features, self._feature_columns()):
             if name in self.quality:
                 findings += self._quality_findings(name, column, start, end, stats)
             if name in self.drift:
@@ -262,6 +267,16 @@ class ModelMonitor:
         self.window_index += 1
         self._reset_data_window()
         return alerts
+
+    def _feature_columns(self) -> list[Sequence[Any]]:
+        """The window's rows as one column per monitored feature (None where a row lacks the feature)."""
+        names, rows = self.monitored_features, self._rows
+        if len(names) > 1 and rows:
+            try:
+                return list(zip(*map(itemgetter(*names), rows)))  # every row has every feature: C speed
+            except KeyError:
+                pass
+        return [[row.get(name) for row in rows] for name in names]
 
     def close_performance_window(self, ts: float) -> list[Alert]:
         findings: list[Finding] = []
@@ -325,7 +340,7 @@ class ModelMonitor:
         if isinstance(detector, NumericDrift):
             detector.update_many(_as_numbers(values))
         else:
-            detector.update_many([v for v in values if v is not None])
+            detector.update_many(values)  # it skips None itself
         result = detector.result()
         window_counts = detector.counts
         detector.reset()
