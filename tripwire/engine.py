@@ -516,10 +516,10 @@ def _fields(finding: Finding) -> dict[str, Any]:
 class BatchResult:
     """What :meth:`Engine.process_records` made of a batch of raw records."""
 
-    alerts: list[Alert]  # in the order one-by-one processing would emit them
-    rejections: list[tuple[int, Rejection]]  # (index into the records, rejection with its precise reason)
-    events: int  # records that were valid events
-    last_ts: float | None  # event time of the last valid event
+    alerts: list[Alert] = field(default_factory=list)  # in the order one-by-one processing would emit them
+    rejections: list[tuple[int, Rejection]] = field(default_factory=list)  # (index into the records, rejection)
+    events: int = 0  # records that were valid events
+    last_ts: float | None = None  # event time of the last valid event
     alert_records: list[int] = field(default_factory=list)  # per alert, the index of the record that raised it
 
 
@@ -574,7 +574,7 @@ class Engine:
         Alerts, rejections and state are exactly those of ``handle(decode(r))`` for each record in
         order; the batch is only faster (see :func:`tripwire.events.decode_batch`).
         """
-        result = BatchResult([], [], 0, None)
+        result = BatchResult()
         alerts, alert_records = result.alerts, result.alert_records
         for index, item in enumerate(decode_batch(records)):
             if type(item) is Rejection:
