@@ -45,10 +45,18 @@ UNATTRIBUTED = "*"
 _NUMBER_TYPES = frozenset({float, int})
 
 
-def _as_numbers(values: Sequence[Any]) -> np.ndarray:
+def _plain_numbers(values: Sequence[Any]) -> np.ndarray | None:
+    """The values as floats when every one is a plain number (int or float), else None."""
+    return np.array(values, dtype=float) if set(map(type, values)) <= _NUMBER_TYPES else None
+
+
+def _as_numbers(values: Sequence[Any] | np.ndarray) -> np.ndarray:
     """Raw JSON values to floats; anything that is not a number (quality counts it) becomes NaN."""
-    if set(map(type, values)) <= _NUMBER_TYPES:
-        return np.array(values, dtype=float)
+    if isinstance(values, np.ndarray):
+        return values  # already converted by _plain_numbers
+    floats = _plain_numbers(values)
+    if floats is not None:
+        return floats
     return np.array([v if type(v) is float or type(v) is int else None for v in values], dtype=float)
 
 
@@ -238,12 +246,15 @@ class ModelMonitor:
         stats: dict[str, Any] = {}
         start, end, n = self._start, self._end, self._n
         feature_findings, pvalues = [], []
+        profiles = self.reference["features"]
         for name, column in zip(self.monitored_features, self._feature_columns()):
+            # A numeric column of plain numbers is converted once, for quality and drift both.
+            floats = _plain_numbers(column) if profiles[name]["kind"] == "numeric" else None
             if name in self.quality:
-                findings += self._quality_findings(name, column, start, end, stats)
+                findings += self._quality_findings(name, column, start, end, stats, floats)
             if name in self.drift:
-                finding, pvalue = self._drift_finding(self.drift[name], column, "data_drift", f"feature:{name}",
-                                                      start, end, stats)
+                finding, pvalue = self._drift_finding(self.drift[name], column if floats is None else floats,
+                                                      "data_drift", f"feature:{name}", start, end, stats)
                 if finding is not None:
                     feature_findings.append(finding)
                     pvalues.append(pvalue)
@@ -309,10 +320,10 @@ class ModelMonitor:
         self._reset_performance_window()
         return alerts
 
-    def _quality_findings(self, name: str, column: list[Any], start: float, end: float,
-                          stats: dict[str, Any]) -> list[Finding]:
+    def _quality_findings(self, name: str, column: Sequence[Any], start: float, end: float,
+                          stats: dict[str, Any], floats: np.ndarray | None = None) -> list[Finding]:
         quality = self.quality[name]
-        quality.update_many(column)
+        quality.update_many(column, floats)
         result = quality.result()
         quality.reset()
         signal = f"feature:{name}"

@@ -102,20 +102,25 @@ class FeatureQuality:
         """Check one raw JSON value."""
         self.update_many((value,))
 
-    def update_many(self, values: Iterable[Any]) -> None:
-        """Check a batch of raw JSON values (one window flush)."""
+    def update_many(self, values: Iterable[Any], floats: np.ndarray | None = None) -> None:
+        """Check a batch of raw JSON values (one window flush).
+
+        ``floats``, optional, is ``values`` as float64 when the caller knows every value to be a
+        plain ``int`` or ``float`` (it saves converting them again).
+        """
         if not isinstance(values, (list, tuple)):
             values = list(values)
         if self.kind == "numeric":
-            self._update_numeric(values)
+            self._update_numeric(values, floats)
         else:
             self._update_categorical(values)
 
-    def _update_numeric(self, values: list[Any] | tuple[Any, ...]) -> None:
-        if values and set(map(type, values)) <= _NUMBERS:
-            # The usual window, all plain numbers: counted with numpy, same counts as the loop below.
+    def _update_numeric(self, values: list[Any] | tuple[Any, ...], floats: np.ndarray | None) -> None:
+        if floats is None and values and set(map(type, values)) <= _NUMBERS:
             floats = np.array(values, dtype=np.float64)
-            if not np.abs(floats).max() > _EXACT_INT:  # (NaN passes: it is no int)
+        if floats is not None and len(floats):
+            # The usual window, all plain numbers: counted with numpy, same counts as the loop below.
+            if not (np.abs(floats) > _EXACT_INT).any():  # beyond, a float and an int may compare apart
                 missing = int(np.count_nonzero(floats != floats))
                 self.n += len(values)
                 self.missing += missing
