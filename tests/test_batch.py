@@ -191,3 +191,24 @@ def test_numeric_window_folding_counts_like_the_loop(huge):
     expected["type_errors"] -= 1
     assert fast.to_dict() == expected
     assert expected["missing"] == 1 and expected["out_of_range"] > 100
+
+
+def test_labels_that_come_before_their_predictions(demo_stream, demo_references):
+    """A label waiting in the join when its prediction arrives inside a run of predictions."""
+    stream = demo_stream[0][:40_000]
+    events = [decode(record) for record in stream]
+    predicted = {e.request_id for e in events if type(e).__name__ == "Prediction"}
+    labels = [i for i, e in enumerate(events) if type(e).__name__ == "Label" and e.request_id in predicted]
+    early = {events[i].request_id: stream[i] for i in labels[::7]}  # these labels go just before their prediction
+    records = []
+    for record, event in zip(stream, events):
+        request_id = getattr(event, "request_id", None)
+        if type(event).__name__ == "Prediction" and request_id in early:
+            records.append(early[request_id])
+        if not (type(event).__name__ == "Label" and request_id in early):
+            records.append(record)
+    expected = one_at_a_time(demo_engine(demo_references), records)
+    assert len(early) > 500 and len(expected[0]) > 5
+    for size in (333, 1000):
+        engine = demo_engine(demo_references)
+        assert in_batches(engine, records, [*range(0, len(records), size), len(records)]) == expected

@@ -129,6 +129,37 @@ class ModelMonitor:
         alerts += self._after_event(event.ts)
         return alerts
 
+    # -- a run of predictions, column-wise (the batch path) ---------------------------------
+    def bulk_room(self) -> int:
+        """How many predictions in a row :meth:`on_predictions` may take: none that could alert.
+
+        Only the last event before a window close or a label-join expiry is left to the one-by-one
+        path; time windows and per-prediction change streams keep every event on it.
+        """
+        if self.config.window_seconds or self._event_streams:
+            return 0
+        return min(self.config.window_events - self._n, EXPIRE_EVERY - self._since_expiry) - 1
+
+    def on_predictions(self, events: Sequence[Prediction]) -> None:
+        """Exactly what :meth:`on_prediction` does for each of ``events``, appended column by column.
+
+        The caller guarantees that they are at most :meth:`bulk_room` and that no label waits for
+        any of them in the join (see :meth:`LabelJoin.not_waiting`), so none raises an alert.
+        """
+        versions = [e.model_version for e in events if e.model_version]
+        if versions:
+            self.model_version = versions[-1]
+        if self._n == 0:
+            self._start = events[0].ts
+        self._end = events[-1].ts
+        self._n += len(events)
+        self._rows += [e.features for e in events if e.features]
+        self._predictions += [e.prediction for e in events]
+        self._scores += [e.score for e in events if e.score is not None]
+        self._latencies += [e.latency_ms for e in events]
+        self.join.add_predictions(events)
+        self._since_expiry += len(events)
+
     def on_features(self, event: Features) -> list[Alert]:
         alerts = self._maybe_close_by_time(event.ts)
         self._open_data_window(event.ts)
@@ -587,7 +618,17 @@ class Engine:
         """
         result = BatchResult()
         alerts, alert_records = result.alerts, result.alert_records
-        for index, item in enumerate(decode_batch(records)):
+        items = decode_batch(records)
+        index, count = 0, len(items)
+        while index < count:
+            item = items[index]
+            if type(item) is Prediction:
+                taken = self._predictions_in_bulk(items, index)
+                if taken:
+                    result.events += taken
+                    result.last_ts = items[index + taken - 1].ts
+                    index += taken
+                    continue
             if type(item) is Rejection:
                 result.rejections.append((index, item))
                 raised = self.reject(item)
@@ -598,7 +639,31 @@ class Engine:
             if raised:
                 alerts += raised
                 alert_records += [index] * len(raised)
+            index += 1
         return result
+
+    def _predictions_in_bulk(self, items: list[Event | Rejection], first: int) -> int:
+        """Process the run of predictions of one model from ``items[first]`` column-wise, as far as none
+        can raise an alert (see :meth:`ModelMonitor.bulk_room`); return how many (0: none taken)."""
+        model = items[first].model
+        monitor = self.monitors.get(model)
+        if monitor is None:
+            return 0
+        room = min(monitor.bulk_room(), self.config.rejection_window - self._records - 1)
+        stop, limit = first, min(len(items), first + room)
+        while stop < limit and type(items[stop]) is Prediction and items[stop].model == model:
+            stop += 1
+        stop = first + monitor.join.not_waiting(items, first, stop)
+        if stop - first < 2:
+            return 0
+        run = items[first:stop]
+        monitor.on_predictions(run)
+        self.events += len(run)
+        self._last_ts = run[-1].ts
+        if self._records == 0:
+            self._window_start = run[0].ts
+        self._records += len(run)
+        return len(run)
 
     def process_batch(self, events: Iterable[Event | Rejection]) -> list[Alert]:
         alerts: list[Alert] = []
