@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -25,7 +27,7 @@ from tripwire.detectors.multiple_testing import benjamini_hochberg, bonferroni
 from tripwire.detectors.performance import ClassificationWindow, RegressionWindow
 from tripwire.detectors.quality import FeatureQuality
 from tripwire.detectors.serving import ServingWindow
-from tripwire.events import Event, Features, Label, Prediction, Rejection, decode, format_ts
+from tripwire.events import Event, Features, Label, Prediction, Rejection, decode_batch, format_ts
 from tripwire.join import LabelJoin, Outcome
 from tripwire.reference import load_reference
 
@@ -40,8 +42,21 @@ EXPIRE_EVERY = 1024
 UNATTRIBUTED = "*"
 
 
-def _as_numbers(values: list[Any]) -> np.ndarray:
+_NUMBER_TYPES = frozenset({float, int})
+
+
+def _plain_numbers(values: Sequence[Any]) -> np.ndarray | None:
+    """The values as floats when every one is a plain number (int or float), else None."""
+    return np.array(values, dtype=float) if set(map(type, values)) <= _NUMBER_TYPES else None
+
+
+def _as_numbers(values: Sequence[Any] | np.ndarray) -> np.ndarray:
     """Raw JSON values to floats; anything that is not a number (quality counts it) becomes NaN."""
+    if isinstance(values, np.ndarray):
+        return values  # already converted by _plain_numbers
+    floats = _plain_numbers(values)
+    if floats is not None:
+        return floats
     return np.array([v if type(v) is float or type(v) is int else None for v in values], dtype=float)
 
 
@@ -113,6 +128,37 @@ class ModelMonitor:
             alerts += self._on_outcome(outcome, event.ts)
         alerts += self._after_event(event.ts)
         return alerts
+
+    # -- a run of predictions, column-wise (the batch path) ---------------------------------
+    def bulk_room(self) -> int:
+        """How many predictions in a row :meth:`on_predictions` may take: none that could alert.
+
+        Only the last event before a window close or a label-join expiry is left to the one-by-one
+        path; time windows and per-prediction change streams keep every event on it.
+        """
+        if self.config.window_seconds or self._event_streams:
+            return 0
+        return min(self.config.window_events - self._n, EXPIRE_EVERY - self._since_expiry) - 1
+
+    def on_predictions(self, events: Sequence[Prediction]) -> None:
+        """Exactly what :meth:`on_prediction` does for each of ``events``, appended column by column.
+
+        The caller guarantees that they are at most :meth:`bulk_room` and that no label waits for
+        any of them in the join (see :meth:`LabelJoin.not_waiting`), so none raises an alert.
+        """
+        versions = [e.model_version for e in events if e.model_version]
+        if versions:
+            self.model_version = versions[-1]
+        if self._n == 0:
+            self._start = events[0].ts
+        self._end = events[-1].ts
+        self._n += len(events)
+        self._rows += [e.features for e in events if e.features]
+        self._predictions += [e.prediction for e in events]
+        self._scores += [e.score for e in events if e.score is not None]
+        self._latencies += [e.latency_ms for e in events]
+        self.join.add_predictions(events)
+        self._since_expiry += len(events)
 
     def on_features(self, event: Features) -> list[Alert]:
         alerts = self._maybe_close_by_time(event.ts)
@@ -231,13 +277,15 @@ class ModelMonitor:
         stats: dict[str, Any] = {}
         start, end, n = self._start, self._end, self._n
         feature_findings, pvalues = [], []
-        for name in self.monitored_features:
-            column = [row.get(name) for row in self._rows]
+        profiles = self.reference["features"]
+        for name, column in zip(self.monitored_features, self._feature_columns()):
+            # A numeric column of plain numbers is converted once, for quality and drift both.
+            floats = _plain_numbers(column) if profiles[name]["kind"] == "numeric" else None
             if name in self.quality:
-                findings += self._quality_findings(name, column, start, end, stats)
+                findings += self._quality_findings(name, column, start, end, stats, floats)
             if name in self.drift:
-                finding, pvalue = self._drift_finding(self.drift[name], column, "data_drift", f"feature:{name}",
-                                                      start, end, stats)
+                finding, pvalue = self._drift_finding(self.drift[name], column if floats is None else floats,
+                                                      "data_drift", f"feature:{name}", start, end, stats)
                 if finding is not None:
                     feature_findings.append(finding)
                     pvalues.append(pvalue)
@@ -261,6 +309,16 @@ class ModelMonitor:
         self.window_index += 1
         self._reset_data_window()
         return alerts
+
+    def _feature_columns(self) -> list[Sequence[Any]]:
+        """The window's rows as one column per monitored feature (None where a row lacks the feature)."""
+        names, rows = self.monitored_features, self._rows
+        if len(names) > 1 and rows:
+            try:
+                return list(zip(*map(itemgetter(*names), rows)))  # every row has every feature: C speed
+            except KeyError:
+                pass
+        return [[row.get(name) for row in rows] for name in names]
 
     def close_performance_window(self, ts: float) -> list[Alert]:
         findings: list[Finding] = []
@@ -293,10 +351,10 @@ class ModelMonitor:
         self._reset_performance_window()
         return alerts
 
-    def _quality_findings(self, name: str, column: list[Any], start: float, end: float,
-                          stats: dict[str, Any]) -> list[Finding]:
+    def _quality_findings(self, name: str, column: Sequence[Any], start: float, end: float,
+                          stats: dict[str, Any], floats: np.ndarray | None = None) -> list[Finding]:
         quality = self.quality[name]
-        quality.update_many(column)
+        quality.update_many(column, floats)
         result = quality.result()
         quality.reset()
         signal = f"feature:{name}"
@@ -324,7 +382,7 @@ class ModelMonitor:
         if isinstance(detector, NumericDrift):
             detector.update_many(_as_numbers(values))
         else:
-            detector.update_many([v for v in values if v is not None])
+            detector.update_many(values)  # it skips None itself
         result = detector.result()
         window_counts = detector.counts
         detector.reset()
@@ -496,14 +554,15 @@ def _fields(finding: Finding) -> dict[str, Any]:
     return {name: getattr(finding, name) for name in Finding.__slots__}
 
 
-@dataclasses.dataclass
+@dataclass
 class BatchResult:
-    """What a batch of raw records gave: alerts in order, and each rejected record's index and reason."""
+    """What :meth:`Engine.process_records` made of a batch of raw records."""
 
-    alerts: list[Alert] = dataclasses.field(default_factory=list)
-    rejections: list[tuple[int, Rejection]] = dataclasses.field(default_factory=list)
-    events: int = 0
-    last_ts: float | None = None
+    alerts: list[Alert] = field(default_factory=list)  # in the order one-by-one processing would emit them
+    rejections: list[tuple[int, Rejection]] = field(default_factory=list)  # (index into the records, rejection)
+    events: int = 0  # records that were valid events
+    last_ts: float | None = None  # event time of the last valid event
+    alert_records: list[int] = field(default_factory=list)  # per alert, the index of the record that raised it
 
 
 class Engine:
@@ -551,25 +610,66 @@ class Engine:
         """Whatever ``decode`` returned: an event is processed, a rejection counted."""
         return self.reject(event) if type(event) is Rejection else self.process(event)
 
+    def process_records(self, records: Sequence[bytes]) -> BatchResult:
+        """Decode and process a batch of raw records (JSON lines, Kafka values; a tombstone as ``b""``).
+
+        Alerts, rejections and state are exactly those of ``handle(decode(r))`` for each record in
+        order; the batch is only faster (see :func:`tripwire.events.decode_batch`).
+        """
+        result = BatchResult()
+        alerts, alert_records = result.alerts, result.alert_records
+        items = decode_batch(records)
+        index, count = 0, len(items)
+        while index < count:
+            item = items[index]
+            if type(item) is Prediction:
+                taken = self._predictions_in_bulk(items, index)
+                if taken:
+                    result.events += taken
+                    result.last_ts = items[index + taken - 1].ts
+                    index += taken
+                    continue
+            if type(item) is Rejection:
+                result.rejections.append((index, item))
+                raised = self.reject(item)
+            else:
+                result.events += 1
+                result.last_ts = item.ts
+                raised = self.process(item)
+            if raised:
+                alerts += raised
+                alert_records += [index] * len(raised)
+            index += 1
+        return result
+
+    def _predictions_in_bulk(self, items: list[Event | Rejection], first: int) -> int:
+        """Process the run of predictions of one model from ``items[first]`` column-wise, as far as none
+        can raise an alert (see :meth:`ModelMonitor.bulk_room`); return how many (0: none taken)."""
+        model = items[first].model
+        monitor = self.monitors.get(model)
+        if monitor is None:
+            return 0
+        room = min(monitor.bulk_room(), self.config.rejection_window - self._records - 1)
+        stop, limit = first, min(len(items), first + room)
+        while stop < limit and type(items[stop]) is Prediction and items[stop].model == model:
+            stop += 1
+        stop = first + monitor.join.not_waiting(items, first, stop)
+        if stop - first < 2:
+            return 0
+        run = items[first:stop]
+        monitor.on_predictions(run)
+        self.events += len(run)
+        self._last_ts = run[-1].ts
+        if self._records == 0:
+            self._window_start = run[0].ts
+        self._records += len(run)
+        return len(run)
+
     def process_batch(self, events: Iterable[Event | Rejection]) -> list[Alert]:
         alerts: list[Alert] = []
         for event in events:
             alerts += self.handle(event)
         return alerts
-
-    def process_records(self, records: Sequence[bytes]) -> "BatchResult":
-        """Decode and process raw records in order: the batch path of every runner."""
-        result = BatchResult()
-        for index, record in enumerate(records):
-            event = decode(record)
-            if type(event) is Rejection:
-                result.rejections.append((index, event))
-                result.alerts += self.reject(event)
-            else:
-                result.events += 1
-                result.last_ts = event.ts
-                result.alerts += self.process(event)
-        return result
 
     def reject(self, rejection: Rejection) -> list[Alert]:
         self.rejected += 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 
 @dataclass(slots=True)
@@ -55,6 +55,20 @@ class LabelJoin:
             return Outcome(request_id, prediction, label, score, attributes, predicted_at, ts)
         self._labels[request_id] = (ts, label)
         return None
+
+    def not_waiting(self, events: Sequence[Any], first: int, stop: int) -> int:
+        """How many of ``events[first:stop]`` in a row have no label waiting for their ``request_id``."""
+        labels = self._labels
+        if labels:
+            for position in range(first, stop):
+                if events[position].request_id in labels:
+                    return position - first
+        return stop - first
+
+    def add_predictions(self, events: Sequence[Any]) -> None:
+        """:meth:`add_prediction` for predictions no label waits for (see :meth:`not_waiting`): they all wait."""
+        self._predictions.update(
+            (e.request_id, (e.ts, e.prediction, e.score, e.attributes)) for e in events)
 
     def expire(self, now: float) -> None:
         horizon = now - self.ttl

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
+
+import numpy as np
 
 __all__ = ["FeatureQuality"]
 
 _MAX_EXAMPLES = 5
+_NUMBERS = frozenset({float, int})
+_TEXT_OR_MISSING = frozenset({str, type(None)})
+_EXACT_INT = 2.0**53  # up to here an int converts to a float exactly, so comparisons agree
 
 
 class FeatureQuality:
@@ -96,14 +102,30 @@ class FeatureQuality:
         """Check one raw JSON value."""
         self.update_many((value,))
 
-    def update_many(self, values: Iterable[Any]) -> None:
-        """Check a batch of raw JSON values (one window flush)."""
+    def update_many(self, values: Iterable[Any], floats: np.ndarray | None = None) -> None:
+        """Check a batch of raw JSON values (one window flush).
+
+        ``floats``, optional, is ``values`` as float64 when the caller knows every value to be a
+        plain ``int`` or ``float`` (it saves converting them again).
+        """
+        if not isinstance(values, (list, tuple)):
+            values = list(values)
         if self.kind == "numeric":
-            self._update_numeric(values)
+            self._update_numeric(values, floats)
         else:
             self._update_categorical(values)
 
-    def _update_numeric(self, values: Iterable[Any]) -> None:
+    def _update_numeric(self, values: list[Any] | tuple[Any, ...], floats: np.ndarray | None) -> None:
+        if floats is None and values and set(map(type, values)) <= _NUMBERS:
+            floats = np.array(values, dtype=np.float64)
+        if floats is not None and len(floats):
+            # The usual window, all plain numbers: counted with numpy, same counts as the loop below.
+            if not (np.abs(floats) > _EXACT_INT).any():  # beyond, a float and an int may compare apart
+                missing = int(np.count_nonzero(floats != floats))
+                self.n += len(values)
+                self.missing += missing
+                self.out_of_range += int(np.count_nonzero((floats < self._lo) | (floats > self._hi)))
+                return
         # Exact `type(v) is ...` tests first: they are the fast path for JSON-decoded values and
         # keep bool (an int subclass) out of the numbers.
         lo, hi = self._lo, self._hi
@@ -132,10 +154,23 @@ class FeatureQuality:
         self.type_errors += type_errors
         self.out_of_range += out_of_range
 
-    def _update_categorical(self, values: Iterable[Any]) -> None:
+    def _update_categorical(self, values: list[Any] | tuple[Any, ...]) -> None:
         categories = self._categories
         flag_unseen = self._other == 0.0
         examples = self.unseen_examples
+        if set(map(type, values)) <= _TEXT_OR_MISSING:
+            # Strings (and None) only: tally the distinct values in order of first appearance, which
+            # keeps the examples those of the loop below. (Other types could collide in a Counter: 1 == True.)
+            tally = Counter(values)
+            self.n += len(values)
+            self.missing += tally.pop(None, 0)
+            if flag_unseen:
+                for s, count in tally.items():
+                    if s not in categories:
+                        self.unseen += count
+                        if len(examples) < _MAX_EXAMPLES and s not in examples:
+                            examples.append(s)
+            return
         n = missing = type_errors = unseen = 0
         for v in values:
             n += 1

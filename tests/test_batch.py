@@ -1,0 +1,214 @@
+"""The batch path (``decode_batch``, ``Engine.process_records``, batched replay) against one record at a time.
+
+Every comparison is of bytes: the alerts as ``encode_alert`` writes them, the rejections with
+their reasons, the engine's checkpoint, the dead-letter file.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import orjson
+import pytest
+
+from tripwire.alerts import encode_alert
+from tripwire.config import parse_config
+from tripwire.engine import Engine
+from tripwire.events import Rejection, decode, decode_batch, format_ts, parse_ts
+from tripwire.streams import demo
+from tripwire.streams.replay import deadletter_line, deadletter_path, replay_file
+
+STAMP = "2026-11-28T00:10:00.250Z"
+PREDICTION = {"type": "prediction", "schema": 1, "request_id": "odd", "model": "credit", "model_version": "3",
+              "ts": STAMP, "features": {"income": 41000.0, "age": 37, "purpose": "car"}, "prediction": 1,
+              "score": 0.71, "latency_ms": 12, "attributes": {"group": "A"}}
+
+# Records the typed fast path must hand to decode(): bad ones keep decode()'s reason, odd but valid
+# ones decode()'s value.
+ODD_RECORDS = [
+    b"", b"null", b"[]", b"not json", b'{"type":"prediction"', b"\xff\xfe", b"\xef\xbb\xbf{}", b"{} {}",
+    orjson.dumps({**PREDICTION, "extra": 1e300}),  # unknown field: valid for decode()
+    orjson.dumps({**PREDICTION, "extra": "x"})[:-1] + b',"more":1e999}',  # non-finite in an unknown field
+    orjson.dumps({**PREDICTION, "extra": "x"}).replace(b'"x"', b'"\xff"'),  # bad UTF-8 in an unknown field
+    orjson.dumps({**PREDICTION, "features": {"income": [1, 2], "age": {"a": None}}}),  # nested feature values
+    orjson.dumps({**PREDICTION, "features": None, "attributes": None, "model_version": 7}),
+    orjson.dumps({**PREDICTION, "prediction": 1234}).replace(b"1234", b"123456789012345678901234567890"),
+    orjson.dumps({**PREDICTION, "latency_ms": 18446744073709551615}),  # a u64 orjson keeps as an int
+    orjson.dumps({**PREDICTION, "score": 1}), orjson.dumps({**PREDICTION, "score": True}),
+    orjson.dumps({**PREDICTION, "score": -0.0}), orjson.dumps({**PREDICTION, "latency_ms": -0.0}),
+    orjson.dumps({**PREDICTION, "scores": {"0": 0, "1": 1.0}}), orjson.dumps({**PREDICTION, "scores": {"1": 2}}),
+    orjson.dumps({**PREDICTION, "schema": True}), orjson.dumps({**PREDICTION, "schema": 1.0}),
+    orjson.dumps({**PREDICTION, "request_id": ""}), orjson.dumps({**PREDICTION, "type": "click"}),
+    orjson.dumps(PREDICTION)[:-1] + b',"type":"label"}',  # the tag twice
+    orjson.dumps(PREDICTION)[:-1] + b',"score":0.2}',  # a key twice: the last one counts
+    orjson.dumps(PREDICTION)[:-1] + b',"score":7}',
+    orjson.dumps({**PREDICTION, "ts": "2026-11-28T00:10:00Z"}), orjson.dumps({**PREDICTION, "ts": "2026-11-28"}),
+    orjson.dumps({**PREDICTION, "ts": "2026-11-28T00:10:00.250+01:00"}),
+    orjson.dumps({**PREDICTION, "ts": "2026-11-28T00:10:00.250"}),
+    orjson.dumps({**PREDICTION, "ts": "2026-11-28 00:10:00.250Z"}),
+    orjson.dumps({**PREDICTION, "ts": "2026-02-29T00:10:00.250Z"}), orjson.dumps({**PREDICTION, "ts": "2028-02-29T00:10:00.250Z"}),
+    orjson.dumps({**PREDICTION, "ts": "2026-11-28T24:10:00.250Z"}), orjson.dumps({**PREDICTION, "ts": "2026-11-28T00:10:60.250Z"}),
+    orjson.dumps({**PREDICTION, "ts": "1969-12-31T23:59:59.999Z"}), orjson.dumps({**PREDICTION, "ts": "2600-01-01T00:00:00.000Z"}),
+    orjson.dumps({**PREDICTION, "ts": "2026-11-28T00:10:00.25\u0661Z"}), orjson.dumps({**PREDICTION, "ts": 1795824600}),
+    orjson.dumps({"type": "label", "schema": 1, "request_id": "odd", "model": "credit", "ts": STAMP, "label": None}),
+    orjson.dumps({"type": "features", "schema": 1, "request_id": "odd", "model": "credit", "ts": STAMP}),
+    orjson.dumps({"type": "features", "schema": 1, "request_id": "odd", "model": "credit", "ts": STAMP,
+                  "features": {"income": None}}),
+    b" " + orjson.dumps(PREDICTION) + b"\t", orjson.dumps(PREDICTION).decode(),  # whitespace; a str record
+]
+
+
+def test_decode_batch_equals_decode_record_by_record(demo_stream):
+    records = ODD_RECORDS + demo_stream[0][:5000]
+    batched = decode_batch(records)
+    single = [decode(record) for record in records]
+    assert [repr(item) for item in batched] == [repr(item) for item in single]
+
+
+def test_fast_timestamps_equal_parse_ts():
+    rng = random.Random(5)
+    start = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    stamps = [format_ts((start + timedelta(days=rng.uniform(0, 83_000), milliseconds=rng.randrange(1000))).timestamp())
+              for _ in range(20_000)]
+    stamps += ["2024-02-29T23:59:59.999Z", "2000-02-29T00:00:00.000Z", "2199-12-31T23:59:59.999Z", "1970-01-01T00:00:00.000Z"]
+    records = [orjson.dumps({"type": "label", "schema": 1, "request_id": "r", "model": "m", "ts": s, "label": 1})
+               for s in stamps]
+    assert [event.ts for event in decode_batch(records)] == [parse_ts(s) for s in stamps]
+
+
+def one_at_a_time(engine: Engine, records: list[bytes]) -> tuple[list[bytes], list[tuple[int, str, str | None]]]:
+    alerts, rejections = [], []
+    for index, record in enumerate(records):
+        event = decode(record)
+        if type(event) is Rejection:
+            rejections.append((index, event.reason, event.model))
+        alerts += [encode_alert(alert) for alert in engine.handle(event)]
+    return alerts, rejections
+
+
+def in_batches(engine: Engine, records: list[bytes], bounds: list[int]) -> tuple[list[bytes], list[tuple[int, str, str | None]]]:
+    alerts, rejections = [], []
+    for first, stop in zip(bounds, bounds[1:]):
+        result = engine.process_records(records[first:stop])
+        assert len(result.alerts) == len(result.alert_records)
+        alerts += [encode_alert(alert) for alert in result.alerts]
+        rejections += [(first + index, rejection.reason, rejection.model) for index, rejection in result.rejections]
+    return alerts, rejections
+
+
+def demo_engine(references: dict, on_window=None) -> Engine:
+    return Engine(parse_config(demo.demo_config()), references=references, on_window=on_window)
+
+
+def dirty(records: list[bytes]) -> list[bytes]:
+    """The stream with the odd records sprinkled in (a burst of them too, so the rejection rate alerts)."""
+    out = []
+    for index, record in enumerate(records):
+        out.append(record)
+        if index % 997 == 5:
+            out.append(ODD_RECORDS[(index // 997) % len(ODD_RECORDS)])
+        if index == 20_000:
+            out += ODD_RECORDS * 8
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference_run(demo_stream, demo_references):
+    """One-at-a-time processing of the dirty demo stream: alerts, rejections, final state, window closes."""
+    records = dirty(demo_stream[0])
+    closes: list[int] = []
+    engine = demo_engine(demo_references, on_window=lambda window: closes.append(engine.events + engine.rejected))
+    alerts, rejections = one_at_a_time(engine, records)
+    return records, alerts, rejections, orjson.dumps(engine.state()), closes
+
+
+@pytest.mark.parametrize("size", [1, 7, 1000, 4096])
+def test_batches_give_the_same_alerts_rejections_and_state(reference_run, demo_references, size):
+    records, alerts, rejections, state, _closes = reference_run
+    assert len(alerts) > 20 and len(rejections) > 300
+    engine = demo_engine(demo_references)
+    bounds = [*range(0, len(records), size), len(records)]
+    assert in_batches(engine, records, bounds) == (alerts, rejections)
+    assert orjson.dumps(engine.state()) == state
+
+
+@pytest.mark.parametrize("shift", [-1, 0, 1])
+def test_batch_boundaries_on_window_closes(reference_run, demo_references, shift):
+    """Batches that end at the record closing a window, just before it or just after it."""
+    records, alerts, rejections, state, closes = reference_run
+    assert len(closes) > 50
+    bounds = sorted({0, len(records), *(min(max(c + shift, 0), len(records)) for c in closes)})
+    engine = demo_engine(demo_references)
+    assert in_batches(engine, records, bounds) == (alerts, rejections)
+    assert orjson.dumps(engine.state()) == state
+
+
+def test_checkpoint_between_batches_continues_identically(reference_run, demo_references):
+    records, alerts, rejections, state, closes = reference_run
+    bounds = sorted({0, len(records), *range(0, len(records), 2500), closes[len(closes) // 2]})
+    middle = len(bounds) // 2
+    engine = demo_engine(demo_references)
+    head = in_batches(engine, records, bounds[: middle + 1])
+    checkpoint = orjson.loads(orjson.dumps(engine.state()))
+    restored = demo_engine(demo_references)
+    restored.restore(checkpoint)
+    tail = in_batches(restored, records, bounds[middle:])
+    assert (head[0] + tail[0], head[1] + tail[1]) == (alerts, rejections)
+    assert orjson.dumps(restored.state()) == state
+
+
+def test_replay_file_writes_the_same_alerts_and_dead_letters(reference_run, demo_references, tmp_path):
+    records, alerts, rejections, _state, _closes = reference_run
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join((r if isinstance(r, bytes) else r.encode()) + b"\n" for r in records))
+    out = tmp_path / "alerts.jsonl"
+    summary = replay_file(demo_engine(demo_references), events, out, progress=False)
+    assert summary.records == len(records) and summary.rejected == len(rejections)
+    assert out.read_bytes() == b"".join(alert + b"\n" for alert in alerts)
+    expected = b"".join(
+        deadletter_line(decode(records[index]), records[index] if isinstance(records[index], bytes)
+                        else records[index].encode(), {"file": str(events), "line": index + 1}) + b"\n"
+        for index, _reason, _model in rejections)
+    assert deadletter_path(out).read_bytes() == expected
+
+
+@pytest.mark.parametrize("huge", [[], [2**60, -(2**53) - 1]])
+def test_numeric_window_folding_counts_like_the_loop(huge):
+    """Quality counts of a window of plain numbers (numpy) equal those of a mixed window (the loop)."""
+    from tripwire.detectors.quality import FeatureQuality
+
+    rng = np.random.default_rng(3)
+    values = [float(v) for v in np.round(rng.normal(0, 2, 5000), 3)] + [int(v) for v in rng.integers(-9, 9, 500)]
+    values += [float("nan"), float("inf"), -float("inf"), 3, -3, 3.0000001, *huge]
+    profile = {"kind": "numeric", "min": -3.0, "max": 3.0}
+    fast, loop = FeatureQuality(profile), FeatureQuality(profile)
+    fast.update_many(values)
+    loop.update_many(values + ["not a number"])  # one str sends the whole window through the loop
+    expected = loop.to_dict()
+    expected["n"] -= 1
+    expected["type_errors"] -= 1
+    assert fast.to_dict() == expected
+    assert expected["missing"] == 1 and expected["out_of_range"] > 100
+
+
+def test_labels_that_come_before_their_predictions(demo_stream, demo_references):
+    """A label waiting in the join when its prediction arrives inside a run of predictions."""
+    stream = demo_stream[0][:40_000]
+    events = [decode(record) for record in stream]
+    predicted = {e.request_id for e in events if type(e).__name__ == "Prediction"}
+    labels = [i for i, e in enumerate(events) if type(e).__name__ == "Label" and e.request_id in predicted]
+    early = {events[i].request_id: stream[i] for i in labels[::7]}  # these labels go just before their prediction
+    records = []
+    for record, event in zip(stream, events):
+        request_id = getattr(event, "request_id", None)
+        if type(event).__name__ == "Prediction" and request_id in early:
+            records.append(early[request_id])
+        if not (type(event).__name__ == "Label" and request_id in early):
+            records.append(record)
+    expected = one_at_a_time(demo_engine(demo_references), records)
+    assert len(early) > 500 and len(expected[0]) > 5
+    for size in (333, 1000):
+        engine = demo_engine(demo_references)
+        assert in_batches(engine, records, [*range(0, len(records), size), len(records)]) == expected
