@@ -233,8 +233,9 @@ async def read_topic(settings: KafkaSettings, topic: str) -> list[Any]:
     """Every record of ``topic`` up to its end when called, without a consumer group or commits."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    # earliest: should the broker be slow to answer the seek, a reset still goes to the start, not the end.
     consumer = AIOKafkaConsumer(**settings.client_kwargs(), group_id=None, enable_auto_commit=False,
-                                fetch_max_wait_ms=50, max_partition_fetch_bytes=32 << 20)
+                                auto_offset_reset="earliest", fetch_max_wait_ms=50, max_partition_fetch_bytes=32 << 20)
     async with running(consumer):
         tps = [TopicPartition(topic, p) for p in await partitions_for(consumer, topic)]
         consumer.assign(tps)
