@@ -60,7 +60,12 @@ def _reference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", required=True, help="column with the true label / value")
     parser.add_argument("--prediction", required=True, help="column with the model's prediction")
     parser.add_argument("--score", help="column with the positive-class probability (classification)")
-    parser.add_argument("--positive-class", help="positive class (default: 1 / true when the classes are binary)")
+    parser.add_argument("--scores", type=_csv, default=[],
+                        help="multi-class: one probability column per class (COL1,COL2 or CLASS=COL; a bare column "
+                             "is the class its name ends with)")
+    parser.add_argument("--scores-prefix", help="multi-class: the probability columns are named PREFIX<class>")
+    parser.add_argument("--positive-class", help="positive class (default: 1 / true when the classes are binary; "
+                                                 "multi-class: the class fairness looks at, one-vs-rest)")
     parser.add_argument("--categorical", type=_csv, default=[], help="columns to treat as categorical (C1,C2)")
     parser.add_argument("--attributes", type=_csv, default=[], help="sensitive / segment attribute columns (A1,A2)")
     parser.add_argument("--features", type=_csv, help="feature columns (default: all other columns)")
@@ -68,14 +73,12 @@ def _reference_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def reference_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    data = read_table(args.data)
-    positive: Any = args.positive_class
-    if positive is not None and args.target in data.columns and data[args.target].dtype.kind in "iu":
-        positive = int(positive)
+    # The positive class as typed ("1") maps onto the class set's spelling (1): see tripwire.classes.
     return build_reference(
-        data, model=args.model, task=args.task, target=args.target, prediction=args.prediction, score=args.score,
-        categorical=args.categorical, attributes=args.attributes, features=args.features, positive_class=positive,
-        bins=args.bins,
+        read_table(args.data), model=args.model, task=args.task, target=args.target, prediction=args.prediction,
+        score=args.score, class_scores=args.scores, class_scores_prefix=args.scores_prefix,
+        categorical=args.categorical, attributes=args.attributes, features=args.features,
+        positive_class=args.positive_class, bins=args.bins,
     )
 
 

@@ -105,6 +105,7 @@ class PartitionRunner:
         output = Output()
         engine = self.engine
         for topic, offset, (record, event, _timestamp) in self.merge.pop_ready(idle, self.max_buffered):
+            event = engine.admit(event)
             if type(event) is Rejection:
                 output.deadletters.append((event.model.encode() if event.model else None,
                                            deadletter_line(event, record, self.origin(topic, offset))))

@@ -55,7 +55,7 @@ def run_records(engine: Engine, records: Iterable[bytes], on_alert: AlertSink, o
     index = 0
     alerts = 0
     for index, record in enumerate(records, 1):
-        event = decode(record)
+        event = engine.admit(decode(record))  # a class the reference does not know is a rejection too
         if type(event) is Rejection:
             on_reject(event, index, record)
         for alert in engine.handle(event):

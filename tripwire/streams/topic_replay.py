@@ -88,6 +88,7 @@ async def replay_topics(settings: KafkaSettings, topics: list[str], engine_for: 
                 origin = {"topic": tp.topic, "partition": tp.partition, "offset": offset}
                 engine = engines.get(tp.partition) or engines.setdefault(tp.partition, engine_for(tp.partition))
                 records += 1
+                event = engine.admit(event)
                 if type(event) is Rejection and on_reject is not None:
                     on_reject(event, record, origin)
                 for alert in engine.handle(event):
