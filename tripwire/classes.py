@@ -124,12 +124,23 @@ class ClassSet:
         return f"[{shown}{', ...' if len(self.classes) > limit else ''}]"
 
 
+def _order(value: Any) -> tuple[int, float, str]:
+    # Numbers (and booleans) in numeric order, then strings by their text: scikit-learn's order too.
+    if type(value) in (bool, int, float):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
 def distinct_classes(values: Iterable[Any]) -> list[Any]:
-    """The classes among ``values`` (missing ones skipped), one value per canonical form, sorted by text."""
+    """The classes among ``values`` (missing ones skipped), one value per canonical form, sorted.
+
+    >>> distinct_classes([10, 2, "2", None, 1.0])
+    [1.0, 2, 10]
+    """
     first: dict[str, Any] = {}
     for value in values:
         value = _plain(value)
         if value is None or (type(value) is float and math.isnan(value)):
             continue
         first.setdefault(class_key(value), value)
-    return sorted(first.values(), key=str)
+    return sorted(first.values(), key=_order)
