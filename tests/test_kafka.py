@@ -282,7 +282,7 @@ def test_worker_alerts_every_injected_incident(stream, expected, single_run):
     assert len(model_alerts(single_run["alerts"])) == len(expected["alerts"])  # no re-emission without a crash
     # Keyed by model.
     assert {m.key for m in read(kafka_settings(load_config(stream["dir"] / "single.toml")),
-                                 f"t{RUN}.single.alerts")} <= {b"fuel-efficiency", b"credit", b"*"}
+                                 f"t{RUN}.single.alerts")} <= {b"fuel-efficiency", b"credit", b"triage", b"*"}
     assert min(first_index.values()) > 0
 
 

@@ -172,7 +172,7 @@ def _write_report(path: Path, engine: Engine, window_log: Any, alerts: list[dict
 def cmd_demo(args: argparse.Namespace) -> int:
     from tripwire.streams import demo
 
-    print(f"tripwire demo: generating {demo.DURATION_MINUTES} minutes of traffic for fuel-efficiency and credit "
+    print(f"tripwire demo: generating {demo.DURATION_MINUTES} minutes of traffic for fuel-efficiency, credit and triage "
           f"(seed {args.seed}) ...", flush=True)
     stream, first_index = demo.generate(args.seed)
     config = parse_config(demo.demo_config(), where="demo")
