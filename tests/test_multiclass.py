@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import orjson
@@ -409,3 +410,24 @@ def test_nannyml_estimated_performance_alert_without_labels_fires_after_the_drop
     values = [w["stats"]["estimated:accuracy"] for w in unlabelled["data"]]
     assert max(values[6:]) < 0.65 < min(values[:6])
     assert not any(math.isnan(v) for v in values)
+
+
+def test_report_draws_per_class_series_and_class_probability_histograms():
+    from tripwire.report import WindowLog, render_report
+
+    reference = build_reference(synthetic(0, 4000), model="mc", task="classification", target="y", prediction="pred",
+                                class_scores_prefix="p_")
+    config = parse_config({"models": [{"name": "mc", "reference": "x", "window_events": 500,
+                                       "performance_window": 500}]})
+    log = WindowLog(config)
+    engine = Engine(config, references={"mc": reference}, on_window=log)
+    alerts = []
+    run_records(engine, multiclass_records(synthetic(1, 1500)) + multiclass_records(synthetic(2, 1500, shift=1.5), 1500),
+                lambda alert, _i: alerts.append(alert), lambda *_: None)
+    page = render_report(log.windows, alerts, config, {"mc": reference}, title="t", facts=[])
+    panels = re.findall(r'<div class="panel" data-search="[^"]*"><h4><a href="#[^"]*">([^<]*)</a>', page)
+    assert {f"class:{c} \u00b7 {m}" for c in "abcd" for m in ("precision", "recall")} <= set(panels)
+    assert "performance:macro_f1 \u00b7 macro_f1" in panels and "estimated:macro_f1 \u00b7 estimated_macro_f1" in panels
+    drifted = {a["signal"] for a in alerts if a["kind"] == "prediction_drift" and a["signal"].startswith("score:")}
+    figures = set(re.findall(r'<figure class="dist" [^>]*data-signal="([^"]*)"', page))
+    assert drifted and drifted <= figures  # each drifted class probability: reference vs worst window
