@@ -431,3 +431,18 @@ def test_report_draws_per_class_series_and_class_probability_histograms():
     drifted = {a["signal"] for a in alerts if a["kind"] == "prediction_drift" and a["signal"].startswith("score:")}
     figures = set(re.findall(r'<figure class="dist" [^>]*data-signal="([^"]*)"', page))
     assert drifted and drifted <= figures  # each drifted class probability: reference vs worst window
+
+
+def test_status_board_charts_macro_f1_and_the_recall_of_each_class():
+    from tripwire.streams.status import StatusBoard
+
+    reference = build_reference(synthetic(0, 4000), model="mc", task="classification", target="y", prediction="pred",
+                                class_scores_prefix="p_")
+    board = StatusBoard("w1")
+    config = parse_config({"models": [{"name": "mc", "reference": "x", "window_events": 500,
+                                       "performance_window": 500}]})
+    engine = Engine(config, references={"mc": reference}, on_window=board.observe_window)
+    run_records(engine, multiclass_records(synthetic(1, 1000)), lambda *_: None, lambda *_: None)
+    history = board.models["mc"]["history"]
+    assert {"performance:macro_f1", "estimated:macro_f1", "class:a.recall", "class:d.recall"} <= set(history)
+    assert len(history["class:a.recall"]) == 2
