@@ -156,8 +156,10 @@ MODEL_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "change_method": (_one_of(*CHANGE_METHODS), "adwin", "river detector for change streams"),
     "change_streams": (_string_list, ("error",), "streams watched for change: error, score, prediction, feature:NAME"),
     "attributes": (_string_list, None, "attributes for fairness (default: the reference's attributes)"),
-    "positive_class": (lambda v: v, None, "positive class for classification (default: the reference's)"),
-    "performance_metrics": (_string_list, None, "metrics that alert (default: mae, rmse / accuracy, f1, roc_auc)"),
+    "positive_class": (lambda v: v, None, "positive class for classification (default: the reference's); "
+                                          "multi-class: the class fairness looks at, one-vs-rest"),
+    "performance_metrics": (_string_list, None, "metrics that alert (default: mae, rmse / accuracy, f1, roc_auc / "
+                                                "multi-class accuracy, macro_f1, roc_auc)"),
     "detectors": (_detector_switches, {}, "detector families on/off, all on by default"),
     "thresholds": (lambda v: v, {}, "per detector: {warning = x, critical = y} overriding the built-in defaults"),
     "signals": (lambda v: v, {}, "per signal (e.g. \"feature:weight\"): enabled = false and/or per-detector thresholds"),
