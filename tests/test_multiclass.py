@@ -446,3 +446,23 @@ def test_status_board_charts_macro_f1_and_the_recall_of_each_class():
     history = board.models["mc"]["history"]
     assert {"performance:macro_f1", "estimated:macro_f1", "class:a.recall", "class:d.recall"} <= set(history)
     assert len(history["class:a.recall"]) == 2
+
+
+def test_multiclass_reference_logs_to_mlflow_with_per_class_baselines(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from tripwire.tracking import log_reference, resolve_reference
+
+    frame = synthetic(0, 1500, classes=("low risk", "high/risk", "medium?"))
+    reference = build_reference(frame, model="mc", task="classification", target="y", prediction="pred",
+                                class_scores_prefix="p_")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("training", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    location = log_reference(reference, run_id, tracking_uri=uri)
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics["baseline_macro_f1"] == pytest.approx(reference["baseline"]["macro_f1"])
+    assert metrics["baseline_recall.high/risk"] == pytest.approx(reference["baseline"]["recall:high/risk"])
+    assert metrics["baseline_recall.medium_"] == pytest.approx(reference["baseline"]["recall:medium?"])
+    assert resolve_reference(location, tracking_uri=uri)["classes"] == reference["classes"]
