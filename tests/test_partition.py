@@ -155,7 +155,7 @@ def test_partitions_together_alert_like_the_file_replay_for_every_model(layout, 
     engine = Engine(config, references=demo_references)
     file_alerts = []
     for record in demo_stream[0]:
-        event = decode(record)
+        event = engine.admit(decode(record))
         file_alerts += engine.reject(event) if type(event) is Rejection else engine.process(event)
     workers = []
     for partition, records in layout.items():
