@@ -52,10 +52,11 @@ INCIDENTS = (
     Incident("concept drift: repayment odds fall, features unchanged (credit)", "credit",
              ("concept_drift", "performance"), 40),
     Incident("concept drift: half the billing tickets go to account (triage)", "triage",
-             ("concept_drift", "performance"), 35),
+             ("concept_drift", "performance"), 30),
 )
 DURATION_MINUTES = 50
 RATE_PER_MODEL = 8.0  # requests per second of event time
+TRIAGE_RATE = 4.0  # the triage model's: half, so the demo stream grows by a quarter, not a half
 
 
 def cars(rng: np.random.Generator, n: int, drifted: bool = False) -> dict[str, np.ndarray]:
@@ -265,7 +266,8 @@ def generate(seed: int = 7) -> tuple[list[bytes], dict[str, int]]:
             if credit_labelled[i]:
                 label_later(ts + credit_lag[i], request_id, "credit", int(repaid[i]))
     records.extend(sorted(pending))
-    records.extend(triage_records(seed, n, minute[INCIDENTS[5].name], sequence))
+    records.extend(triage_records(seed, int(DURATION_MINUTES * 60 * TRIAGE_RATE), minute[INCIDENTS[5].name],
+                                  sequence))
     records.sort(key=lambda r: (r[0], r[1]))
     stream = [record for _ts, _seq, record in records]
     first_index = {}
@@ -278,11 +280,11 @@ def generate(seed: int = 7) -> tuple[list[bytes], dict[str, int]]:
 def triage_records(seed: int, n: int, moved_from: float, sequence: int) -> list[tuple[float, int, bytes]]:
     """The triage model's predictions and labels as (ts, sequence, record), sequences from ``sequence``."""
     rng = np.random.default_rng(seed + 3_000)
-    times = START + np.cumsum(rng.exponential(1 / RATE_PER_MODEL, n))
+    times = START + np.cumsum(rng.exponential(1 / TRIAGE_RATE, n))
     ticket = tickets(rng, n)
     p = team_probabilities(ticket)
     team = route(rng, p, moved=(times >= moved_from) & (rng.random(n) < 0.5))
-    labelled = rng.random(n) < 0.7
+    labelled = rng.random(n) < 0.9
     lag = rng.uniform(60, 600, n)
     latency = rng.lognormal(math.log(8), 0.3, n)
     out = []
