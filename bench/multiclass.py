@@ -87,7 +87,9 @@ def event_lines(analysis: pd.DataFrame | None = None, *, labels: bool = True) ->
     from tripwire.events import format_ts
 
     analysis = load()[1] if analysis is None else analysis
-    epoch = pd.to_datetime(analysis["timestamp"]).astype("int64").to_numpy() / 1e9
+    # Seconds since the epoch whatever the datetime resolution (pandas 3 reads these as seconds, 2 as ns).
+    stamps = pd.to_datetime(analysis["timestamp"], utc=True)
+    epoch = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
     columns = {name: analysis[name].tolist() for name in FEATURES}
     scores = {c.removeprefix(SCORES_PREFIX): analysis[c].astype(float).tolist() for c in score_columns(analysis)}
     predictions, targets = analysis[PREDICTION].tolist(), analysis[TARGET].tolist()

@@ -394,6 +394,9 @@ def test_nannyml_accuracy_drop_raises_a_performance_alert_after_it_and_none_befo
     assert performance, "no performance alert"
     assert all(index > drop_record for index, _a in performance)
     assert {a["detector"] for _i, a in performance} >= {"accuracy", "macro_f1"}
+    # Event time is the data's own: the window that alerts starts at the drop.
+    drop_ts = pd.Timestamp(analysis["timestamp"].iloc[nannyml_data.DROP_ROW], tz="UTC")
+    assert {a["window"]["start"] for _i, a in performance} == {drop_ts.strftime("%Y-%m-%dT%H:%M:%S.000Z")}
     accuracy = [w["stats"]["performance:accuracy"] for w in labelled["performance"]]
     realized = [accuracy_score(chunk["y_true"], chunk["y_pred"])
                 for chunk in (analysis.iloc[s:s + nannyml_data.WINDOW] for s in range(0, len(analysis), 5000))]
