@@ -95,23 +95,27 @@ class ClassSet:
         for alias, key in _BOOLEAN_ALIASES:
             if alias not in self._by_key and key in self._by_key:
                 self._by_key[alias] = self._by_key[key]
-        # Raw value -> position; keyed with the type because 1 == 1.0 == True in a dict.
-        self._cache: dict[tuple[type, Any], int] = {}
+        # Per type, raw value -> position: 1 == 1.0 == True in one dict, so each type has its own.
+        self._cache: dict[type, dict[Any, int]] = {}
+        self._cached = 0
 
     def __len__(self) -> int:
         return len(self.classes)
 
     def index(self, value: Any) -> int | None:
         """Position of ``value``'s class in :attr:`classes`, or ``None`` when it is no class."""
-        cached = self._cache.get((type(value), value))
-        if cached is not None:
-            return cached
+        seen = self._cache.get(type(value))
+        if seen is not None:
+            position = seen.get(value)
+            if position is not None:
+                return position
         try:
             position = self._by_key.get(class_key(value))
         except TypeError:
             return None
-        if position is not None and len(self._cache) < _CACHE_LIMIT:
-            self._cache[(type(value), value)] = position
+        if position is not None and self._cached < _CACHE_LIMIT:
+            self._cache.setdefault(type(value), {})[value] = position
+            self._cached += 1
         return position
 
     def canonical(self, value: Any) -> Any:

@@ -41,6 +41,7 @@ DEFAULT_METRICS = {"regression": ("mae", "rmse"), "classification": ("accuracy",
 ESTIMATED_METRICS = {"classification": ("accuracy", "f1"), "multiclass": ("accuracy", "macro_f1")}
 # Per-class statistics of a multi-class performance window, drawn in the report as context.
 PER_CLASS_STATS = ("precision", "recall")
+SCORE_ORDERS_KEPT = 16  # key orders of `scores` objects whose class positions a monitor remembers
 QUALITY_CHECKS = ("missing_rate", "type_error_rate", "out_of_range_rate", "unseen_rate")
 EXPIRE_EVERY = 1024
 UNATTRIBUTED = "*"
@@ -81,6 +82,7 @@ class ModelMonitor:
             self.positive_class = positive
         self._positive_position = (self.classes.index(self.positive_class)
                                    if self.classes is not None and self.positive_class is not None else None)
+        self._score_orders: dict[tuple[str, ...], list[int]] = {}  # see _score_vector
         self.model_version: str | None = None
         self.on_window = on_window
         self.policy = AlertPolicy(config.min_samples, config.resolve_windows, config.cooldown_windows)
@@ -586,12 +588,22 @@ class ModelMonitor:
         return event
 
     def _score_vector(self, scores: dict[str, float]) -> tuple[float, ...] | Rejection:
+        if len(scores) == len(self.classes):
+            # A producer sends its keys in the same order every time: their class positions are cached.
+            order = self._score_orders.get(tuple(scores))
+            if order is not None:
+                vector = [0.0] * len(order)
+                for position, probability in zip(order, scores.values()):
+                    vector[position] = probability
+                return tuple(vector)
         vector: list[float | None] = [None] * len(self.classes)
         for key, probability in scores.items():
             position = self.classes.index(key)
             if position is None:
                 return self._class_rejection("scores key", key)
             vector[position] = probability
+        if None not in vector and len(self._score_orders) < SCORE_ORDERS_KEPT:
+            self._score_orders[tuple(scores)] = [self.classes.index(key) for key in scores]
         if None in vector:
             missing = [c for c, p in zip(self.classes.classes, vector) if p is None]
             return Rejection(f"field 'scores' has no probability for the classes {missing} of model "
