@@ -24,7 +24,7 @@ from tripwire.detectors.estimated import MulticlassConfidenceEstimate, score_cal
 from tripwire.detectors.fairness import FairnessWindow
 from tripwire.detectors.multiclass import MulticlassWindow, multiclass_baseline
 from tripwire.engine import Engine
-from tripwire.events import Rejection, decode, format_ts
+from tripwire.events import decode, format_ts
 from tripwire.reference import ReferenceError, build_reference
 from tripwire.streams.cli import main as cli_main
 from tripwire.streams.replay import deadletter_path, replay_file, run_records
