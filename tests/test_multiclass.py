@@ -290,6 +290,9 @@ def test_reference_build_refuses_what_it_cannot_use():
     with pytest.raises(ReferenceError, match="'zz' is none of the classes"):
         build_reference(frame, model="m", task="classification", target="y", prediction="pred",
                         class_scores=["zz=p_a"])
+    with pytest.raises(ReferenceError, match=r"score columns, row 3: every class's probability must be a number"):
+        build_reference(frame.assign(p_b=[0.1] * 3 + [None] + [0.1] * (len(frame) - 4)), model="m",
+                        task="classification", target="y", prediction="pred", class_scores_prefix="p_")
     # Without scores a multi-class reference still has its class set and baseline accuracy / F1.
     plain = build_reference(frame, model="m", task="classification", target="y", prediction="pred")
     assert plain["classes"] == ["a", "b", "c", "d"] and plain["baseline"]["roc_auc"] is None

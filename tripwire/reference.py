@@ -160,6 +160,13 @@ def build_reference(
     else:
         prediction_profile = numeric_profile(predictions, bins)
     scores = data[score].astype(float).tolist() if score else None
+    if multiclass and score_column_list:
+        probabilities = data[score_column_list].apply(pd.to_numeric, errors="coerce")
+        bad = ~(probabilities.ge(0) & probabilities.le(1)).all(axis=1)
+        if bad.any():
+            row = int(np.argmax(bad.to_numpy()))
+            raise ReferenceError(f"score columns, row {row}: every class's probability must be a number in [0, 1], got "
+                                 f"{data[score_column_list].iloc[row].to_dict()}")
     if multiclass:
         rows = (data[score_column_list].astype(float).to_numpy().tolist() if score_column_list else None)
         baseline = multiclass_baseline(classes, predictions, labels, rows)
