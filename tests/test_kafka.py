@@ -82,6 +82,7 @@ def write_config(directory: Path, name: str, **worker) -> Path:
     lines = ["[defaults]", "performance_window = 1000", "",
              '[[models]]', 'name = "fuel-efficiency"', 'reference = "fuel-efficiency.json"', "",
              '[[models]]', 'name = "credit"', 'reference = "credit.json"', "",
+             '[[models]]', 'name = "triage"', 'reference = "triage.json"', "",
              "[kafka]", f'bootstrap_servers = "{BOOTSTRAP}"', "", "[kafka.topics]"]
     lines += [f'{role} = "{topic}"' for role, topic in topics_for(name).items()]
     lines += ["", "[worker]"] + [f"{key} = {orjson.dumps(value).decode()}" for key, value in settings.items()]
