@@ -11,7 +11,9 @@ the timed ones run on an otherwise idle interpreter:
 2. detection quality on streams with known drift points (bench/detection.py) and on the car-loan
    data per feature and window;
 3. agreement of every statistic with NannyML, Evidently and scipy on the same windows
-   (bench/agreement.py).
+   (bench/agreement.py);
+4. multi-class: realized and label-free (CBPE) accuracy / macro F1 on NannyML's three-class data,
+   tripwire next to NannyML (bench/multiclass.py).
 
 Nothing is typed in: every number printed is measured by this run. Timings depend on the
 machine and its load, so they are reported, never asserted.
@@ -277,6 +279,10 @@ def render(r: dict[str, Any]) -> str:
              render_agreement(r["agreement"]),
              f"\nengine-published window statistics vs the detectors' values: largest difference "
              f"{fmt(r['agreement']['engine_vs_detectors_max_diff'])}"]
+    if "multiclass" in r:
+        from bench.multiclass import render as render_multiclass
+
+        parts += ["", "### Multi-class CBPE vs NannyML's", render_multiclass(r["multiclass"])]
     return "\n".join(parts)
 
 
@@ -298,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for latest.json and the PNGs")
     args = parser.parse_args(argv)
 
-    from bench import agreement, detection, plots, replay_throughput, speed, startup
+    from bench import agreement, detection, multiclass, plots, replay_throughput, speed, startup
 
     started = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -314,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     r["carloan_detection"] = timed("car-loan windows", lambda: detection.carloan(
         r["carloan_speed"]["nannyml_result"], r["carloan_speed"]["evidently_result"]), seconds)
     r["agreement"] = timed("agreement", agreement.run, seconds)
+    r["multiclass"] = timed("multi-class CBPE", multiclass.compare, seconds)
     r["environment"]["load_average_at_end"] = os.getloadavg()
     seconds["total"] = time.perf_counter() - started
 

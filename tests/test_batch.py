@@ -81,7 +81,7 @@ def test_fast_timestamps_equal_parse_ts():
 def one_at_a_time(engine: Engine, records: list[bytes]) -> tuple[list[bytes], list[tuple[int, str, str | None]]]:
     alerts, rejections = [], []
     for index, record in enumerate(records):
-        event = decode(record)
+        event = engine.admit(decode(record))
         if type(event) is Rejection:
             rejections.append((index, event.reason, event.model))
         alerts += [encode_alert(alert) for alert in engine.handle(event)]
@@ -168,9 +168,9 @@ def test_replay_file_writes_the_same_alerts_and_dead_letters(reference_run, demo
     assert summary.records == len(records) and summary.rejected == len(rejections)
     assert out.read_bytes() == b"".join(alert + b"\n" for alert in alerts)
     expected = b"".join(
-        deadletter_line(decode(records[index]), records[index] if isinstance(records[index], bytes)
+        deadletter_line(Rejection(reason, model), records[index] if isinstance(records[index], bytes)
                         else records[index].encode(), {"file": str(events), "line": index + 1}) + b"\n"
-        for index, _reason, _model in rejections)
+        for index, reason, model in rejections)
     assert deadletter_path(out).read_bytes() == expected
 
 

@@ -84,6 +84,7 @@ def write_config(directory: Path, name: str, *, events: str | None = None, boots
     lines = ["[defaults]", "performance_window = 1000", "",
              '[[models]]', 'name = "fuel-efficiency"', 'reference = "fuel-efficiency.json"', "",
              '[[models]]', 'name = "credit"', 'reference = "credit.json"', "",
+             '[[models]]', 'name = "triage"', 'reference = "triage.json"', "",
              "[kafka]", f'bootstrap_servers = "{bootstrap or BOOTSTRAP}"', "", "[kafka.topics]"]
     lines += [f'{role} = "{topic}"' for role, topic in topics_for(name, events).items()]
     lines += ["", "[worker]"] + [f"{key} = {orjson.dumps(value).decode()}" for key, value in settings.items()]
@@ -295,7 +296,7 @@ def test_worker_alerts_every_injected_incident(stream, expected, single_run):
     assert len(model_alerts(single_run["alerts"])) == len(expected["alerts"])  # no re-emission without a crash
     # Alerts keyed by model (capacity advice, on the same topic, by service).
     records = read(kafka_settings(load_config(stream["dir"] / "single.toml")), f"t{RUN}.single.alerts")
-    assert {m.key for m in records if orjson.loads(m.value)["type"] == "alert"} <= {b"fuel-efficiency", b"credit", b"*"}
+    assert {m.key for m in records if orjson.loads(m.value)["type"] == "alert"} <= {b"fuel-efficiency", b"credit", b"triage", b"*"}
     assert min(first_index.values()) > 0
 
 

@@ -114,7 +114,8 @@ def replayed(tmp_path_factory, demo_stream, demo_references):
     config = folder / "monitor.toml"
     config.write_text("[defaults]\nperformance_window = 1000\n\n"
                       '[[models]]\nname = "fuel-efficiency"\nreference = "fuel-efficiency.json"\n\n'
-                      '[[models]]\nname = "credit"\nreference = "credit.json"\n')
+                      '[[models]]\nname = "credit"\nreference = "credit.json"\n\n'
+                      '[[models]]\nname = "triage"\nreference = "triage.json"\n')
     events = folder / "events.jsonl"
     events.write_bytes(b"\n".join(demo_stream[0]) + b"\n")
     report = folder / "report.html"
@@ -140,7 +141,7 @@ def test_demo_replay_report_has_every_model_every_alert_and_the_drifted_features
     page = report.read_text(encoding="utf-8")
     dom = Dom(page)
     assert dom.models[:2] == ["fuel-efficiency", "credit"]  # worst first: the covariate drift is the worst
-    assert sorted(dom.models) == sorted(["fuel-efficiency", "credit", "*"])
+    assert sorted(dom.models) == sorted(["fuel-efficiency", "credit", "triage", "*"])
     assert len(dom.alert_rows) == len(alerts) == len(set(dom.alert_rows)) > 10
     # every model alert links to the timeline of its signal (the dead-letter rate has no window series)
     assert dom.linked_alert_signals == sum(a["model"] != "*" for a in alerts)
@@ -249,7 +250,7 @@ def test_report_opens_in_headless_chromium(replayed, tmp_path):
     dom = Dom(dumped)
     assert dom.root.get("data-ready") == "1", "the inline script did not run"
     assert "js" in (dom.root.get("class") or "")
-    assert sorted(dom.models) == sorted(["fuel-efficiency", "credit", "*"])
+    assert sorted(dom.models) == sorted(["fuel-efficiency", "credit", "triage", "*"])
     assert len(dom.alert_rows) == len(alerts)
     assert {"feature:weight", "feature:horsepower"} <= set(dom.figures)
     shot = tmp_path / "report.png"
@@ -262,4 +263,4 @@ def test_demo_command_writes_the_report(tmp_path, capsys):
     assert main(["demo", "--quiet", "--report", str(report)]) == 0
     assert f"report: {report}" in capsys.readouterr().out
     dom = Dom(report.read_text(encoding="utf-8"))
-    assert sorted(dom.models) == sorted(["fuel-efficiency", "credit", "*"]) and len(dom.alert_rows) > 10
+    assert sorted(dom.models) == sorted(["fuel-efficiency", "credit", "triage", "*"]) and len(dom.alert_rows) > 10

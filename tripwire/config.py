@@ -56,9 +56,14 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "precision": Threshold(0.05, 0.1),
     "recall": Threshold(0.05, 0.1),
     "f1": Threshold(0.05, 0.1),
+    "macro_precision": Threshold(0.05, 0.1),
+    "macro_recall": Threshold(0.05, 0.1),
+    "macro_f1": Threshold(0.05, 0.1),
+    "weighted_f1": Threshold(0.05, 0.1),
     "roc_auc": Threshold(0.05, 0.1),
     "estimated_accuracy": Threshold(0.05, 0.1),
     "estimated_f1": Threshold(0.05, 0.1),
+    "estimated_macro_f1": Threshold(0.05, 0.1),
     "demographic_parity_difference": Threshold(0.1, 0.2),
     "equalized_odds_difference": Threshold(0.1, 0.2),
     "disparate_impact_ratio": Threshold(0.8, 0.6, "below"),
@@ -152,8 +157,10 @@ MODEL_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "change_method": (_one_of(*CHANGE_METHODS), "adwin", "river detector for change streams"),
     "change_streams": (_string_list, ("error",), "streams watched for change: error, score, prediction, feature:NAME"),
     "attributes": (_string_list, None, "attributes for fairness (default: the reference's attributes)"),
-    "positive_class": (lambda v: v, None, "positive class for classification (default: the reference's)"),
-    "performance_metrics": (_string_list, None, "metrics that alert (default: mae, rmse / accuracy, f1, roc_auc)"),
+    "positive_class": (lambda v: v, None, "positive class for classification (default: the reference's); "
+                                          "multi-class: the class fairness looks at, one-vs-rest"),
+    "performance_metrics": (_string_list, None, "metrics that alert (default: mae, rmse / accuracy, f1, roc_auc / "
+                                                "multi-class accuracy, macro_f1, roc_auc)"),
     "detectors": (_detector_switches, {}, "detector families on/off, all on by default"),
     "thresholds": (lambda v: v, {}, "per detector: {warning = x, critical = y} overriding the built-in defaults"),
     "signals": (lambda v: v, {}, "per signal (e.g. \"feature:weight\"): enabled = false and/or per-detector thresholds"),
@@ -306,11 +313,21 @@ class ModelConfig:
         return signal is None or self.signals.get(signal, {}).get("enabled", True)
 
     def threshold(self, detector: str, signal: str) -> Threshold:
-        """Per-signal override, else per-model override, else the built-in default."""
+        """Per-signal override, else per-model override, else the built-in default.
+
+        A per-class metric of a multi-class model (``recall:billing``) has its metric's
+        thresholds (``recall``) unless they are set for it.
+        """
         per_signal = self.signals.get(signal, {}).get(detector)
         if per_signal is not None:
             return per_signal
-        return self.thresholds.get(detector, DEFAULT_THRESHOLDS[detector])
+        per_model = self.thresholds.get(detector)
+        if per_model is not None:
+            return per_model
+        metric, _, per_class = detector.partition(":")
+        if per_class and detector not in DEFAULT_THRESHOLDS:
+            return self.threshold(metric, signal)
+        return DEFAULT_THRESHOLDS[detector]
 
 
 @dataclass

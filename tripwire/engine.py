@@ -18,25 +18,32 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from tripwire.alerts import AlertPolicy, Finding
-from tripwire.config import DEFAULT_THRESHOLDS, ModelConfig, MonitorConfig, Threshold
+from tripwire.classes import ClassSet
+from tripwire.config import DEFAULT_THRESHOLDS, ConfigError, ModelConfig, MonitorConfig, Threshold
 from tripwire.detectors.change import ChangeDetector
 from tripwire.detectors.distribution import CategoricalDrift, NumericDrift, drift_detector_for
-from tripwire.detectors.estimated import ConfidenceEstimate
+from tripwire.detectors.estimated import ConfidenceEstimate, MulticlassConfidenceEstimate
 from tripwire.detectors.fairness import FairnessWindow
+from tripwire.detectors.multiclass import MulticlassWindow
 from tripwire.detectors.multiple_testing import benjamini_hochberg, bonferroni
 from tripwire.detectors.performance import ClassificationWindow, RegressionWindow
 from tripwire.detectors.quality import FeatureQuality
 from tripwire.detectors.serving import ServingWindow
 from tripwire.events import Event, Features, Label, Prediction, Rejection, decode_batch, format_ts
 from tripwire.join import LabelJoin, Outcome
-from tripwire.reference import load_reference
+from tripwire.reference import is_multiclass, load_reference
 
 Alert = dict[str, Any]
 WindowSink = Callable[[dict[str, Any]], None]
 
 # Metrics where a larger value is worse; for the others a smaller value is worse.
 ERROR_METRICS = frozenset({"mae", "rmse", "mape", "log_loss"})
-DEFAULT_METRICS = {"regression": ("mae", "rmse"), "classification": ("accuracy", "f1", "roc_auc")}
+DEFAULT_METRICS = {"regression": ("mae", "rmse"), "classification": ("accuracy", "f1", "roc_auc"),
+                   "multiclass": ("accuracy", "macro_f1", "roc_auc")}
+ESTIMATED_METRICS = {"classification": ("accuracy", "f1"), "multiclass": ("accuracy", "macro_f1")}
+# Per-class statistics of a multi-class performance window, drawn in the report as context.
+PER_CLASS_STATS = ("precision", "recall")
+SCORE_ORDERS_KEPT = 16  # key orders of `scores` objects whose class positions a monitor remembers
 QUALITY_CHECKS = ("missing_rate", "type_error_rate", "out_of_range_rate", "unseen_rate")
 EXPIRE_EVERY = 1024
 UNATTRIBUTED = "*"
@@ -78,7 +85,19 @@ class ModelMonitor:
         self.reference = reference
         self.reference_uri = config.reference
         self.task: str = reference["task"]
+        # A classifier's predictions and labels are compared in one canonical form (see admit).
+        self.multiclass = is_multiclass(reference)
+        self.classes = ClassSet(reference["classes"]) if self.task == "classification" else None
         self.positive_class = config.positive_class if config.positive_class is not None else reference.get("positive_class")
+        if self.classes is not None and self.positive_class is not None:
+            positive = self.classes.canonical(self.positive_class)
+            if positive is None:
+                raise ConfigError(f"model {config.name!r}: positive_class {self.positive_class!r} is not one of the "
+                                  f"reference's classes {self.classes.describe()}")
+            self.positive_class = positive
+        self._positive_position = (self.classes.index(self.positive_class)
+                                   if self.classes is not None and self.positive_class is not None else None)
+        self._score_orders: dict[tuple[str, ...], list[int]] = {}  # see _score_vector
         self.model_version: str | None = None
         self.on_window = on_window
         self.policy = AlertPolicy(config.min_samples, config.resolve_windows, config.cooldown_windows)
@@ -92,14 +111,31 @@ class ModelMonitor:
         score_profile = reference.get("score_profile")
         self.score_drift = NumericDrift(score_profile) if score_profile else None
         self.serving = ServingWindow()
-        self.estimate = (ConfidenceEstimate(self.positive_class, calibration=reference.get("score_calibration"))
-                         if self.task == "classification" and score_profile and config.enabled("estimated") else None)
-        self.performance = (ClassificationWindow(self.positive_class) if self.task == "classification"
-                            else RegressionWindow())
+        # A multi-class model has its own performance window and estimate, and a drift detector per class probability.
+        class_profiles = reference.get("class_score_profiles") if self.multiclass else None
+        self.class_score_drift = [NumericDrift(p) for p in class_profiles] if class_profiles else []
+        calibrations = reference.get("class_score_calibrations") if self.multiclass else None
+        if not config.enabled("estimated"):
+            self.estimate = None
+        elif calibrations:
+            self.estimate = MulticlassConfidenceEstimate(self.classes.classes, calibrations)
+        elif self.task == "classification" and score_profile and not self.multiclass:
+            self.estimate = ConfidenceEstimate(self.positive_class, calibration=reference.get("score_calibration"))
+        else:
+            self.estimate = None
+        if self.multiclass:
+            self.performance = MulticlassWindow(self.classes.classes)
+        else:
+            self.performance = (ClassificationWindow(self.positive_class) if self.task == "classification"
+                                else RegressionWindow())
+        kind = "multiclass" if self.multiclass else self.task
+        self.estimated_metrics = ESTIMATED_METRICS.get(kind, ())
         attributes = config.attributes if config.attributes is not None else tuple(reference.get("attributes") or ())
+        # Multi-class fairness is one-vs-rest for positive_class: without one there is nothing to compare.
         self.fairness = ({a: FairnessWindow(self.positive_class) for a in attributes}
-                         if self.task == "classification" and config.enabled("fairness") else {})
-        self.metrics = config.performance_metrics or DEFAULT_METRICS[self.task]
+                         if self.task == "classification" and self.positive_class is not None
+                         and config.enabled("fairness") else {})
+        self.metrics = config.performance_metrics or DEFAULT_METRICS[kind]
         self.change = {s: ChangeDetector(config.change_method) for s in config.change_streams
                        if config.enabled("change", f"change:{s}")}
         # Streams fed per prediction; "error" is fed per labelled outcome instead.
@@ -299,6 +335,8 @@ class ModelMonitor:
             finding, pvalue = self._drift_finding(self.score_drift, self._scores, "prediction_drift", "score",
                                                   start, end, stats)
             findings += self._significant([finding], [pvalue]) if finding else []
+        if self.class_score_drift:
+            findings += self._class_score_findings(start, end, stats)
         if self.estimate is not None:
             findings += self._estimate_findings(start, end, stats)
         if self.config.enabled("serving", "serving"):
@@ -325,8 +363,12 @@ class ModelMonitor:
         stats: dict[str, Any] = {}
         start, end, n = self._perf_start, self._perf_end, self._perf_n
         if self.config.enabled("performance"):
-            findings += self._baseline_findings(self.performance.result(), self.metrics, n, start, end, stats,
-                                                estimated=False)
+            result = self.performance.result()
+            findings += self._baseline_findings(result, self.metrics, n, start, end, stats, estimated=False)
+            if self.multiclass:
+                for cls in self.classes.classes:
+                    for metric in PER_CLASS_STATS:
+                        stats[f"class:{cls}.{metric}"] = result[f"{metric}:{cls}"]
         self.performance.reset()
         for attribute, window in self.fairness.items():
             findings += self._fairness_findings(attribute, window, start, end, stats)
@@ -424,12 +466,26 @@ class ModelMonitor:
             passed = [p is not None and p <= alpha for p in pvalues]
         return [Finding(**{**_fields(f), "significant": ok}) for f, ok in zip(findings, passed)]
 
+    def _class_score_findings(self, start: float, end: float, stats: dict[str, Any]) -> list[Finding]:
+        """Drift of each class's probability (multi-class), corrected for testing one signal per class."""
+        findings, pvalues = [], []
+        for position, detector in enumerate(self.class_score_drift):
+            signal = f"score:{self.classes.classes[position]}"
+            if not self.config.enabled("drift", signal):
+                continue
+            column = [vector[position] for vector in self._scores]
+            finding, pvalue = self._drift_finding(detector, column, "prediction_drift", signal, start, end, stats)
+            if finding is not None:
+                findings.append(finding)
+                pvalues.append(pvalue)
+        return self._significant(findings, pvalues)
+
     def _estimate_findings(self, start: float, end: float, stats: dict[str, Any]) -> list[Finding]:
         for score in self._scores:
             self.estimate.update(score)
         result = self.estimate.result()
         self.estimate.reset()
-        return self._baseline_findings(result, ("accuracy", "f1"), result["n"], start, end, stats, estimated=True)
+        return self._baseline_findings(result, self.estimated_metrics, result["n"], start, end, stats, estimated=True)
 
     def _baseline_findings(self, result: dict[str, Any], metrics: Iterable[str], n: int, start: float, end: float,
                            stats: dict[str, Any], *, estimated: bool) -> list[Finding]:
@@ -549,6 +605,73 @@ class ModelMonitor:
             self.on_window({"model": self.config.name, "model_version": self.model_version, "family": family,
                             "index": index, "start": start, "end": end, "n": n, "stats": stats})
 
+    # -- admission: a classifier's events in the reference's class form -------------------------
+    def admit(self, event: Event) -> Event | Rejection:
+        """The event with its classes in the reference's spelling, or a rejection saying why it has none.
+
+        ``"1"``, ``1`` and ``1.0`` are one class, ``"true"`` and ``True`` too (see
+        :mod:`tripwire.classes`), so a label sent as ``1`` for a prediction ``"1"`` is a hit, not
+        a miss; a value that is no class of the reference is rejected rather than counted wrong.
+        A multi-class prediction's ``scores`` (class -> probability, every class) become its
+        ``score``: the probability vector in class order, which the windows and the label join
+        carry. A binary prediction with ``scores`` but no ``score`` gets the positive class's.
+        """
+        classes = self.classes
+        if classes is None or type(event) is Features:
+            return event
+        if type(event) is Label:
+            label = classes.canonical(event.label)
+            if label is None:
+                return self._class_rejection("label", event.label)
+            event.label = label
+            return event
+        prediction = classes.canonical(event.prediction)
+        if prediction is None:
+            return self._class_rejection("prediction", event.prediction)
+        event.prediction = prediction
+        if self.multiclass:
+            if event.scores is not None:
+                vector = self._score_vector(event.scores)
+                if type(vector) is Rejection:
+                    return vector
+                event.score = vector
+            elif event.score is not None:
+                return Rejection(f"model {self.config.name!r} has {len(classes)} classes: a prediction gives 'scores' "
+                                 f"(class -> probability), not one 'score'", event.model)
+        elif event.score is None and event.scores is not None and self._positive_position is not None:
+            vector = self._score_vector(event.scores)
+            if type(vector) is Rejection:
+                return vector
+            event.score = vector[self._positive_position]
+        return event
+
+    def _score_vector(self, scores: dict[str, float]) -> tuple[float, ...] | Rejection:
+        if len(scores) == len(self.classes):
+            # A producer sends its keys in the same order every time: their class positions are cached.
+            order = self._score_orders.get(tuple(scores))
+            if order is not None:
+                vector = [0.0] * len(order)
+                for position, probability in zip(order, scores.values()):
+                    vector[position] = probability
+                return tuple(vector)
+        vector: list[float | None] = [None] * len(self.classes)
+        for key, probability in scores.items():
+            position = self.classes.index(key)
+            if position is None:
+                return self._class_rejection("scores key", key)
+            vector[position] = probability
+        if None not in vector and len(self._score_orders) < SCORE_ORDERS_KEPT:
+            self._score_orders[tuple(scores)] = [self.classes.index(key) for key in scores]
+        if None in vector:
+            missing = [c for c, p in zip(self.classes.classes, vector) if p is None]
+            return Rejection(f"field 'scores' has no probability for the classes {missing} of model "
+                             f"{self.config.name!r}", self.config.name)
+        return tuple(vector)
+
+    def _class_rejection(self, role: str, value: Any) -> Rejection:
+        return Rejection(f"{role} {value!r} is not one of the classes {self.classes.describe()} of model "
+                         f"{self.config.name!r} (its reference)", self.config.name)
+
 
 def _fields(finding: Finding) -> dict[str, Any]:
     return {name: getattr(finding, name) for name in Finding.__slots__}
@@ -569,9 +692,12 @@ class Engine:
     """Routes events to per-model monitors; counts what it could not route."""
 
     def __init__(self, config: MonitorConfig, references: dict[str, dict[str, Any]] | None = None,
-                 on_window: WindowSink | None = None) -> None:
+                 on_window: WindowSink | None = None, on_alert: Callable[[Alert], None] | None = None) -> None:
         self.config = config
         self.on_window = on_window
+        # Called with each alert as it is raised, so that it reaches a sink in order with the windows
+        # (a batch returns its alerts only at its end).
+        self.on_alert = on_alert
         self.monitors: dict[str, ModelMonitor] = {}
         for model in config.models:
             reference = (references or {}).get(model.name) or load_reference(model.reference)
@@ -606,19 +732,33 @@ class Engine:
             alerts += self._close_record_window()
         return self._tally(alerts) if alerts else alerts
 
+    def admit(self, event: Event | Rejection) -> Event | Rejection:
+        """Call between ``decode`` and :meth:`handle`: a classifier's event in its reference's class form.
+
+        A prediction or label whose class the model's reference does not know comes back as a
+        :class:`Rejection` (dead-letter it); see :meth:`ModelMonitor.admit`.
+        """
+        if type(event) is Rejection:
+            return event
+        monitor = self.monitors.get(event.model)
+        return event if monitor is None else monitor.admit(event)
+
     def handle(self, event: Event | Rejection) -> list[Alert]:
-        """Whatever ``decode`` returned: an event is processed, a rejection counted."""
+        """Whatever ``decode`` returned: an event is admitted and processed, a rejection counted."""
+        event = self.admit(event)
         return self.reject(event) if type(event) is Rejection else self.process(event)
 
     def process_records(self, records: Sequence[bytes]) -> BatchResult:
         """Decode and process a batch of raw records (JSON lines, Kafka values; a tombstone as ``b""``).
 
-        Alerts, rejections and state are exactly those of ``handle(decode(r))`` for each record in
-        order; the batch is only faster (see :func:`tripwire.events.decode_batch`).
+        Alerts, rejections and state are exactly those of ``handle(admit(decode(r)))`` for each
+        record in order; the batch is only faster (see :func:`tripwire.events.decode_batch`). A
+        record on which the engine itself fails is rejected with the error, and the batch goes on.
         """
         result = BatchResult()
         alerts, alert_records = result.alerts, result.alert_records
-        items = decode_batch(records)
+        admit = self.admit
+        items = [admit(item) for item in decode_batch(records)]
         index, count = 0, len(items)
         while index < count:
             item = items[index]
@@ -635,7 +775,12 @@ class Engine:
             else:
                 result.events += 1
                 result.last_ts = item.ts
-                raised = self.process(item)
+                try:
+                    raised = self.process(item)
+                except Exception as error:  # a bug must not stop a runner: dead-letter the record, go on
+                    result.rejections.append((index, Rejection(f"engine error: {type(error).__name__}: {error}",
+                                                               item.model)))
+                    raised = []
             if raised:
                 alerts += raised
                 alert_records += [index] * len(raised)
@@ -699,6 +844,8 @@ class Engine:
         for alert in alerts:
             key = (alert["kind"], alert["severity"] if alert["status"] == "firing" else "resolved")
             self.alerts_by_kind[key] = self.alerts_by_kind.get(key, 0) + 1
+            if self.on_alert is not None:
+                self.on_alert(alert)
         return alerts
 
     def state(self) -> dict[str, Any]:

@@ -15,7 +15,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from tripwire.classes import ClassSet, class_key, distinct_classes
 from tripwire.detectors.estimated import score_calibration
+from tripwire.detectors.multiclass import multiclass_baseline
 from tripwire.detectors.performance import baseline_metrics
 
 FORMAT = "tripwire.reference"
@@ -88,6 +90,8 @@ def build_reference(
     target: str,
     prediction: str,
     score: str | None = None,
+    class_scores: Sequence[str] = (),
+    class_scores_prefix: str | None = None,
     categorical: Sequence[str] = (),
     attributes: Sequence[str] = (),
     features: Sequence[str] | None = None,
@@ -96,18 +100,45 @@ def build_reference(
 ) -> dict[str, Any]:
     """Profile a DataFrame of training / validation rows with the model's predictions.
 
-    Every column that is not the target, prediction, score or an attribute is a feature unless
+    Every column that is not the target, prediction, a score or an attribute is a feature unless
     ``features`` names them. Object / string / boolean columns are categorical automatically.
+
+    A classifier with more than two classes is multi-class: ``class_scores`` (columns, each
+    ``"column"`` or ``"class=column"``) and / or ``class_scores_prefix`` (every column named
+    ``<prefix><class>``) give the probability of each class; see :func:`score_columns`.
     """
     if task not in TASKS:
         raise ReferenceError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if task == "regression" and (class_scores or class_scores_prefix):
+        raise ReferenceError("per-class scores (--scores / --scores-prefix) are for classification only")
     for role, column in (("target", target), ("prediction", prediction), ("score", score),
                          *(("categorical", c) for c in categorical), *(("attribute", a) for a in attributes)):
         if column is not None and column not in data.columns:
             raise ReferenceError(f"{role} column {column!r} is not in the data (columns: {', '.join(map(str, data.columns))})")
     if len(data) == 0:
         raise ReferenceError("the data has no rows")
-    reserved = {target, prediction, score, *attributes}
+
+    labels = data[target].tolist()
+    predictions = data[prediction].tolist()
+    classes = class_set = None
+    columns_by_class: dict[int, str] = {}
+    if task == "classification":
+        classes = distinct_classes([*labels, *predictions])
+        if len(classes) < 2:
+            raise ReferenceError(f"a classifier needs at least two classes; {target!r} and {prediction!r} hold {classes}")
+        class_set = ClassSet(classes)
+        labels = _canonical_column(class_set, labels, target)
+        predictions = _canonical_column(class_set, predictions, prediction)
+        columns_by_class = score_columns(class_set, [str(c) for c in data.columns], class_scores, class_scores_prefix)
+    multiclass = classes is not None and len(classes) > 2
+    if multiclass and score:
+        raise ReferenceError(f"{len(classes)} classes: give each class's probability (--scores / --scores-prefix), "
+                             "not one --score column")
+    if multiclass and columns_by_class and len(columns_by_class) != len(classes):
+        missing = [c for i, c in enumerate(classes) if i not in columns_by_class]
+        raise ReferenceError(f"no probability column for the classes {missing} (classes {classes})")
+
+    reserved = {target, prediction, score, *columns_by_class.values(), *attributes}
     names = list(features) if features is not None else [c for c in data.columns if c not in reserved]
     profiles: dict[str, Any] = {}
     for name in names:
@@ -118,17 +149,38 @@ def build_reference(
         except ReferenceError as error:
             raise ReferenceError(f"feature {name!r}: {error}") from None
 
-    labels = data[target].tolist()
-    predictions = data[prediction].tolist()
-    scores = data[score].astype(float).tolist() if score else None
-    classes = None
+    score_column_list = [columns_by_class[i] for i in range(len(classes))] if multiclass and columns_by_class else None
+    class_score_profiles = class_calibrations = None
     if task == "classification":
-        classes = sorted({*labels, *predictions}, key=str)
-        positive_class = _positive_class(classes, positive_class)
+        positive_class = _positive_class(class_set, positive_class, required=not multiclass)
+        if not multiclass and score is None and columns_by_class:
+            # A binary model that gives both class probabilities: its score is the positive one's.
+            score = columns_by_class.get(class_set.index(positive_class))
         prediction_profile = categorical_profile(predictions)
     else:
         prediction_profile = numeric_profile(predictions, bins)
-    baseline = baseline_metrics(task, predictions, labels, scores=scores, positive_class=positive_class)
+    scores = data[score].astype(float).tolist() if score else None
+    if multiclass and score_column_list:
+        probabilities = data[score_column_list].apply(pd.to_numeric, errors="coerce")
+        bad = ~(probabilities.ge(0) & probabilities.le(1)).all(axis=1)
+        if bad.any():
+            row = int(np.argmax(bad.to_numpy()))
+            raise ReferenceError(f"score columns, row {row}: every class's probability must be a number in [0, 1], got "
+                                 f"{data[score_column_list].iloc[row].to_dict()}")
+    if multiclass:
+        rows = (data[score_column_list].astype(float).to_numpy().tolist() if score_column_list else None)
+        baseline = multiclass_baseline(classes, predictions, labels, rows)
+        if score_column_list:
+            class_score_profiles, class_calibrations = [], []
+            for position, column in enumerate(score_column_list):
+                values = data[column].astype(float).tolist()
+                try:
+                    class_score_profiles.append(numeric_profile(values, bins))
+                except ReferenceError as error:
+                    raise ReferenceError(f"score column {column!r}: {error}") from None
+                class_calibrations.append(score_calibration(values, labels, classes[position]))
+    else:
+        baseline = baseline_metrics(task, predictions, labels, scores=scores, positive_class=positive_class)
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -145,24 +197,84 @@ def build_reference(
         "score_profile": numeric_profile(scores, bins) if scores is not None else None,
         "score_calibration": (score_calibration(scores, labels, positive_class)
                               if scores is not None and task == "classification" else None),
+        "score_columns": score_column_list,
+        "class_score_profiles": class_score_profiles,
+        "class_score_calibrations": class_calibrations,
         "baseline": {k: v for k, v in baseline.items() if k != "n"},
         "attributes": list(attributes),
     }
 
 
-def _positive_class(classes: list[Any], given: Any) -> Any:
+def is_multiclass(reference: dict[str, Any]) -> bool:
+    """A classifier with more than two classes."""
+    return reference["task"] == "classification" and len(reference.get("classes") or ()) > 2
+
+
+def score_columns(classes: ClassSet, columns: Sequence[str], given: Sequence[str] = (),
+                  prefix: str | None = None) -> dict[int, str]:
+    """Which column holds which class's probability: class position -> column.
+
+    ``given`` entries are ``"class=column"``, or a bare column whose name ends with a class
+    (the longest such class: ``p_10`` is class 10, not 0). With ``prefix``, every column
+    ``<prefix><class>`` is one.
+
+    >>> score_columns(ClassSet(["a", "b", "c"]), ["p_a", "p_b", "p_c", "x"], prefix="p_")
+    {0: 'p_a', 1: 'p_b', 2: 'p_c'}
+    >>> score_columns(ClassSet([0, 1, 10]), ["prob_0", "prob_1", "prob_10"], ["prob_0", "prob_1", "prob_10"])
+    {0: 'prob_0', 1: 'prob_1', 2: 'prob_10'}
+    """
+    found: dict[int, str] = {}
+
+    def assign(position: int | None, column: str, how: str) -> None:
+        if column not in columns:
+            raise ReferenceError(f"score column {column!r} is not in the data (columns: {', '.join(columns)})")
+        if position is None:
+            raise ReferenceError(f"score column {column!r}: {how} is none of the classes {classes.describe()}")
+        if position in found and found[position] != column:
+            raise ReferenceError(f"class {classes.classes[position]!r} has two score columns: "
+                                 f"{found[position]!r} and {column!r}")
+        found[position] = column
+
+    for entry in given:
+        if "=" in entry:
+            name, column = entry.split("=", 1)
+            assign(classes.index(name), column, f"class {name!r}")
+            continue
+        endings = [(len(class_key(c)), i) for i, c in enumerate(classes.classes) if entry.endswith(class_key(c))]
+        assign(max(endings)[1] if endings else None, entry, "its name ending")
+    if prefix:
+        prefixed = [c for c in columns if c.startswith(prefix)]
+        if not prefixed:
+            raise ReferenceError(f"no column starts with the scores prefix {prefix!r}")
+        for column in prefixed:
+            assign(classes.index(column.removeprefix(prefix)), column, f"{column.removeprefix(prefix)!r}")
+    return found
+
+
+def _canonical_column(classes: ClassSet, values: list[Any], column: str) -> list[Any]:
+    canonical = []
+    for row, value in enumerate(values):
+        mapped = classes.canonical(value)
+        if mapped is None:
+            raise ReferenceError(f"column {column!r} row {row}: {value!r} is no class (missing values are not allowed)")
+        canonical.append(mapped)
+    return canonical
+
+
+def _positive_class(classes: ClassSet, given: Any, *, required: bool) -> Any:
     if given is not None:
-        matches = [c for c in classes if str(c) == str(given)]
-        if not matches:
-            raise ReferenceError(f"positive class {given!r} is not among the classes {classes}")
-        return matches[0]
-    as_text = {str(c).lower() for c in classes}
-    for candidate in (True, 1, "1", "true", "yes"):
-        for c in classes:
-            if c == candidate or str(c).lower() == str(candidate).lower():
-                if len(as_text) <= 2:
-                    return c
-    raise ReferenceError(f"cannot tell the positive class among {classes}; pass positive_class (--positive-class)")
+        match = classes.canonical(given)
+        if match is None:
+            raise ReferenceError(f"positive class {given!r} is not among the classes {classes.classes}")
+        return match
+    if len(classes) == 2:
+        for candidate in (True, 1, "yes"):
+            match = classes.canonical(candidate)
+            if match is not None:
+                return match
+    if not required:
+        return None  # multi-class: only fairness needs one, and it says so
+    raise ReferenceError(f"cannot tell the positive class among {classes.classes}; pass positive_class (--positive-class)")
 
 
 def _plain(value: Any) -> Any:

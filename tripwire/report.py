@@ -57,6 +57,7 @@ GROUPS = {  # group -> (title, family switch in the config)
     "fairness": ("fairness", "fairness"),
     "serving": ("serving", "serving"),
     "change": ("change detector", "change"),
+    "class": ("per class", None),  # a multi-class model's precision / recall of each class, as context
     "labels": ("labels", None),
 }
 COLOURS = {"critical": "#c62828", "warning": "#d97706", "resolved": "#2e7d32", "series": "#1f5fbf",
@@ -243,6 +244,8 @@ def _new_series(model: str, signal: str, statistic: str, config: ModelConfig,
         group, detector = "serving", statistic
     elif signal.startswith("change:"):
         group, detector = "change", config.change_method
+    elif signal.startswith("class:"):
+        group, detector = "class", None
     else:
         group, detector = "labels", None
     series = Series(model, signal, statistic, group, detector)
@@ -642,6 +645,11 @@ def _profile_for(reference: Mapping[str, Any] | None, signal: str) -> Mapping[st
         return None
     if signal.startswith("feature:"):
         return (reference.get("features") or {}).get(signal.removeprefix("feature:"))
+    if signal.startswith("score:") and reference.get("class_score_profiles"):
+        # A multi-class model's probability of one class: profiles are in the order of the classes.
+        classes = [str(c) for c in reference["classes"]]
+        name = signal.removeprefix("score:")
+        return reference["class_score_profiles"][classes.index(name)] if name in classes else None
     return reference.get(f"{signal}_profile")
 
 
@@ -983,8 +991,9 @@ def _model_section(view: _ModelView, references: Mapping[str, Mapping[str, Any]]
                      + ", ".join(f'<a href="#{_anchor("a", a["alert_id"])}">{_e(a["signal"])} {_e(a["detector"])}</a>'
                                  for a in unmatched) + "</p>")
 
-    outcome = [s for s in view.series if s.group in ("performance", "estimated", "fairness")]
-    outcome.sort(key=lambda s: (("performance", "estimated", "fairness").index(s.group), s.label))
+    outcome_groups = ("performance", "estimated", "fairness", "class")  # "class": a multi-class model's classes
+    outcome = [s for s in view.series if s.group in outcome_groups]
+    outcome.sort(key=lambda s: (outcome_groups.index(s.group), s.label))
     if outcome:
         parts.append('<details open class="sub perf"><summary>Performance and fairness</summary><div class="grid2">'
                      + "".join(_panel(s, view.x0, view.x1) for s in outcome) + "</div></details>")
@@ -996,7 +1005,8 @@ def _model_section(view: _ModelView, references: Mapping[str, Mapping[str, Any]]
         parts.append(f'<details open class="sub drift"><summary>Drifted: reference vs worst window '
                      f'({len(figures)})</summary>' + "".join(figures) + "</details>")
 
-    context = sorted((s for s in view.series if s.threshold is None), key=lambda s: (s.group, s.label))
+    context = sorted((s for s in view.series if s.threshold is None and s.group != "class"),
+                     key=lambda s: (s.group, s.label))
     if context:
         parts.append(f'<details class="sub other"><summary>Statistics without a threshold ({len(context)})</summary>'
                      + "".join(_context_row(s, view.x0, view.x1) for s in context) + "</details>")

@@ -83,8 +83,9 @@ def log_reference(data: pd.DataFrame | dict[str, Any], run_id: str | None = None
     client = _client(tracking_uri)
     client.log_text(run_id, dumps_reference(reference).decode(), ARTIFACT_PATH)
     now = int(time.time() * 1000)
-    metrics = [Metric(f"baseline_{name}", float(value), now, 0) for name, value in reference["baseline"].items()
-               if _finite(value)]
+    # metric_key: a multi-class baseline's per-class names ("recall:billing") hold characters MLflow refuses.
+    metrics = [Metric(metric_key(f"baseline_{name}"), float(value), now, 0)
+               for name, value in reference["baseline"].items() if _finite(value)]
     uri = f"runs:/{run_id}/{ARTIFACT_PATH}"
     tags = [RunTag("tripwire.model", str(reference["model"])), RunTag("tripwire.reference", uri)]
     client.log_batch(run_id, metrics=metrics, tags=tags)

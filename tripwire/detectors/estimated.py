@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["ConfidenceEstimate", "score_calibration"]
+__all__ = ["ConfidenceEstimate", "MulticlassConfidenceEstimate", "score_calibration"]
 
 
 def _plain(value: Any) -> Any:
@@ -174,6 +175,121 @@ class ConfidenceEstimate:
         est._fp = float(d["fp"])
         est._fn = float(d["fn"])
         est._tn = float(d["tn"])
+        return est
+
+
+class MulticlassConfidenceEstimate:
+    """Confidence-based performance estimation for a multi-class classifier (one-vs-rest).
+
+    Each event brings the model's probability of every class. The predicted class is the
+    most probable one, as the model decides. With a calibration, each class's probability
+    is first mapped through that class's one-vs-rest histogram calibration (the observed
+    rate of the class among reference scores in the bin, see :func:`score_calibration`),
+    and the calibrated vector is renormalised to sum to 1, as NannyML's multi-class CBPE
+    does. Then per class ``c``, one-vs-rest, the event adds its calibrated probability
+    ``q_c`` to the expected true positives of ``c`` when ``c`` is predicted (``1 - q_c`` to
+    its false positives), and ``q_c`` to its false negatives otherwise.
+
+    ``estimated_accuracy`` is the expected share of events whose predicted class is right
+    (the mean calibrated probability of the predicted class); ``estimated_macro_precision``,
+    ``estimated_macro_recall`` and ``estimated_macro_f1`` average the per-class estimates
+    over the class set (0.0 for a class whose expected denominator is 0).
+
+    Parameters
+    ----------
+    classes
+        The class set, in the order of the probability vectors.
+    calibrations
+        Optional, one ``{"edges": [...], "rates": [...]}`` per class, in class order.
+
+    Notes
+    -----
+    As for the binary estimator, the estimate assumes the calibration measured on the
+    reference still holds: covariate shift is seen, concept drift is not.
+
+    Examples
+    --------
+    >>> from tripwire.detectors.estimated import MulticlassConfidenceEstimate
+    >>> est = MulticlassConfidenceEstimate(["a", "b", "c"])
+    >>> for probabilities in ([0.8, 0.1, 0.1], [0.2, 0.6, 0.2], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1]):
+    ...     est.update(probabilities)
+    >>> r = est.result()
+    >>> r["n"], round(r["estimated_accuracy"], 6), round(r["estimated_macro_f1"], 6)
+    (4, 0.625, 0.607407)
+
+    References
+    ----------
+    [^1]: NannyML documentation, "Estimation of Performance of the Monitored Model",
+    multiclass classification:
+    https://nannyml.readthedocs.io/en/stable/how_it_works/performance_estimation.html
+
+    """
+
+    def __init__(self, classes: Sequence[Any], calibrations: Sequence[dict[str, list[float]]] | None = None) -> None:
+        self.classes = [_plain(c) for c in classes]
+        if calibrations is not None:
+            if len(calibrations) != len(self.classes):
+                raise ValueError(f"{len(calibrations)} calibrations for {len(self.classes)} classes")
+            for calibration in calibrations:
+                if len(calibration["rates"]) != len(calibration["edges"]) + 1:
+                    raise ValueError("calibration needs one rate per bin: len(rates) == len(edges) + 1")
+        self.calibrations = list(calibrations) if calibrations is not None else None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every event seen so far."""
+        k = len(self.classes)
+        self.n = 0
+        self._tp = [0.0] * k
+        self._fp = [0.0] * k
+        self._fn = [0.0] * k
+
+    def update(self, probabilities: Sequence[float]) -> None:
+        """Add one unlabelled prediction: the probability of each class, in class order."""
+        if len(probabilities) != len(self.classes):
+            raise ValueError(f"{len(probabilities)} probabilities for {len(self.classes)} classes")
+        p = [float(value) for value in probabilities]
+        if not all(0.0 <= value <= 1.0 for value in p):
+            raise ValueError(f"probabilities must be in [0, 1], got {list(probabilities)!r}")
+        predicted = max(range(len(p)), key=p.__getitem__)
+        if self.calibrations is not None:
+            calibrated = [c["rates"][bisect_right(c["edges"], value)] for c, value in zip(self.calibrations, p)]
+            total = sum(calibrated)
+            p = [value / total for value in calibrated] if total > 0 else p
+        self.n += 1
+        for position, q in enumerate(p):
+            if position == predicted:
+                self._tp[position] += q
+                self._fp[position] += 1.0 - q
+            else:
+                self._fn[position] += q
+
+    def result(self) -> dict[str, Any]:
+        """``{n, estimated_accuracy, estimated_macro_precision, estimated_macro_recall, estimated_macro_f1}``."""
+        names = ("estimated_accuracy", "estimated_macro_precision", "estimated_macro_recall", "estimated_macro_f1")
+        if self.n == 0:
+            return {"n": 0, **dict.fromkeys(names)}
+        k = len(self.classes)
+        tp, fp, fn = self._tp, self._fp, self._fn
+        return {
+            "n": self.n,
+            "estimated_accuracy": sum(tp) / self.n,
+            "estimated_macro_precision": sum(_ratio(tp[c], tp[c] + fp[c]) for c in range(k)) / k,
+            "estimated_macro_recall": sum(_ratio(tp[c], tp[c] + fn[c]) for c in range(k)) / k,
+            "estimated_macro_f1": sum(_ratio(2.0 * tp[c], 2.0 * tp[c] + fp[c] + fn[c]) for c in range(k)) / k,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state."""
+        return {"classes": self.classes, "calibrations": self.calibrations, "n": self.n,
+                "tp": list(self._tp), "fp": list(self._fp), "fn": list(self._fn)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MulticlassConfidenceEstimate:
+        """Rebuild an estimator from :meth:`to_dict` output."""
+        est = cls(d["classes"], d.get("calibrations"))
+        est.n = int(d["n"])
+        est._tp, est._fp, est._fn = ([float(x) for x in d[key]] for key in ("tp", "fp", "fn"))
         return est
 
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["RegressionWindow", "ClassificationWindow", "baseline_metrics"]
+__all__ = ["RegressionWindow", "ClassificationWindow", "baseline_metrics", "mann_whitney_auc"]
 
 # scikit-learn (>= 1.5) clips probabilities to the machine epsilon of the input dtype,
 # which for float64 is this value; older releases used a fixed 1e-15.
@@ -39,6 +39,39 @@ def _finite(name: str, value: float) -> float:
 def _ratio(num: float, den: float) -> float:
     # zero_division=0 semantics, as scikit-learn's precision/recall/f1 with zero_division=0.
     return num / den if den else 0.0
+
+
+def mann_whitney_auc(scores: list[float], is_positive: list[bool]) -> float | None:
+    """ROC AUC as the exact Mann-Whitney statistic, tied scores counting one half.
+
+    That is what scikit-learn's trapezoidal ROC curve gives; ``None`` unless both a
+    positive and a negative are present.
+
+    >>> mann_whitney_auc([0.9, 0.4, 0.6, 0.1, 0.4], [True, True, False, False, False])
+    0.75
+    """
+    n_scored = len(scores)
+    n_pos = sum(is_positive)
+    n_neg = n_scored - n_pos
+    if not (n_pos and n_neg):
+        return None
+    order = sorted(range(n_scored), key=scores.__getitem__)
+    # Twice the Mann-Whitney U, kept in integers so the only rounding is the final division.
+    twice_u = 0
+    neg_below = 0
+    i = 0
+    while i < n_scored:
+        s = scores[order[i]]
+        pos_here = neg_here = 0
+        while i < n_scored and scores[order[i]] == s:
+            if is_positive[order[i]]:
+                pos_here += 1
+            else:
+                neg_here += 1
+            i += 1
+        twice_u += pos_here * (2 * neg_below + neg_here)
+        neg_below += neg_here
+    return twice_u / (2 * n_pos * n_neg)
 
 
 class RegressionWindow:
@@ -260,28 +293,7 @@ class ClassificationWindow:
         # result() may be polled far more often than events arrive; sorting is O(n log n).
         if self._auc_cache is not None and self._auc_cache[0] == n_scored:
             return self._auc_cache[1]
-        n_pos = sum(self._score_is_pos)
-        n_neg = n_scored - n_pos
-        auc: float | None = None
-        if n_pos and n_neg:
-            order = sorted(range(n_scored), key=self._scores.__getitem__)
-            # Twice the Mann-Whitney U, kept in integers so the only rounding is the
-            # final division.
-            twice_u = 0
-            neg_below = 0
-            i = 0
-            while i < n_scored:
-                s = self._scores[order[i]]
-                pos_here = neg_here = 0
-                while i < n_scored and self._scores[order[i]] == s:
-                    if self._score_is_pos[order[i]]:
-                        pos_here += 1
-                    else:
-                        neg_here += 1
-                    i += 1
-                twice_u += pos_here * (2 * neg_below + neg_here)
-                neg_below += neg_here
-            auc = twice_u / (2 * n_pos * n_neg)
+        auc = mann_whitney_auc(self._scores, self._score_is_pos)
         self._auc_cache = (n_scored, auc)
         return auc
 

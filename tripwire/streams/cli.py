@@ -68,7 +68,12 @@ def _reference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", required=True, help="column with the true label / value")
     parser.add_argument("--prediction", required=True, help="column with the model's prediction")
     parser.add_argument("--score", help="column with the positive-class probability (classification)")
-    parser.add_argument("--positive-class", help="positive class (default: 1 / true when the classes are binary)")
+    parser.add_argument("--scores", type=_csv, default=[],
+                        help="multi-class: one probability column per class (COL1,COL2 or CLASS=COL; a bare column "
+                             "is the class its name ends with)")
+    parser.add_argument("--scores-prefix", help="multi-class: the probability columns are named PREFIX<class>")
+    parser.add_argument("--positive-class", help="positive class (default: 1 / true when the classes are binary; "
+                                                 "multi-class: the class fairness looks at, one-vs-rest)")
     parser.add_argument("--categorical", type=_csv, default=[], help="columns to treat as categorical (C1,C2)")
     parser.add_argument("--attributes", type=_csv, default=[], help="sensitive / segment attribute columns (A1,A2)")
     parser.add_argument("--features", type=_csv, help="feature columns (default: all other columns)")
@@ -78,14 +83,12 @@ def _reference_arguments(parser: argparse.ArgumentParser) -> None:
 def reference_from_args(args: argparse.Namespace) -> dict[str, Any]:
     from tripwire.reference import build_reference, read_table
 
-    data = read_table(args.data)
-    positive: Any = args.positive_class
-    if positive is not None and args.target in data.columns and data[args.target].dtype.kind in "iu":
-        positive = int(positive)
+    # The positive class as typed ("1") maps onto the class set's spelling (1): see tripwire.classes.
     return build_reference(
-        data, model=args.model, task=args.task, target=args.target, prediction=args.prediction, score=args.score,
-        categorical=args.categorical, attributes=args.attributes, features=args.features, positive_class=positive,
-        bins=args.bins,
+        read_table(args.data), model=args.model, task=args.task, target=args.target, prediction=args.prediction,
+        score=args.score, class_scores=args.scores, class_scores_prefix=args.scores_prefix,
+        categorical=args.categorical, attributes=args.attributes, features=args.features,
+        positive_class=args.positive_class, bins=args.bins,
     )
 
 
@@ -177,20 +180,10 @@ def _actions(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
 
 
 def _route_alerts(engine: Engine, sinks: list[Any]) -> None:
-    """Hand every alert the engine returns to ``sinks`` as it happens, in order with its windows."""
+    """Hand every alert the engine raises to ``sinks`` as it happens, in order with its windows."""
     live = [sink for sink in sinks if sink is not None]
-    if not live:
-        return
-    handle = engine.handle
-
-    def routed(event: Any) -> list[dict[str, Any]]:
-        alerts = handle(event)
-        for alert in alerts:
-            for sink in live:
-                sink(alert)
-        return alerts
-
-    engine.handle = routed  # type: ignore[method-assign]
+    if live:
+        engine.on_alert = _fan_out(*live)
 
 
 def _window_log(args: argparse.Namespace, config: Any) -> Any:
@@ -203,16 +196,16 @@ def _window_log(args: argparse.Namespace, config: Any) -> Any:
 
 
 def _fan_out(*sinks: Any) -> Any:
-    """One ``on_window`` sink that feeds every given one (None when there is none)."""
+    """One sink (of windows or alerts) that feeds every given one (None when there is none)."""
     live = [sink for sink in sinks if sink is not None]
     if len(live) <= 1:
         return live[0] if live else None
 
-    def on_window(window: dict[str, Any]) -> None:
+    def fan_out(item: dict[str, Any]) -> None:
         for sink in live:
-            sink(window)
+            sink(item)
 
-    return on_window
+    return fan_out
 
 
 def _write_report(path: Path, engine: Engine, window_log: Any, alerts: list[dict[str, Any]], title: str,
@@ -232,7 +225,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from tripwire.events import Rejection
     from tripwire.streams import demo
 
-    print(f"tripwire demo: generating {demo.DURATION_MINUTES} minutes of traffic for fuel-efficiency and credit "
+    print(f"tripwire demo: generating {demo.DURATION_MINUTES} minutes of traffic for fuel-efficiency, credit and triage "
           f"(seed {args.seed}) ...", flush=True)
     stream, first_index = demo.generate(args.seed)
     config = parse_config(demo.demo_config(), where="demo")

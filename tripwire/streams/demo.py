@@ -1,8 +1,13 @@
-"""The built-in demo stream: two models in production, with incidents injected at known points.
+"""The built-in demo stream: three models in production, with incidents injected at known points.
 
 - ``fuel-efficiency``: a regression model of a car's miles per gallon from the classic auto-MPG
   attributes (cylinders, displacement, horsepower, weight, acceleration, model year, origin);
-- ``credit``: a loan-approval classifier with a calibrated score and a sensitive attribute.
+- ``credit``: a loan-approval classifier with a calibrated score and a sensitive attribute;
+- ``triage``: a multi-class classifier routing support tickets to the account, billing or
+  technical team, with the probability of each class.
+
+The triage stream has a random generator of its own, so the other two models' events (and
+alerts) are the same as without it.
 
 The stream is a list of JSON records in event-time order, exactly what a serving system would put
 on the input topics, malformed records included, so the demo exercises the same decode path as
@@ -26,6 +31,8 @@ from tripwire.reference import build_reference
 START = 1_795_824_000.0  # 2026-11-28T00:00:00Z
 ORIGINS = ("USA", "Europe", "Japan")
 EMPLOYMENT = ("salaried", "self-employed", "unemployed")
+TEAMS = ("account", "billing", "technical")
+CHANNELS = ("email", "chat", "phone")
 
 
 @dataclass(frozen=True)
@@ -44,9 +51,12 @@ INCIDENTS = (
     Incident("fairness gap: group B scored 0.3 lower (credit)", "credit", ("fairness",), 30),
     Incident("concept drift: repayment odds fall, features unchanged (credit)", "credit",
              ("concept_drift", "performance"), 40),
+    Incident("concept drift: half the billing tickets go to account (triage)", "triage",
+             ("concept_drift", "performance"), 30),
 )
 DURATION_MINUTES = 50
 RATE_PER_MODEL = 8.0  # requests per second of event time
+TRIAGE_RATE = 4.0  # the triage model's: half, so the demo stream grows by a quarter, not a half
 
 
 def cars(rng: np.random.Generator, n: int, drifted: bool = False) -> dict[str, np.ndarray]:
@@ -89,6 +99,35 @@ def repay_probability(person: dict[str, np.ndarray]) -> np.ndarray:
     return 1 / (1 + np.exp(-z))
 
 
+def tickets(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    return {
+        "message_words": np.round(rng.lognormal(4.0, 0.6, n), 0),
+        "attachments": rng.poisson(0.6, n),
+        "tenure_months": rng.integers(0, 120, n),
+        "channel": np.array(CHANNELS)[rng.choice(3, size=n, p=[0.5, 0.35, 0.15])],
+    }
+
+
+def team_probabilities(ticket: dict[str, np.ndarray]) -> np.ndarray:
+    """The deployed router's (calibrated) probability of each team, one row per ticket."""
+    words = (np.log(ticket["message_words"] + 1) - 4.0) / 0.6
+    logits = np.column_stack([
+        0.9 - 0.02 * ticket["tenure_months"] + 0.8 * (ticket["channel"] == "phone"),
+        0.4 + 0.8 * words - 0.6 * ticket["attachments"] + 0.012 * ticket["tenure_months"],
+        -0.6 + 1.1 * ticket["attachments"] + 0.7 * (ticket["channel"] == "chat") - 0.3 * words,
+    ]) * 1.6
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def route(rng: np.random.Generator, p: np.ndarray, moved: np.ndarray | None = None) -> np.ndarray:
+    """The team that really handles each ticket; ``moved``: billing tickets that now go to account."""
+    team = (rng.random(len(p))[:, None] > np.cumsum(p, axis=1)).sum(axis=1)
+    if moved is not None:
+        team = np.where((team == 1) & moved, 0, team)
+    return np.array(TEAMS)[np.minimum(team, len(TEAMS) - 1)]
+
+
 def training_references(seed: int) -> dict[str, dict[str, Any]]:
     """Reference profiles from each model's (simulated) validation data."""
     rng = np.random.default_rng(seed + 1_000)
@@ -101,11 +140,21 @@ def training_references(seed: int) -> dict[str, dict[str, Any]]:
     credit["score"] = repay_probability(person)
     credit["approved"] = (credit["score"] >= 0.5).astype(int)
     credit["repaid"] = (rng.random(len(credit)) < credit["score"]).astype(int)
+    ticket_rng = np.random.default_rng(seed + 2_000)
+    ticket = tickets(ticket_rng, 5000)
+    triage = pd.DataFrame(ticket)
+    p = team_probabilities(ticket)
+    for j, team in enumerate(TEAMS):
+        triage[f"p_{team}"] = p[:, j].round(4)
+    triage["routed"] = np.array(TEAMS)[p.argmax(axis=1)]
+    triage["team"] = route(ticket_rng, p)
     return {
         "fuel-efficiency": build_reference(fuel, model="fuel-efficiency", task="regression", target="mpg",
                                            prediction="prediction", categorical=["origin"]),
         "credit": build_reference(credit, model="credit", task="classification", target="repaid",
                                   prediction="approved", score="score", attributes=["group"], positive_class=1),
+        "triage": build_reference(triage, model="triage", task="classification", target="team", prediction="routed",
+                                  class_scores_prefix="p_", categorical=["channel"]),
     }
 
 
@@ -115,6 +164,7 @@ def demo_config() -> dict[str, Any]:
         "models": [
             {"name": "fuel-efficiency", "reference": "demo:fuel-efficiency"},
             {"name": "credit", "reference": "demo:credit"},
+            {"name": "triage", "reference": "demo:triage"},
         ],
     }
 
@@ -140,7 +190,7 @@ def generate(seed: int = 7) -> tuple[list[bytes], dict[str, int]]:
     rng = np.random.default_rng(seed)
     n = int(DURATION_MINUTES * 60 * RATE_PER_MODEL)
     minute = {i.name: START + i.at_minute * 60 for i in INCIDENTS}
-    latency, malformed, covariate, fairness, concept = (i.name for i in INCIDENTS)
+    latency, malformed, covariate, fairness, concept, _triage = (i.name for i in INCIDENTS)
 
     gaps = rng.exponential(1 / RATE_PER_MODEL, (2, n))
     times = START + np.cumsum(gaps, axis=1)
@@ -216,6 +266,8 @@ def generate(seed: int = 7) -> tuple[list[bytes], dict[str, int]]:
             if credit_labelled[i]:
                 label_later(ts + credit_lag[i], request_id, "credit", int(repaid[i]))
     records.extend(sorted(pending))
+    records.extend(triage_records(seed, int(DURATION_MINUTES * 60 * TRIAGE_RATE), minute[INCIDENTS[5].name],
+                                  sequence))
     records.sort(key=lambda r: (r[0], r[1]))
     stream = [record for _ts, _seq, record in records]
     first_index = {}
@@ -223,6 +275,35 @@ def generate(seed: int = 7) -> tuple[list[bytes], dict[str, int]]:
         at = minute[incident.name]
         first_index[incident.name] = next(k for k, (ts, _s, _r) in enumerate(records, 1) if ts >= at)
     return stream, first_index
+
+
+def triage_records(seed: int, n: int, moved_from: float, sequence: int) -> list[tuple[float, int, bytes]]:
+    """The triage model's predictions and labels as (ts, sequence, record), sequences from ``sequence``."""
+    rng = np.random.default_rng(seed + 3_000)
+    times = START + np.cumsum(rng.exponential(1 / TRIAGE_RATE, n))
+    ticket = tickets(rng, n)
+    p = team_probabilities(ticket)
+    team = route(rng, p, moved=(times >= moved_from) & (rng.random(n) < 0.5))
+    labelled = rng.random(n) < 0.9
+    lag = rng.uniform(60, 600, n)
+    latency = rng.lognormal(math.log(8), 0.3, n)
+    out = []
+    for i in range(n):
+        ts = float(times[i])
+        request_id = f"t-{i:06d}"
+        out.append((ts, sequence, orjson.dumps({
+            "type": "prediction", "schema": 1, "request_id": request_id, "model": "triage", "model_version": "2",
+            "ts": format_ts(ts), "features": {k: _plain(v[i]) for k, v in ticket.items()},
+            "prediction": TEAMS[int(p[i].argmax())],
+            "scores": {t: round(float(p[i, j]), 4) for j, t in enumerate(TEAMS)},
+            "latency_ms": round(float(latency[i]), 2)})))
+        sequence += 1
+        if labelled[i]:
+            out.append((ts + lag[i], sequence, orjson.dumps({
+                "type": "label", "schema": 1, "request_id": request_id, "model": "triage",
+                "ts": format_ts(ts + lag[i]), "label": str(team[i])})))
+            sequence += 1
+    return out
 
 
 def _plain(value: Any) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 from tripwire.config import ConfigError, MonitorConfig, load_config
 
 DEMO_CONFIG = """\
-# Written by `tripwire demo --write-config`: the demo's two models, for `tripwire worker`.
+# Written by `tripwire demo --write-config`: the demo's three models, for `tripwire worker`.
 [defaults]
 performance_window = 1000
 
@@ -27,6 +27,10 @@ reference = "fuel-efficiency.json"
 [[models]]
 name = "credit"
 reference = "credit.json"
+
+[[models]]
+name = "triage"
+reference = "triage.json"
 
 [kafka]
 bootstrap_servers = "127.0.0.1:9092"   # or TRIPWIRE_KAFKA_BOOTSTRAP

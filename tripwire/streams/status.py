@@ -15,9 +15,11 @@ from tripwire.report import split_statistic
 
 HISTORY = 60  # windows kept per series for the charts
 SERIES_PER_MODEL = 16
-# The statistics worth a chart: effect sizes, metrics, fairness gaps, latency (not the many quality rates).
+# The statistics worth a chart: effect sizes, metrics, fairness gaps, latency (not the many quality rates);
+# "recall" charts a multi-class model's recall of each class ("class:<class>.recall").
 CHARTED = ("psi", "accuracy", "f1", "roc_auc", "mae", "rmse", "mape", "log_loss", "estimated_accuracy",
-           "estimated_f1", "demographic_parity_difference", "disparate_impact_ratio", "latency_p95")
+           "estimated_f1", "macro_f1", "estimated_macro_f1", "recall", "demographic_parity_difference",
+           "disparate_impact_ratio", "latency_p95")
 
 
 class StatusBoard:
