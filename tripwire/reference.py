@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 import orjson
-import pandas as pd
 
 from tripwire.classes import ClassSet, class_key, distinct_classes
 from tripwire.detectors.estimated import score_calibration
 from tripwire.detectors.multiclass import multiclass_baseline
 from tripwire.detectors.performance import baseline_metrics
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMAT = "tripwire.reference"
 VERSION = 1
@@ -31,6 +33,8 @@ class ReferenceError(ValueError):
 
 def numeric_profile(values: Iterable[Any], bins: int = 10) -> dict[str, Any]:
     """Quantile bins of the finite values; ties can merge bins, so a profile may have fewer."""
+    import pandas as pd  # here, not at the top: loading a reference (every command) needs no pandas
+
     raw = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(dtype=float)
     count = len(raw)
     finite = raw[np.isfinite(raw)]
@@ -65,6 +69,8 @@ def _bin_centres(edges: np.ndarray, low: float, high: float) -> np.ndarray:
 
 def categorical_profile(values: Iterable[Any], max_categories: int = 50) -> dict[str, Any]:
     """Frequencies of the most common categories; the rest share the "other" bucket."""
+    import pandas as pd
+
     series = pd.Series(list(values), dtype=object)
     count = len(series)
     present = series.dropna().map(str)
@@ -107,6 +113,8 @@ def build_reference(
     ``"column"`` or ``"class=column"``) and / or ``class_scores_prefix`` (every column named
     ``<prefix><class>``) give the probability of each class; see :func:`score_columns`.
     """
+    import pandas as pd
+
     if task not in TASKS:
         raise ReferenceError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     if task == "regression" and (class_scores or class_scores_prefix):
@@ -283,6 +291,8 @@ def _plain(value: Any) -> Any:
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
+    import pandas as pd
+
     path = Path(path)
     if not path.exists():
         raise ReferenceError(f"{path}: no such file")
