@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from tripwire.streams import demo
@@ -15,3 +17,13 @@ def demo_stream() -> tuple[list[bytes], dict[str, int]]:
 @pytest.fixture(scope="session")
 def demo_references() -> dict:
     return demo.training_references(seed=7)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def mlflow_tracking_uri_stays_in_its_module():
+    """A module that points MLflow at its store (``mlflow.set_tracking_uri``) must not point the next one there."""
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)  # back to MLFLOW_TRACKING_URI or MLflow's default
