@@ -244,7 +244,7 @@ def model_alerts(values: list[bytes]) -> list[bytes]:
     """Alerts from the event stream (not the workers' own infrastructure alerts, nor capacity advice)."""
     records = [(v, orjson.loads(v)) for v in values]
     return [v for v, record in records
-            if record["type"] == "alert" and not record["signal"].startswith(("worker:", "checkpoint:"))]
+            if record["type"] == "alert" and not record["signal"].startswith(("worker:", "checkpoint:", "partitioning"))]
 
 
 # -- (a) + (b): one worker, the whole demo stream ------------------------------------------------
@@ -543,6 +543,50 @@ def test_a_failed_publish_is_retried_holds_the_checkpoint_and_loses_nothing(stre
     finally:
         worker.stop()
     scenario.check(stream, expected)
+
+
+def test_records_not_keyed_by_their_model_raise_partitioning_alerts(stream):
+    """Records keyed by request id, and a model on a second partition: alerts with the evidence, a count."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.partitioner import DefaultPartitioner
+
+    scenario = Scenario(stream, "misrouted")
+    settings = scenario.settings
+    records = stream["records"][:5000]
+    credit = [r for r in records if b'"model":"credit"' in r and b'"request_id"' in r][:40]
+    fuel = [r for r in records if b'"model":"fuel-efficiency"' in r][:20]
+    home = DefaultPartitioner()(b"fuel-efficiency", [0, 1, 2, 3], [0, 1, 2, 3])
+
+    async def go():
+        await ensure_topics(settings, [settings.events])
+        await publish(settings, records, topic=settings.events)
+        producer = AIOKafkaProducer(**settings.client_kwargs())
+        await producer.start()
+        try:
+            for record in credit:  # keyed by request id: spread over the partitions
+                await producer.send_and_wait(settings.events, record, key=orjson.loads(record)["request_id"].encode())
+            for record in fuel:  # the right key on another partition (another partitioner)
+                await producer.send_and_wait(settings.events, record, key=b"fuel-efficiency", partition=(home + 1) % 4)
+        finally:
+            await producer.stop()
+
+    run(go())
+    worker = scenario.worker("router")
+    try:
+        run_to_completion(scenario.config, worker)
+        time.sleep(1.5)  # one more utilization sample
+    finally:
+        worker.stop()
+    alerts = [orjson.loads(v) for v in alert_records(settings)]
+    misrouted = [a for a in alerts if a["type"] == "alert" and a["detector"] == "misrouted_records"]
+    split = [a for a in alerts if a["type"] == "alert" and a["detector"] == "split_model"]
+    assert misrouted and all(a["kind"] == "data_quality" and a["model"] == "*" for a in misrouted)
+    assert {k for a in misrouted for k in a["evidence"]["keys"]} <= {repr(orjson.loads(r)["request_id"].encode())
+                                                                     for r in credit}
+    assert [a["evidence"]["model"] for a in split] == ["fuel-efficiency"]
+    assert split[0]["evidence"]["partitions"] == sorted({home, (home + 1) % 4})
+    samples = [orjson.loads(m.value) for m in read(settings, settings.topics["metrics"])]
+    assert max(s.get("misrouted", 0) for s in samples if s.get("type") == "utilization") == len(credit)
 
 
 # -- (e) topic replay = file replay ---------------------------------------------------------------

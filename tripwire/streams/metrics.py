@@ -45,6 +45,8 @@ class WorkerMetrics:
                          registry=self.registry)
         self.memory = Gauge("tripwire_process_resident_memory_bytes", "Resident memory of the worker process.",
                             registry=self.registry)
+        self.misrouted = Counter("tripwire_records_misrouted", "Input records not keyed by a monitored model.",
+                                 registry=self.registry)
         self.publish_failures = Counter("tripwire_publish_failures", "Sends to the broker that failed (retried).",
                                         ["topic"], registry=self.registry)
         self.unpublished = Gauge("tripwire_unpublished_outputs",

@@ -57,6 +57,7 @@ class Stats:
         self.checkpoint_seconds = 0.0
         self.publish_failures = 0
         self.checkpoints_refused = 0
+        self.misrouted = 0
         self.first_record: float | None = None  # wall clock of the first and the last processed record
         self.last_record: float | None = None
 
@@ -66,6 +67,7 @@ class Stats:
                 "checkpoint_bytes": self.checkpoint_bytes,
                 "checkpoint_ms_mean": 1000 * self.checkpoint_seconds / self.checkpoints if self.checkpoints else None,
                 "publish_failures": self.publish_failures, "checkpoints_refused": self.checkpoints_refused,
+                "misrouted": self.misrouted,
                 "first_record": self.first_record, "last_record": self.last_record}
 
 
@@ -113,7 +115,11 @@ class MonitorWorker:
         self.utilization = UtilizationMonitor(self.worker_id,
                                               window_seconds=self.settings["utilization_window_seconds"],
                                               thresholds=self.settings["thresholds"])
-        self.refusals = AlertPolicy(min_samples=1)
+        self.refusals = AlertPolicy(min_samples=1)  # one-off alerts of this worker: refused checkpoints, routing
+        self.models = {model.name.encode() for model in config.models}
+        # Keys a record may carry: its model's name, or "*" for a record that names none (it is rejected).
+        self.keys = self.models | {b"*"}
+        self.model_partitions: dict[bytes, set[int]] = defaultdict(set)
         self.sampler: Sampler | None = None
         self.loop_lag_ms = 0.0
         self.consumer: Any = None
@@ -191,6 +197,40 @@ class MonitorWorker:
         output = runner.process([m.offset for m in messages], [m.value for m in messages])
         self.stats.duplicates += output.duplicates
         await self._publish(partition, output)
+        await self._check_keys(partition, messages[output.duplicates:])
+
+    async def _check_keys(self, partition: int, messages: list[Any]) -> None:
+        """The partitioning contract: a record is keyed by its model, so a model lives on one partition.
+
+        A record keyed otherwise (by request id, or not at all) may sit on any partition, and a model
+        seen on two partitions (another partitioner, a changed partition count) has its windows split
+        between engines: both are data-quality alerts with the evidence, and a metric.
+        """
+        if not messages:
+            return
+        keys = {m.key for m in messages}
+        if keys <= self.keys and all(partition in self.model_partitions[k] for k in keys - {b"*"}):
+            return
+        misrouted = [m for m in messages if m.key not in self.keys]
+        if misrouted:
+            self.stats.misrouted += len(misrouted)
+            self.metrics.misrouted.inc(len(misrouted))
+            examples = sorted({repr(m.key)[:60] for m in misrouted})[:5]
+            await self._one_off(partition, "partitioning", "misrouted_records", float(len(misrouted)), {
+                "partition": partition, "records": len(misrouted), "keys": examples,
+                "first_offset": misrouted[0].offset},
+                f"{len(misrouted)} records on partition {partition} of {self.kafka.events} are not keyed by a "
+                f"monitored model (keys {', '.join(examples)}); key every record by its model, or a model's "
+                "windows are split across partitions")
+        for key in sorted(keys & self.models):
+            seen = self.model_partitions[key]
+            seen.add(partition)
+            if len(seen) == 2:
+                model = key.decode()
+                await self._one_off(partition, f"partitioning:{model}", "split_model", 2.0, {
+                    "model": model, "partitions": sorted(seen), "worker": self.worker_id},
+                    f"model {model} arrives on partitions {sorted(seen)} of {self.kafka.events}: its windows are "
+                    "split between two engines (a producer with another partitioner, or a changed partition count)")
 
     async def _publish(self, partition: int, output: Output) -> None:
         for alert in output.alerts:
@@ -358,16 +398,23 @@ class MonitorWorker:
         self.stats.checkpoints_refused += 1
         log.error("partition %d: refused the checkpoint record at offset %d of %s: %s; trying the one before it",
                   partition, offset, self.topics["checkpoints"], reason)
+        await self._one_off(partition, f"checkpoint:{self.app_id}/{partition}", "checkpoint_refused", 1.0,
+                            {"topic": self.topics["checkpoints"], "offset": offset, "reason": reason[:500],
+                             "worker": self.worker_id},
+                            f"worker {self.worker_id} refused a checkpoint record of partition {partition} "
+                            f"({self.topics['checkpoints']} offset {offset}): {reason[:200]}",
+                            kind="infrastructure")
+
+    async def _one_off(self, partition: int, signal: str, detector: str, value: float, evidence: dict[str, Any],
+                       message: str, kind: str = "data_quality") -> None:
+        """A stream-wide alert of this worker that fires once (refused checkpoint, broken partitioning)."""
         now = time.time()
-        finding = Finding(
-            model="*", kind="infrastructure", signal=f"checkpoint:{self.app_id}/{partition}",
-            detector="checkpoint_refused", value=1.0, threshold=Threshold(None, 1), window_start=now, window_end=now,
-            n=1, evidence={"topic": self.topics["checkpoints"], "offset": offset, "reason": reason[:500],
-                           "worker": self.worker_id},
-            message=f"worker {self.worker_id} refused a checkpoint record of partition {partition} "
-                    f"({self.topics['checkpoints']} offset {offset}): {reason[:200]}")
+        finding = Finding(model="*", kind=kind, signal=signal, detector=detector, value=value,
+                          threshold=Threshold(None, 1), window_start=now, window_end=now, n=1, evidence=evidence,
+                          message=message)
         alert = self.refusals.evaluate(finding, model_version=None, reference=None, ts=now)
         if alert is not None:
+            log.warning("%s", message)
             await self._send(partition, Outgoing(self.topics["alerts"], b"*", encode_alert(alert)))
             self._observe_alert(alert)
 
