@@ -180,8 +180,12 @@ def checkpoints(settings) -> dict[int, dict]:
     """The newest checkpoint per input partition."""
     newest = {}
     for message in read(settings, settings.topics["checkpoints"]):
-        document = decode_checkpoint(message.value)
-        newest[document["partition"]] = document
+        try:
+            document = decode_checkpoint(message.value)
+        except ValueError:
+            continue  # not one a worker wrote (the tampering test forges some)
+        if "worker" in document:  # forged ones lack it
+            newest[document["partition"]] = document
     return newest
 
 
@@ -587,6 +591,54 @@ def test_records_not_keyed_by_their_model_raise_partitioning_alerts(stream):
     assert split[0]["evidence"]["partitions"] == sorted({home, (home + 1) % 4})
     samples = [orjson.loads(m.value) for m in read(settings, settings.topics["metrics"])]
     assert max(s.get("misrouted", 0) for s in samples if s.get("type") == "utilization") == len(credit)
+
+
+def test_a_crafted_pickle_in_the_checkpoints_topic_runs_nothing_and_is_refused(stream, expected, tmp_path):
+    """Anyone who can write the checkpoints topic: a pickle, garbage, a tampered state. None is used."""
+    import pickle
+    import zlib
+
+    from aiokafka import AIOKafkaProducer
+
+    from tripwire.streams.partition import MAGIC
+
+    class WritesAFile:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    scenario = Scenario(stream, "tampered")
+    settings = scenario.settings
+    scenario.publish_first_half()
+    scenario.publish_second_half()
+    app_id = load_config(scenario.config).worker["app_id"]
+    forged = [pickle.dumps(WritesAFile()), b"\x00garbage",
+              MAGIC + zlib.compress(orjson.dumps({"format": 2, "offset": 10**9, "state": {"models": "x"}}))]
+
+    async def forge():
+        await ensure_topics(settings, [settings.topics["checkpoints"]], compacted=[settings.topics["checkpoints"]])
+        producer = AIOKafkaProducer(**settings.client_kwargs())
+        await producer.start()
+        try:
+            for partition in range(4):
+                for value in forged:
+                    await producer.send_and_wait(settings.topics["checkpoints"], value,
+                                                 key=f"{app_id}/{partition}".encode(), partition=partition)
+        finally:
+            await producer.stop()
+
+    run(forge())
+    worker = scenario.worker("target")
+    try:
+        run_to_completion(scenario.config, worker)
+    finally:
+        worker.stop()
+    assert not (tmp_path / "pwned").exists()
+    refused = [orjson.loads(v) for v in alert_records(settings)]
+    refused = [a for a in refused if a["type"] == "alert" and a["detector"] == "checkpoint_refused"]
+    assert {a["signal"] for a in refused} == {f"checkpoint:{app_id}/{p}" for p in range(4)}
+    assert all(a["kind"] == "infrastructure" and a["evidence"]["reason"] for a in refused)
+    assert "refused the checkpoint record" in worker.output()
+    scenario.check(stream, expected)  # it started fresh from the start of the topic: the same alerts
 
 
 # -- (e) topic replay = file replay ---------------------------------------------------------------
