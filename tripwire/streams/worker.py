@@ -23,6 +23,7 @@ a function of the input topic's contents alone:
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import defaultdict
@@ -168,6 +169,9 @@ class MonitorWorker:
     async def run(self) -> None:
         """Fetch, process, publish, checkpoint, until cancelled (the app stops)."""
         await self.start()
+        # What exists once the worker runs (modules, references, clients) lives as long as it does:
+        # the garbage collector's full passes need not scan it again and again.
+        gc.freeze()
         try:
             timeout_ms = int(self.settings["batch_seconds"] * 1000)
             while True:
