@@ -127,7 +127,6 @@ class MonitorWorker:
         self.producer: Any = None
         self._reader: Any = None
         self._checkpoint_partitions: int | None = None
-        self._last_warning: dict[str, float] = {}
         self.followed: dict[str, Callable[[bytes], Awaitable[None]]] = {}
         self.watcher: Any = None  # tracking.AliasWatcher when a reference is a models:/NAME@ALIAS
 
@@ -270,9 +269,9 @@ class MonitorWorker:
         self.metrics.publish_failures.labels(topic=outgoing.topic).inc()
         delay = RETRY_BACKOFF_SECONDS[min(outgoing.attempts, len(RETRY_BACKOFF_SECONDS)) - 1]
         self.retry_at[partition] = min(self.retry_at.get(partition, float("inf")), time.monotonic() + delay)
-        self._warn(f"publish:{outgoing.topic}", "could not publish to %s (%s: %s); kept for a retry, and no "
-                   "checkpoint of partition %d covers it until it is on the broker", outgoing.topic,
-                   type(error).__name__, error, partition)
+        # tripwire.logs collapses repeats of one message: an outage does not flood the log.
+        log.warning("could not publish to %s (%s: %s); kept for a retry, and no checkpoint of partition %d "
+                    "covers it until it is on the broker", outgoing.topic, type(error).__name__, error, partition)
 
     async def _settle(self, partition: int) -> bool:
         """Wait for every send of ``partition``; True when all of its outputs are on the broker."""
@@ -359,8 +358,8 @@ class MonitorWorker:
         blob, offset = runner.checkpoint(worker=self.worker_id, written=time.time())
         if len(blob) > CHECKPOINT_MAX_BYTES:
             runner.since_checkpoint = pending
-            self._warn(f"checkpoint-size:{partition}", "partition %d: checkpoint of %d bytes exceeds %d; not written "
-                       "(a restart resumes from the last one that fit)", partition, len(blob), CHECKPOINT_MAX_BYTES)
+            log.warning("partition %d: checkpoint of %d bytes exceeds %d; not written "
+                        "(a restart resumes from the last one that fit)", partition, len(blob), CHECKPOINT_MAX_BYTES)
             return False
         try:
             sent = await self.producer.send(self.topics["checkpoints"], blob, key=self.checkpoint_key(partition),
@@ -370,8 +369,8 @@ class MonitorWorker:
             runner.since_checkpoint = pending
             self.stats.publish_failures += 1
             self.metrics.publish_failures.labels(topic=self.topics["checkpoints"]).inc()
-            self._warn(f"checkpoint:{partition}", "partition %d: checkpoint not written (%s: %s); retried later",
-                       partition, type(error).__name__, error)
+            log.warning("partition %d: checkpoint not written (%s: %s); retried later",
+                        partition, type(error).__name__, error)
             return False
         self.checkpointed[partition] = offset
         self.last_checkpoint[partition] = time.monotonic()
@@ -601,7 +600,7 @@ class MonitorWorker:
             await (await self.producer.send(topic, value, key=key))
         except Exception as error:
             self.metrics.publish_failures.labels(topic=topic).inc()
-            self._warn(f"publish:{topic}", "could not publish to %s (%s: %s)", topic, type(error).__name__, error)
+            log.warning("could not publish to %s (%s: %s)", topic, type(error).__name__, error)
 
     async def check_aliases(self) -> None:
         """Timer: a models:/NAME@ALIAS reference moved -> swap it into every partition's engine."""
@@ -619,13 +618,6 @@ class MonitorWorker:
                     if event.get("previous_version") is not None or event.get("closed_alerts"):
                         await self.send_now(self.topics["alerts"], event["model"].encode(), encode_alert(event))
                         self._observe_alert(event)
-
-    def _warn(self, what: str, message: str, *args: Any) -> None:
-        """A warning at most every 10 s per kind: an outage must not flood the log."""
-        now = time.monotonic()
-        if now - self._last_warning.get(what, -1e9) >= 10.0:
-            self._last_warning[what] = now
-            log.warning(message, *args)
 
     async def stop(self) -> None:
         """Checkpoint what was processed, leave the group, close the clients."""
