@@ -12,6 +12,7 @@ import bisect
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,15 @@ OTHER_LABEL = "<other>"
 """Label of the bucket that collects categories absent from the reference profile."""
 
 _TOP_BINS = 3
+
+
+# The histograms here have a handful of bins: plain Python floats beat numpy's per-call overhead
+# several times over, and math.fsum makes each total correctly rounded. Running sums
+# (CDFs) are left to right, as numpy's cumsum.
+def _floats(values: Sequence[float] | np.ndarray) -> list[float]:
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64, copy=False).ravel().tolist()
+    return [float(v) for v in values]
 
 
 # --------------------------------------------------------------------------------------
@@ -76,11 +86,15 @@ def psi(ref_fractions: Sequence[float] | np.ndarray, cur_fractions: Sequence[flo
     PhD thesis, Western Michigan University.
 
     """
-    r = np.maximum(np.asarray(ref_fractions, dtype=np.float64), eps)
-    c = np.maximum(np.asarray(cur_fractions, dtype=np.float64), eps)
-    if r.shape != c.shape:
-        raise ValueError(f"shape mismatch: {r.shape} vs {c.shape}")
-    return float(np.sum((c - r) * np.log(c / r)))
+    r, c = _floats(ref_fractions), _floats(cur_fractions)
+    if len(r) != len(c):
+        raise ValueError(f"shape mismatch: ({len(r)},) vs ({len(c)},)")
+    log = math.log
+    terms = []
+    for ri, ci in zip(r, c):
+        ri, ci = max(ri, eps), max(ci, eps)
+        terms.append((ci - ri) * log(ci / ri))
+    return math.fsum(terms)
 
 
 def js_distance(ref: Sequence[float] | np.ndarray, cur: Sequence[float] | np.ndarray) -> float:
@@ -116,23 +130,25 @@ def js_distance(ref: Sequence[float] | np.ndarray, cur: Sequence[float] | np.nda
     distributions. IEEE Transactions on Information Theory, 49(7), 1858-1860.
 
     """
-    p = np.asarray(ref, dtype=np.float64)
-    q = np.asarray(cur, dtype=np.float64)
-    if p.shape != q.shape:
-        raise ValueError(f"shape mismatch: {p.shape} vs {q.shape}")
-    sp, sq = p.sum(), q.sum()
+    p, q = _floats(ref), _floats(cur)
+    if len(p) != len(q):
+        raise ValueError(f"shape mismatch: ({len(p)},) vs ({len(q)},)")
+    sp, sq = math.fsum(p), math.fsum(q)
     if sp <= 0 or sq <= 0:
         return math.nan
-    p = p / sp
-    q = q / sq
-    m = 0.5 * (p + q)
-    # 0 * log(0 / m) is 0 by convention; masking avoids the nan of 0 * -inf.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl_p = np.sum(np.where(p > 0, p * np.log2(p / m), 0.0))
-        kl_q = np.sum(np.where(q > 0, q * np.log2(q / m), 0.0))
-    div = 0.5 * (kl_p + kl_q)
+    log2 = math.log2
+    terms = []
+    for pi, qi in zip(p, q):
+        pi, qi = pi / sp, qi / sq
+        m = 0.5 * (pi + qi)
+        # 0 * log(0 / m) is 0 by convention.
+        if pi > 0:
+            terms.append(pi * log2(pi / m))
+        if qi > 0:
+            terms.append(qi * log2(qi / m))
+    div = 0.5 * math.fsum(terms)
     # Rounding can leave a tiny negative divergence or one a hair above 1.
-    return float(math.sqrt(min(max(div, 0.0), 1.0)))
+    return math.sqrt(min(max(div, 0.0), 1.0))
 
 
 def wasserstein_binned(support: Sequence[float] | np.ndarray, ref: Sequence[float] | np.ndarray,
@@ -171,21 +187,18 @@ def wasserstein_binned(support: Sequence[float] | np.ndarray, ref: Sequence[floa
     testing and related families of nonparametric tests. Entropy, 19(2), 47.
 
     """
-    s = np.asarray(support, dtype=np.float64)
-    u = np.asarray(ref, dtype=np.float64)
-    v = np.asarray(cur, dtype=np.float64)
-    if not (s.shape == u.shape == v.shape):
-        raise ValueError(f"shape mismatch: {s.shape}, {u.shape}, {v.shape}")
-    su, sv = u.sum(), v.sum()
+    s, u, v = _floats(support), _floats(ref), _floats(cur)
+    if not (len(s) == len(u) == len(v)):
+        raise ValueError(f"shape mismatch: ({len(s)},), ({len(u)},), ({len(v)},)")
+    su, sv = math.fsum(u), math.fsum(v)
     if su <= 0 or sv <= 0:
         return math.nan
-    gaps = np.diff(s)
-    if np.any(gaps < 0):
-        order = np.argsort(s, kind="stable")
-        s, u, v = s[order], u[order], v[order]
-        gaps = np.diff(s)
-    cdf_gap = np.abs(np.cumsum(u)[:-1] / su - np.cumsum(v)[:-1] / sv)
-    return float(np.dot(cdf_gap, gaps))
+    if any(b < a for a, b in zip(s, s[1:])):
+        order = sorted(range(len(s)), key=s.__getitem__)  # sorted() is stable
+        s, u, v = [s[i] for i in order], [u[i] for i in order], [v[i] for i in order]
+    cdf_u, cdf_v = accumulate(u), accumulate(v)
+    return math.fsum(abs(cu / su - cv / sv) * (b - a)
+                     for cu, cv, a, b in zip(cdf_u, cdf_v, s, s[1:]))
 
 
 def ks_binned(ref_fractions: Sequence[float] | np.ndarray, cur_counts: Sequence[int] | np.ndarray,
@@ -233,18 +246,18 @@ def ks_binned(ref_fractions: Sequence[float] | np.ndarray, cur_counts: Sequence[
     Kolmogorov-Smirnov distribution. Journal of Statistical Software, 39(11).
 
     """
-    r = np.asarray(ref_fractions, dtype=np.float64)
-    c = np.asarray(cur_counts, dtype=np.float64)
-    if r.shape != c.shape:
-        raise ValueError(f"shape mismatch: {r.shape} vs {c.shape}")
-    n_cur = float(c.sum())
+    r, c = _floats(ref_fractions), _floats(cur_counts)
+    if len(r) != len(c):
+        raise ValueError(f"shape mismatch: ({len(r)},) vs ({len(c)},)")
+    n_cur = math.fsum(c)
     if n_ref <= 0 or n_cur <= 0:
         raise ValueError("both samples must be non-empty")
-    d = float(np.max(np.abs(np.cumsum(r / r.sum()) - np.cumsum(c) / n_cur)))
+    r_total = math.fsum(r)
+    d = max(abs(fr / r_total - fc / n_cur) for fr, fc in zip(accumulate(r), accumulate(c)))
     # The last boundary is 1 - 1; only rounding can make it non-zero.
     d = min(d, 1.0)
     en = float(n_ref) * n_cur / (float(n_ref) + n_cur)
-    pvalue = float(np.clip(_kolmogorov(np.sqrt(en) * d), 0.0, 1.0))
+    pvalue = min(max(float(_kolmogorov(math.sqrt(en) * d)), 0.0), 1.0)
     return d, pvalue
 
 
@@ -288,20 +301,20 @@ def chi_square(ref_fractions: Sequence[float] | np.ndarray, cur_counts: Sequence
     from the probable ... Philosophical Magazine, 50(302), 157-175.
 
     """
-    r = np.asarray(ref_fractions, dtype=np.float64)
-    c = np.asarray(cur_counts, dtype=np.float64)
-    if r.shape != c.shape:
-        raise ValueError(f"shape mismatch: {r.shape} vs {c.shape}")
-    n = float(c.sum())
+    r, c = _floats(ref_fractions), _floats(cur_counts)
+    if len(r) != len(c):
+        raise ValueError(f"shape mismatch: ({len(r)},) vs ({len(c)},)")
+    n = math.fsum(c)
     if n <= 0:
         raise ValueError("the window is empty")
-    keep = (r > 0) | (c > 0)
-    if not keep.all():
-        r, c = r[keep], c[keep]
-    r = np.where(r > 0, r, eps)
-    expected = n * (r / r.sum())
-    stat = float(np.sum((c - expected) ** 2 / expected))
-    df = r.size - 1
+    kept = [(ri if ri > 0 else eps, ci) for ri, ci in zip(r, c) if ri > 0 or ci > 0]
+    r_total = math.fsum(ri for ri, _ in kept)
+    terms = []
+    for ri, ci in kept:
+        expected = n * (ri / r_total)
+        terms.append((ci - expected) ** 2 / expected)
+    stat = math.fsum(terms)
+    df = len(kept) - 1
     if df < 1:
         return stat, 1.0
     # chdtrc is what scipy.stats.chi2.sf evaluates, minus ~40 us of frozen-dist overhead.
@@ -313,10 +326,10 @@ def chi_square(ref_fractions: Sequence[float] | np.ndarray, cur_counts: Sequence
 # --------------------------------------------------------------------------------------
 
 
-def _top_bins(labels: Sequence[str], ref: np.ndarray, cur: np.ndarray) -> list[dict[str, Any]]:
-    # Stable sort so that ties are reported in bin order, keeping output deterministic.
-    order = np.argsort(-np.abs(cur - ref), kind="stable")[:_TOP_BINS]
-    return [{"bin": labels[i], "reference": float(ref[i]), "current": float(cur[i])} for i in order]
+def _top_bins(labels: Sequence[str], ref: list[float], cur: list[float]) -> list[dict[str, Any]]:
+    # sorted() is stable, so ties are reported in bin order, keeping output deterministic.
+    order = sorted(range(len(ref)), key=lambda i: -abs(cur[i] - ref[i]))[:_TOP_BINS]
+    return [{"bin": labels[i], "reference": ref[i], "current": cur[i]} for i in order]
 
 
 class _BinnedWindow:
@@ -412,8 +425,8 @@ class NumericDrift(_BinnedWindow):
         self._edges = edges
         self._edges_list = edges.tolist()  # bisect on a list beats numpy for one scalar
         # Profiles are rounded when written; renormalising keeps CDFs ending at exactly 1.
-        self._ref = fractions / fractions.sum()
-        self._support = self._fill_support(self._profile["bin_means"], edges)
+        self._ref = (fractions / fractions.sum()).tolist()
+        self._support = self._fill_support(self._profile["bin_means"], edges).tolist()
         self._scale = float(std) if std and math.isfinite(std) and std > 0 else 1.0
         lo = [-math.inf, *self._edges_list]
         hi = [*self._edges_list, math.inf]
@@ -482,8 +495,9 @@ class NumericDrift(_BinnedWindow):
         if self._n == 0:
             return {"n": 0, "psi": None, "js": None, "wasserstein": None,
                     "ks_statistic": None, "ks_pvalue": None, "mean": None, "top_bins": []}
-        cur = self._counts / self._n
-        d, p = ks_binned(self._ref, self._counts, self._profile["count"])
+        counts = self._counts.tolist()
+        cur = [c / self._n for c in counts]
+        d, p = ks_binned(self._ref, counts, self._profile["count"])
         return {
             "n": self._n,
             "psi": psi(self._ref, cur),
@@ -573,7 +587,7 @@ class CategoricalDrift(_BinnedWindow):
         self._k = len(categories) + 1
         self._other = self._k - 1
         self._index: dict[Any, int] = {name: i for i, name in enumerate(categories)}
-        self._ref = fractions / fractions.sum()
+        self._ref = (fractions / fractions.sum()).tolist()
         self._labels = [*categories, OTHER_LABEL]
         self.reset()
 
@@ -634,8 +648,9 @@ class CategoricalDrift(_BinnedWindow):
         if self._n == 0:
             return {"n": 0, "psi": None, "js": None, "chi2_statistic": None,
                     "chi2_pvalue": None, "top_bins": []}
-        cur = self._counts / self._n
-        stat, p = chi_square(self._ref, self._counts)
+        counts = self._counts.tolist()
+        cur = [c / self._n for c in counts]
+        stat, p = chi_square(self._ref, counts)
         return {
             "n": self._n,
             "psi": psi(self._ref, cur),

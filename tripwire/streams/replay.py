@@ -6,7 +6,6 @@ replay of a dirty file runs to the end and loses nothing.
 
 from __future__ import annotations
 
-import gc
 import gzip
 import sys
 import time
@@ -19,6 +18,7 @@ import orjson
 from tqdm import tqdm
 
 from tripwire.alerts import encode_alert
+from tripwire.collector import streaming_collector
 from tripwire.engine import Engine
 from tripwire.events import Rejection
 
@@ -70,16 +70,8 @@ def run_batches(engine: Engine, batches: Iterable[Sequence[bytes]], on_alert: Al
     first, then the alerts it raised.
     """
     started = time.perf_counter()
-    # What exists before the replay (modules, references, detectors) outlives it, so the garbage
-    # collector's full passes need not scan it again and again; unfrozen at the end.
-    freeze = gc.get_freeze_count() == 0
-    if freeze:
-        gc.freeze()
-    try:
+    with streaming_collector():
         before, alerts = _run(engine, batches, on_alert, on_reject)
-    finally:
-        if freeze:
-            gc.unfreeze()
     return Summary(records=before, events=engine.events, rejected=engine.rejected, unmonitored=engine.unmonitored,
                    alerts=alerts, seconds=time.perf_counter() - started, alerts_by_kind=dict(engine.alerts_by_kind))
 

@@ -23,7 +23,6 @@ a function of the input topic's contents alone:
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections import defaultdict
@@ -33,6 +32,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import orjson
 
 from tripwire.alerts import AlertPolicy, Finding, encode_alert
+from tripwire.collector import streaming_collector
 from tripwire.config import MonitorConfig, Threshold
 from tripwire.engine import Engine
 from tripwire.streams.metrics import WorkerMetrics
@@ -168,9 +168,11 @@ class MonitorWorker:
     async def run(self) -> None:
         """Fetch, process, publish, checkpoint, until cancelled (the app stops)."""
         await self.start()
-        # What exists once the worker runs (modules, references, clients) lives as long as it does:
-        # the garbage collector's full passes need not scan it again and again.
-        gc.freeze()
+        # What exists once the worker runs (modules, references, clients) lives as long as it does.
+        with streaming_collector():
+            await self._consume()
+
+    async def _consume(self) -> None:
         try:
             timeout_ms = int(self.settings["batch_seconds"] * 1000)
             while True:
