@@ -143,3 +143,19 @@ def test_reference_calibration_corrects_overconfident_scores():
     assert abs(calibrated.result()["estimated_accuracy"] - realized) < 0.01
     restored = ConfidenceEstimate.from_dict(json.loads(json.dumps(calibrated.to_dict())))
     assert restored.result() == calibrated.result()
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_update_many_equals_update_one_by_one(calibrated):
+    rng = np.random.default_rng(5)
+    scores = rng.random(2_000).tolist()
+    calibration = {"edges": [0.2, 0.5, 0.8], "rates": [0.1, 0.3, 0.6, 0.9]} if calibrated else None
+    one, many = ConfidenceEstimate(1, calibration=calibration), ConfidenceEstimate(1, calibration=calibration)
+    for score in scores:
+        one.update(score)
+    many.update_many(scores[:1_000])
+    many.update_many(scores[1_000:])
+    assert many.result() == one.result()  # the same sums in the same order: equal, not approximately
+    with pytest.raises(ValueError, match="probability"):
+        many.update_many([0.5, 1.5])
+    assert many.n == one.n + 1  # the score before the bad one is counted, as update() would

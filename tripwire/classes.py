@@ -120,7 +120,10 @@ class ClassSet:
 
     def canonical(self, value: Any) -> Any:
         """The reference's spelling of ``value``'s class, or ``None`` when it is no class."""
-        position = self.index(value)
+        seen = self._cache.get(type(value))  # index()'s first step, inlined: this runs per event
+        position = seen.get(value) if seen is not None else None
+        if position is None:
+            position = self.index(value)
         return None if position is None else self.classes[position]
 
     def describe(self, limit: int = 10) -> str:

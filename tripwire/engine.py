@@ -481,8 +481,7 @@ class ModelMonitor:
         return self._significant(findings, pvalues)
 
     def _estimate_findings(self, start: float, end: float, stats: dict[str, Any]) -> list[Finding]:
-        for score in self._scores:
-            self.estimate.update(score)
+        self.estimate.update_many(self._scores)
         result = self.estimate.result()
         self.estimate.reset()
         return self._baseline_findings(result, self.estimated_metrics, result["n"], start, end, stats, estimated=True)
@@ -757,8 +756,13 @@ class Engine:
         """
         result = BatchResult()
         alerts, alert_records = result.alerts, result.alert_records
-        admit = self.admit
-        items = [admit(item) for item in decode_batch(records)]
+        items = decode_batch(records)
+        monitors = self.monitors
+        for position, item in enumerate(items):  # admit(), inlined: it runs per record
+            if type(item) is not Rejection and type(item) is not Features:
+                monitor = monitors.get(item.model)
+                if monitor is not None and monitor.classes is not None:
+                    items[position] = monitor.admit(item)
         index, count = 0, len(items)
         while index < count:
             item = items[index]

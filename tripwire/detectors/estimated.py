@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = ["ConfidenceEstimate", "MulticlassConfidenceEstimate", "score_calibration"]
@@ -121,6 +121,29 @@ class ConfidenceEstimate:
         else:
             self._fn += p
             self._tn += 1.0 - p
+
+    def update_many(self, scores: Iterable[float]) -> None:
+        """:meth:`update` for each score in order (the same sums, added in the same order), faster."""
+        threshold, calibration = self.threshold, self.calibration
+        rates, edges = (calibration["rates"], calibration["edges"]) if calibration is not None else (None, None)
+        n, tp, fp, fn, tn = self.n, self._tp, self._fp, self._fn, self._tn
+        try:
+            for score in scores:
+                p = float(score)
+                if not 0.0 <= p <= 1.0:
+                    raise ValueError(f"score must be a probability in [0, 1], got {score!r}")
+                n += 1
+                predicted_positive = p >= threshold
+                if rates is not None:
+                    p = rates[bisect_right(edges, p)]
+                if predicted_positive:
+                    tp += p
+                    fp += 1.0 - p
+                else:
+                    fn += p
+                    tn += 1.0 - p
+        finally:  # the scores before a bad one stay counted, as with update()
+            self.n, self._tp, self._fp, self._fn, self._tn = n, tp, fp, fn, tn
 
     def expected_confusion(self) -> dict[str, float]:
         """The expected confusion matrix ``{tp, fp, fn, tn}`` of the window."""
@@ -263,6 +286,11 @@ class MulticlassConfidenceEstimate:
                 self._fp[position] += 1.0 - q
             else:
                 self._fn[position] += q
+
+    def update_many(self, predictions: Iterable[Sequence[float]]) -> None:
+        """:meth:`update` for each prediction's probabilities, in order."""
+        for probabilities in predictions:
+            self.update(probabilities)
 
     def result(self) -> dict[str, Any]:
         """``{n, estimated_accuracy, estimated_macro_precision, estimated_macro_recall, estimated_macro_f1}``."""
