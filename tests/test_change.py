@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -289,3 +291,14 @@ def test_garbage_states_are_refused_with_a_reason(method):
         with pytest.raises(ValueError, match=reason):
             ChangeDetector.from_dict(d)
     ChangeDetector.from_dict(good)  # and the untouched state still loads
+
+
+def test_river_drift_is_imported_without_its_datasets_and_scikit_learn():
+    # A fresh interpreter: building a detector must not pull river.drift.datasets (scikit-learn),
+    # and the real datasets stay importable afterwards.
+    code = ("import sys; from tripwire.detectors.change import ChangeDetector; d = ChangeDetector('adwin'); "
+            "[d.update(float(i % 5)) for i in range(300)]; "
+            "print('sklearn' in sys.modules, 'river.drift.datasets' in sys.modules); "
+            "from river.drift import datasets; print(datasets.AirlinePassengers.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False", "AirlinePassengers"]

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
+import types
 from typing import Any
 
 
@@ -30,10 +32,31 @@ METHODS = ("adwin", "page_hinkley")
 
 
 def river_detector(method: str, **params: Any) -> Any:
-    """A new river detector of kind ``method`` (river.drift is imported on first use: it takes seconds)."""
-    from river import drift
-
+    """A new river detector of kind ``method`` (river.drift is imported on first use)."""
+    drift = _river_drift()
     return {"adwin": drift.ADWIN, "page_hinkley": drift.PageHinkley}[method](**params)
+
+
+def _river_drift() -> Any:
+    """``river.drift`` without its example datasets.
+
+    The package's ``__init__`` imports ``river.drift.datasets``, which imports scikit-learn: two
+    to five seconds of a replay's start on a busy machine, for data a monitor never reads. A
+    placeholder stands in for that one submodule while ``river.drift`` imports, and is taken out
+    again, so ``from river.drift import datasets`` still imports the real one when asked for.
+    """
+    if "river.drift" in sys.modules:
+        return sys.modules["river.drift"]
+    placeholder = types.ModuleType("river.drift.datasets")
+    sys.modules["river.drift.datasets"] = placeholder
+    try:
+        from river import drift
+    finally:
+        if sys.modules.get("river.drift.datasets") is placeholder:
+            del sys.modules["river.drift.datasets"]
+    if getattr(drift, "datasets", None) is placeholder:
+        del drift.datasets
+    return drift
 
 # ADWIN's Rust struct, in bincode's default encoding (little-endian, fixed-width integers, u64
 # lengths): delta f64, clock i32, max_buckets u64, min_window_length f64, grace_period f64,
