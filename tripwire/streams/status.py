@@ -11,7 +11,7 @@ from collections import deque
 from typing import Any
 
 from tripwire.events import format_ts
-from tripwire.report import split_statistic
+from tripwire.statistic_keys import split_statistic
 
 HISTORY = 60  # windows kept per series for the charts
 SERIES_PER_MODEL = 16
