@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from tripwire.config import DRIFT_STATISTICS, ModelConfig, MonitorConfig, Threshold
 from tripwire.engine import ERROR_METRICS, QUALITY_CHECKS, degradation
-from tripwire.report.text import anchor, fmt
+from tripwire.report.text import alert_time, anchor, fmt
 from tripwire.statistic_keys import split_statistic
 
 Window = Mapping[str, Any]
@@ -142,6 +142,22 @@ class Series:
             return "warning"
         worst = self.worst_ratio
         return "crossed" if worst is not None and worst >= 1 else "ok"
+
+    def firing_periods(self, until: float) -> list[tuple[float, float, str]]:
+        """The spans this signal fired, as (start, end, severity), one per severity an incident reached.
+
+        An escalation ends its incident's warning span where the critical one starts; the resolution
+        ends the incident's last span, and an incident still firing runs to ``until``.
+        """
+        resolved = {a["incident_id"]: alert_time(a) for a in self.alerts if a["status"] == "resolved"}
+        firing = sorted((a for a in self.alerts if a["status"] == "firing"), key=alert_time)
+        periods = []
+        for i, alert in enumerate(firing):
+            incident = alert["incident_id"]
+            escalation = next((b for b in firing[i + 1:] if b["incident_id"] == incident), None)
+            end = alert_time(escalation) if escalation is not None else resolved.get(incident, until)
+            periods.append((alert_time(alert), end, alert["severity"]))
+        return periods
 
     @property
     def flat(self) -> bool:

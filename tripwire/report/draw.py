@@ -80,13 +80,6 @@ def _x_ticks(x0: float, x1: float, count: int = 7) -> list[tuple[float, str]]:
     return ticks
 
 
-def _incidents(series: Series, x1: float) -> list[tuple[float, float, str]]:
-    """Firing periods: (firing ts, resolved ts or the end of the replay, severity)."""
-    resolved = {a["incident_id"]: alert_time(a) for a in series.alerts if a["status"] == "resolved"}
-    return [(alert_time(a), resolved.get(a["alert_id"], x1), a["severity"])
-            for a in series.alerts if a["status"] == "firing"]
-
-
 def _polyline(points: Sequence[Point], X: Callable[[float], float], Y: Callable[[float], float],
               css: str) -> str:
     if not points:
@@ -147,7 +140,7 @@ def timeline_svg(series: Series, x0: float, x1: float, width: int = 860, height:
 
     out = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
            f'aria-label="{esc(series.model)} {esc(series.label)} over time">']
-    for start, end, severity in _incidents(series, x1):
+    for start, end, severity in series.firing_periods(x1):
         out.append(f'<rect class="band {severity}" x="{num(X(start))}" y="{top}" '
                    f'width="{num(max(X(end) - X(start), 1.5))}" height="{ph}"/>')
     step = _nice_step(hi - lo, 4)
