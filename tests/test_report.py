@@ -231,7 +231,7 @@ def test_an_escalation_shows_in_the_row_and_the_chart_until_it_resolves():
     x1 = windows[-1]["end"]
     assert weight.firing_periods(x1) == [(T0 + 180, T0 + 240, "warning"), (T0 + 240, T0 + 420, "critical")]
     page = render_report(windows, alerts, config, {})
-    row = re.search(r'<details class="sig" id="%s".*?</details>' % weight.anchor, page, re.S).group(0)
+    row = re.search(rf'<details class="sig" id="{weight.anchor}".*?</details>', page, re.S).group(0)
     assert '<span class="badge critical">1 critical</span>' in row and '<span class="badge warning">1 warning</span>' in row
     chart = re.search(r'<svg class="chart".*?</svg>', row, re.S).group(0)
     bands = [(css, float(x), float(width)) for css, x, width in

@@ -160,6 +160,7 @@ def _model_version(client: MlflowClient, name: str, version: str | None, alias: 
     try:
         if alias is not None:
             return client.get_model_version_by_alias(name, alias)
+        assert version is not None  # _MODELS_URI names a version when it names no alias
         return client.get_model_version(name, version)
     except MlflowException as error:
         if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
@@ -319,6 +320,8 @@ class AliasWatcher:
 
     def _check_one(self, model: str, uri: str) -> ReferenceChange | None:
         match = _MODELS_URI.match(uri)
+        if match is None:
+            raise ValueError(f"model {model}: {uri!r} is not a models:/<name>/<version or @alias> URI")
         name, alias = match["name"], match["alias"]
         previous = self.versions.get(model)
         try:

@@ -23,7 +23,6 @@ import math
 import struct
 from typing import Any
 
-
 __all__ = ["StateError", "build_detector", "export_state", "river_detector", "METHODS"]
 
 METHODS = ("adwin", "page_hinkley")

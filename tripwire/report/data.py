@@ -234,7 +234,7 @@ def _new_series(model: str, signal: str, statistic: str, config: ModelConfig,
             return series
         sign = 1.0 if metric in ERROR_METRICS else -1.0
         scale = abs(base) if base else 1.0
-        series.to_alert = lambda y, metric=metric, base=base: degradation(metric, y, base)
+        series.to_alert = lambda y: degradation(metric, y, base)
         series.lines = [(s, base + sign * v * scale) for s, v in levels]
         series.baseline = base
         series.include_zero = False
@@ -246,7 +246,7 @@ def _new_series(model: str, signal: str, statistic: str, config: ModelConfig,
         feature = ((reference or {}).get("features") or {}).get(signal.removeprefix("feature:")) or {}
         offset = float(feature.get("missing_rate") or 0.0)
         if offset:
-            series.to_alert = lambda y, offset=offset: y - offset
+            series.to_alert = lambda y: y - offset
             series.lines = [(s, v + offset) for s, v in levels]
             series.baseline = offset
             series.note = f"the alert compares the missing rate above the reference's {fmt(offset)}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from tripwire.config import DRIFT_STATISTICS
@@ -63,10 +63,10 @@ def _x_ticks(x0: float, x1: float, count: int = 7) -> list[tuple[float, str]]:
     span = max(x1 - x0, 1e-9)
     step = next((s for s in TIME_STEPS if span / s <= count), TIME_STEPS[-1])
     first = math.ceil(x0 / step) * step
-    ticks = []
+    ticks: list[tuple[float, str]] = []
     t = first
     while t <= x1:
-        moment = datetime.fromtimestamp(t, tz=timezone.utc)
+        moment = datetime.fromtimestamp(t, tz=UTC)
         if step >= 86400:
             text = f"{moment:%m-%d}"
         elif span > 86400:

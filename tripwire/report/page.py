@@ -56,7 +56,9 @@ def _signal_row(series: Series, x0: float, x1: float, open_: bool, dots: bool = 
 
 
 def _signals_block(ranked: list[Series], x0: float, x1: float, open_rows: int) -> str:
-    notable, quiet, flat = [], [], []
+    notable: list[Series] = []
+    quiet: list[Series] = []
+    flat: list[Series] = []
     for series in ranked:
         if series.alerts or (series.worst_ratio or 0) >= NOTABLE_RATIO:
             notable.append(series)
@@ -249,7 +251,7 @@ def render_report(windows: Iterable[Window], alerts: Iterable[Alert], config: Mo
     views = [_model_view(name, [w for w in windows if w["model"] == name],
                          [a for a in alerts if a["model"] == name], config, references) for name in names]
     order = {name: i for i, name in enumerate(names)}
-    views.sort(key=lambda v: (-(v.worst.worst_ratio if v.worst else -math.inf), order[v.name]))
+    views.sort(key=lambda v: (-((v.worst.worst_ratio or 0.0) if v.worst else -math.inf), order[v.name]))
     anchors = {(s.model, s.signal, s.detector): s.anchor for v in views for s in v.series if s.detector}
     stream_alerts = [a for a in alerts if a["model"] == STREAM_MODEL]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 from typing import Any, Mapping
 
@@ -56,7 +56,7 @@ def ratio_text(value: float | None) -> str:
 
 
 def utc_time(ts: float, with_date: bool = True) -> str:
-    moment = datetime.fromtimestamp(ts, tz=timezone.utc)
+    moment = datetime.fromtimestamp(ts, tz=UTC)
     return f"{moment:%Y-%m-%d %H:%M:%S}" if with_date else f"{moment:%H:%M:%S}"
 
 
