@@ -3,13 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= test
+# The versions CI tested (`make lock` refreshes them): every install below is constrained to them.
+LOCK ?= constraints.txt
 
-.PHONY: setup demo test bench broker-start broker-stop clean
+.PHONY: setup demo test bench lock broker-start broker-stop clean
 
-$(BIN)/.installed-$(EXTRAS): pyproject.toml
+$(BIN)/.installed-$(EXTRAS): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[$(EXTRAS)]'
 	@touch $@
 
 setup: $(BIN)/.installed-$(EXTRAS)
@@ -22,8 +24,12 @@ test: setup
 
 # The benchmark's anchors (NannyML, Evidently) need pandas < 3: they get a virtualenv of their own.
 bench:
-	$(MAKE) setup VENV=.venv-bench EXTRAS=test,bench
+	$(MAKE) setup VENV=.venv-bench EXTRAS=test,bench LOCK=constraints-bench.txt
 	PYTHON=$(abspath .venv-bench/bin/python) bash scripts/bench.sh
+
+# Re-resolve every dependency from pyproject.toml in fresh virtualenvs and pin the result.
+lock:
+	PYTHON=$(PYTHON) bash scripts/lock.sh
 
 broker-start: setup
 	PYTHON=$(abspath $(BIN)/python) bash scripts/kafka.sh start

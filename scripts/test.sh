@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, then the ones that need the real Kafka broker and MLflow.
+# The whole test suite: ruff and mypy, then pytest (every docstring example in the package, the unit
+# tests, the ones that need the real Kafka broker and MLflow).
 # Starts the brokers from the project's own script and stops them on the way out, also on failure:
 # the plaintext one every Kafka test uses, and a TLS and a SASL/PLAIN one for the security tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 export PYTHON
+
+# Lint and types first (seconds; [tool.ruff] and [tool.mypy] in pyproject.toml): a failure names the line.
+"$PYTHON" -m ruff check .
+"$PYTHON" -m mypy
 
 # The report and status-page tests open pages in a real headless browser; the dashboard test
 # checks every query with promtool; the sink tests post to a real Alertmanager. All come from
@@ -54,4 +59,4 @@ export TRIPWIRE_TEST_SASL_BOOTSTRAP=127.0.0.1:$SASL_PORT
 export TRIPWIRE_TEST_SASL_USERNAME=$(client_setting "$SASL_DATA" SASL_USERNAME)
 export TRIPWIRE_TEST_SASL_PASSWORD=$(client_setting "$SASL_DATA" SASL_PASSWORD)
 
-TRIPWIRE_REQUIRE_BROWSER=1 "$PYTHON" -m pytest -q -p no:cacheprovider --doctest-modules tripwire/detectors tripwire/logs.py tripwire/client tests "$@"
+TRIPWIRE_REQUIRE_BROWSER=1 "$PYTHON" -m pytest -q -p no:cacheprovider --doctest-modules tripwire tests "$@"

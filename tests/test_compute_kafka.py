@@ -20,7 +20,6 @@ from pathlib import Path
 from urllib.request import urlopen
 
 import orjson
-import pytest
 
 from tripwire.config import load_config
 from tripwire.reference import save_reference

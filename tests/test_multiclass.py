@@ -383,8 +383,7 @@ def test_multiclass_fairness_is_one_vs_rest_for_the_chosen_class():
 # -- the "done when": NannyML's three-class data -----------------------------------------
 @pytest.fixture(scope="module")
 def nannyml_runs():
-    reference, analysis = (pd.read_csv(nannyml_data.FIXTURE / nannyml_data.REFERENCE_FILE),
-                           pd.read_csv(nannyml_data.FIXTURE / nannyml_data.ANALYSIS_FILE))
+    analysis = pd.read_csv(nannyml_data.FIXTURE / nannyml_data.ANALYSIS_FILE)
     return (analysis,
             nannyml_data.run_tripwire(nannyml_data.event_lines(analysis)),
             nannyml_data.run_tripwire(nannyml_data.event_lines(analysis, labels=False)))

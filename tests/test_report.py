@@ -20,6 +20,7 @@ import orjson
 import pandas as pd
 import pytest
 
+from tripwire.alerts import AlertPolicy, Finding
 from tripwire.config import parse_config
 from tripwire.engine import Engine
 from tripwire.reference import build_reference, save_reference
@@ -205,6 +206,41 @@ def test_thresholds_are_drawn_on_the_scale_of_the_statistic():
     assert [(s, round(v, 6)) for s, v in missing.lines] == [("warning", 0.15), ("critical", 0.4)]
     assert missing.threshold_source == "set for this signal" and missing.worst_ratio == pytest.approx(0.35 / 0.05)
     assert ratio(0.0, fairness.threshold) == math.inf and ratio(None, fairness.threshold) is None
+
+
+def test_an_escalation_shows_in_the_row_and_the_chart_until_it_resolves():
+    """weight fires (warning), escalates (critical), resolves: the row counts both, the chart shades both spans."""
+    config = parse_config({"models": [{"name": "m", "reference": "r",
+                                       "thresholds": {"psi": {"warning": 0.1, "critical": 0.25}}}]})
+    model = config.models[0]
+    policy = AlertPolicy(min_samples=100, resolve_windows=2)
+    windows, alerts = [], []
+    for i, psi in enumerate([0.01, 0.02, 0.15, 0.6, 0.7, 0.01, 0.02, 0.01, 0.02, 0.01]):
+        start, end = T0 + 60 * i, T0 + 60 * i + 60
+        windows.append({"model": "m", "family": "data", "index": i, "start": start, "end": end, "n": 500,
+                        "stats": {"feature:weight.psi": psi}})
+        finding = Finding(model="m", kind="data_drift", signal="feature:weight", detector="psi", value=psi,
+                          threshold=model.threshold("psi", "feature:weight"), window_start=start,
+                          window_end=end, n=500, message=f"PSI of weight is {psi}")
+        alert = policy.evaluate(finding, model_version="1", reference="r", ts=end)
+        if alert is not None:
+            alerts.append(alert)
+    assert [(a["status"], a["severity"]) for a in alerts] == [("firing", "warning"), ("firing", "critical"),
+                                                              ("resolved", "critical")]
+    (weight,) = build_series("m", windows, alerts, model, None)
+    x1 = windows[-1]["end"]
+    assert weight.firing_periods(x1) == [(T0 + 180, T0 + 240, "warning"), (T0 + 240, T0 + 420, "critical")]
+    page = render_report(windows, alerts, config, {})
+    row = re.search(rf'<details class="sig" id="{weight.anchor}".*?</details>', page, re.S).group(0)
+    assert '<span class="badge critical">1 critical</span>' in row and '<span class="badge warning">1 warning</span>' in row
+    chart = re.search(r'<svg class="chart".*?</svg>', row, re.S).group(0)
+    bands = [(css, float(x), float(width)) for css, x, width in
+             re.findall(r'<rect class="band (\w+)" x="([\d.]+)" y="\d+" width="([\d.]+)"', chart)]
+    assert [css for css, _x, _w in bands] == ["warning", "critical"]
+    (_w, warning_x, warning_width), (_c, critical_x, critical_width) = bands
+    assert warning_x + warning_width == pytest.approx(critical_x, abs=0.2)  # the warning ends where it escalated
+    plot_end = float(re.search(r'<line class="axis" x1="\d+" x2="([\d.]+)"', chart).group(1))
+    assert critical_x + critical_width < plot_end - 50  # resolved at 00:07 of a 10-minute chart, not drawn to the end
 
 
 def test_many_models_and_features_stay_compact():

@@ -43,7 +43,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from tripwire.alerts import SEVERITY_RANK, alert_id
-from tripwire.config import ConfigError, _bool, _non_negative_int, _non_negative_number, _parse, _positive_number, _one_of
+from tripwire.config import (
+    ConfigError,
+    _bool,
+    _non_negative_int,
+    _non_negative_number,
+    _one_of,
+    _parse,
+    _positive_number,
+)
 from tripwire.events import format_ts, parse_ts
 
 # key -> (parser, default, description). Valid in [retrain] and in [retrain.models."<name>"].
@@ -112,8 +120,10 @@ class RetrainPolicy:
     def observe(self, alert: dict[str, Any]) -> list[dict[str, Any]]:
         """Take one alert or ``reference_changed`` event; return the requests it triggers (0 or 1)."""
         model = alert.get("model")
+        if not isinstance(model, str) or model == "*":
+            return []
         settings = self.model_settings(model)
-        if not settings["enabled"] or model in (None, "*"):
+        if not settings["enabled"]:
             return []
         state = self._models.setdefault(model, _ModelState())
         if alert.get("type") == "reference_changed":
@@ -137,7 +147,8 @@ class RetrainPolicy:
 
     def observe_window(self, window: dict[str, Any]) -> list[dict[str, Any]]:
         """Count a closed performance window against the open performance alerts of its model."""
-        state = self._models.get(window.get("model"))
+        model = window.get("model")
+        state = self._models.get(model) if isinstance(model, str) else None
         if state is None or window.get("family") != "performance":
             return []
         counted = False

@@ -26,7 +26,6 @@ import re
 import tempfile
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 import orjson
 
 from tripwire.reference import ReferenceError, build_reference, dumps_reference, load_reference, validate_reference
+from tripwire.sinks.delivery import DeliveryRunner, short_error
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -160,6 +160,7 @@ def _model_version(client: MlflowClient, name: str, version: str | None, alias: 
     try:
         if alias is not None:
             return client.get_model_version_by_alias(name, alias)
+        assert version is not None  # _MODELS_URI names a version when it names no alias
         return client.get_model_version(name, version)
     except MlflowException as error:
         if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
@@ -319,6 +320,8 @@ class AliasWatcher:
 
     def _check_one(self, model: str, uri: str) -> ReferenceChange | None:
         match = _MODELS_URI.match(uri)
+        if match is None:
+            raise ValueError(f"model {model}: {uri!r} is not a models:/<name>/<version or @alias> URI")
         name, alias = match["name"], match["alias"]
         previous = self.versions.get(model)
         try:
@@ -326,7 +329,7 @@ class AliasWatcher:
             version = client.get_model_version_by_alias(name, alias)
         except Exception as error:  # the registry is down or refused: try again next interval
             log.warning("cannot check %s for %s (%s: %s); keeping the current reference, next try in %.0f s",
-                        uri, model, type(error).__name__, _short(error), self.interval_seconds)
+                        uri, model, type(error).__name__, short_error(error), self.interval_seconds)
             return None
         current = str(version.version)
         if current == previous:
@@ -344,7 +347,7 @@ class AliasWatcher:
             return None
         except Exception as error:
             log.warning("cannot load the reference of %s version %s (%s: %s); next try in %.0f s",
-                        name, current, type(error).__name__, _short(error), self.interval_seconds)
+                        name, current, type(error).__name__, short_error(error), self.interval_seconds)
             return None
         self.versions[model] = current
         log.info("%s moved from version %s to %s: monitoring %s against %s", uri, previous, current, model,
@@ -392,12 +395,12 @@ def _finite(value: Any) -> bool:
     return type(value) in (int, float) and math.isfinite(value)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Window:
-    seq: int
     model: str
     version: str | None
     metrics: list[tuple[str, float, int, int]]
+    sent: bool = False  # in MLflow already: a retry of its batch skips it
 
 
 class MlflowReporter:
@@ -410,7 +413,8 @@ class MlflowReporter:
 
     MLflow being unreachable never reaches the caller: the failure is logged as a warning, the
     windows stay buffered (at most ``buffer_windows``; past that the oldest are dropped and
-    counted), and the next attempt waits ``retry_seconds``, doubling up to ``max_retry_seconds``.
+    counted), and the next attempt waits ``retry_seconds``, doubling up to ``max_retry_seconds``:
+    the buffer, thread and backoff of the alert sinks (:class:`~tripwire.sinks.delivery.DeliveryRunner`).
     MLflow's own HTTP client also retries (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, default 7) before
     an attempt counts as failed.
     """
@@ -421,35 +425,22 @@ class MlflowReporter:
                  references: Mapping[str, str] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
-        self.flush_windows = flush_windows
-        self.buffer_windows = buffer_windows
-        self.background = background
-        self.retry_seconds = retry_seconds
-        self.max_retry_seconds = max_retry_seconds
         self.references: dict[str, str] = dict(references or {})
-        self._clock = clock
         self._client: MlflowClient | None = None
         self._experiment_id: str | None = None
         self.runs: dict[tuple[str, str | None], str] = {}  # (model, version) -> monitoring run id
-        self._pending: deque[_Window] = deque()
         self._alerts: dict[tuple[str, str | None], list[bytes]] = {}
-        self._seq = 0
-        self._since_flush = 0
-        self._delay = retry_seconds
-        self._last_delay = retry_seconds
-        self._next_attempt = 0.0  # 0: not backing off
-        self._lock = threading.Lock()  # guards the buffers
-        self._send_lock = threading.Lock()  # one delivery attempt at a time
-        self._wake = threading.Event()
-        self._closing = False
+        self._lock = threading.Lock()  # guards the alerts
         self._closed = False
-        self._thread: threading.Thread | None = None
-        # what happened, for summaries and health checks
+        # Windows go out in batches of every window buffered; alerts.jsonl and the runs' end at close.
+        def runner(send: Callable[[list[Any]], None], **options: Any) -> DeliveryRunner:
+            return DeliveryRunner(f"MLflow at {self._where()}", send, background=background, retry_seconds=retry_seconds,
+                                  max_retry_seconds=max_retry_seconds, clock=clock, **options)
+
+        self._windows = runner(self._send_windows, buffer=buffer_windows, batch_size=buffer_windows,
+                               min_batch=flush_windows, item="window")
+        self._finish = runner(self._send_finish, item="alerts artifact")
         self.windows = 0
-        self.delivered = 0
-        self.dropped = 0
-        self.failures = 0
-        self.last_error: str | None = None
 
     @classmethod
     def from_config(cls, config: MonitorConfig, **kwargs: Any) -> MlflowReporter | None:
@@ -471,21 +462,8 @@ class MlflowReporter:
             log.warning("MLflow reporter: skipping a window it cannot read (%s)", error)
             return
         version = window.get("model_version")
-        with self._lock:
-            self._seq += 1
-            self.windows += 1
-            version = None if version is None else str(version)
-            self._pending.append(_Window(self._seq, window["model"], version, metrics))
-            while len(self._pending) > self.buffer_windows:
-                self._pending.popleft()
-                self.dropped += 1
-                if _power_of_ten(self.dropped):
-                    log.warning("MLflow reporter: buffer full (%d windows); dropped the oldest, %d dropped so far",
-                                self.buffer_windows, self.dropped)
-            self._since_flush += 1
-            due = self._since_flush >= self.flush_windows
-        if due:
-            self._request_flush()
+        self.windows += 1
+        self._windows.submit(_Window(window["model"], None if version is None else str(version), metrics))
 
     def on_alert(self, alert: dict[str, Any]) -> None:
         """Keep an alert (or a reference_changed event) for the ``alerts.jsonl`` artifact at close."""
@@ -507,63 +485,47 @@ class MlflowReporter:
     @property
     def pending(self) -> int:
         """Windows buffered and not yet in MLflow."""
-        return len(self._pending)
+        return self._windows.pending
 
-    def _request_flush(self) -> None:
-        if self.background:
-            self._ensure_thread()
-            self._wake.set()
-        elif self._clock() >= self._next_attempt:
-            self._attempt()
+    @property
+    def delivered(self) -> int:
+        return self._windows.delivered
 
-    def flush(self) -> bool:
-        """Try to deliver everything buffered now (ignoring the backoff); True when nothing is left."""
-        self._attempt()
-        return self.pending == 0
+    @property
+    def dropped(self) -> int:
+        return self._windows.dropped
 
-    def _attempt(self, final: bool = False) -> bool:
-        with self._send_lock:
-            try:
-                self._deliver(final)
-            except Exception as error:
-                self.failures += 1
-                self.last_error = f"{type(error).__name__}: {_short(error)}"
-                log.warning("MLflow at %s is unreachable or refused the batch (%s); %d windows buffered, "
-                            "next try in %.0f s", self._where(), self.last_error, self.pending, self._delay)
-                self._last_delay = self._delay
-                self._next_attempt = self._clock() + self._delay
-                self._delay = min(self._delay * 2, self.max_retry_seconds)
-                return False
-            self._delay = self.retry_seconds
-            self._next_attempt = 0.0
-            return True
+    @property
+    def failures(self) -> int:
+        return self._windows.failures + self._finish.failures
 
-    def _deliver(self, final: bool) -> None:
+    @property
+    def last_error(self) -> str | None:
+        return self._finish.last_error or self._windows.last_error
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Deliver every buffered window now (retrying for at most ``timeout`` s); True when none is left."""
+        return self._windows.flush(timeout)
+
+    def _send_windows(self, batch: list[_Window]) -> None:
         from mlflow.entities import Metric
 
-        with self._lock:
-            batch = list(self._pending)
-            self._since_flush = 0
         client = self._client = self._client or _client(self.tracking_uri)
         groups: dict[tuple[str, str | None], list[_Window]] = {}
         for window in batch:
-            groups.setdefault((window.model, window.version), []).append(window)
+            if not window.sent:
+                groups.setdefault((window.model, window.version), []).append(window)
         for key, windows in groups.items():
             run_id = self._run(client, *key)
             for chunk in _chunks(windows):
                 metrics = [Metric(k, v, ts, step) for w in chunk for (k, v, ts, step) in w.metrics]
                 for start in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
                     client.log_batch(run_id, metrics=metrics[start:start + _MAX_METRICS_PER_BATCH])
-                self._delivered({w.seq for w in chunk})
-        if final:
-            self._deliver_alerts(client)
+                for window in chunk:
+                    window.sent = True
 
-    def _delivered(self, seqs: set[int]) -> None:
-        with self._lock:
-            self._pending = deque(w for w in self._pending if w.seq not in seqs)
-            self.delivered += len(seqs)
-
-    def _deliver_alerts(self, client: MlflowClient) -> None:
+    def _send_finish(self, _batch: list[None]) -> None:
+        client = self._client = self._client or _client(self.tracking_uri)
         with self._lock:
             alerts = dict(self._alerts)
         for key, lines in alerts.items():
@@ -593,23 +555,6 @@ class MlflowReporter:
         """The monitoring run of a model version, once it has been created in MLflow."""
         return self.runs.get((model, None if version is None else str(version)))
 
-    # -- background thread ---------------------------------------------------------------------
-    def _ensure_thread(self) -> None:
-        if self._thread is None and not self._closing:
-            self._thread = threading.Thread(target=self._loop, name="tripwire-mlflow-reporter", daemon=True)
-            self._thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            # Sleep until asked to flush, or until the backoff after a failure is over.
-            retry_in = None if not self._next_attempt else max(0.0, self._next_attempt - self._clock())
-            self._wake.wait(timeout=retry_in)
-            self._wake.clear()
-            if self._closing:
-                return
-            if self.pending and self._clock() >= self._next_attempt:
-                self._attempt()
-
     # -- the end -------------------------------------------------------------------------------
     def close(self, timeout: float = 30.0) -> bool:
         """Deliver what is buffered and the alerts, finish the runs; True when everything arrived.
@@ -620,26 +565,19 @@ class MlflowReporter:
         if self._closed:
             return self.pending == 0 and not self._alerts
         deadline = time.monotonic() + timeout
-        self._closing = True
-        self._wake.set()
+        self._closed = True
         outcome = [False]
 
         def deliver() -> None:
-            if self._thread is not None:
-                self._thread.join()  # let an attempt in flight finish
-            self._delay = self.retry_seconds
-            ok = self._attempt(final=True)
-            while not ok and time.monotonic() + self._last_delay < deadline:
-                time.sleep(self._last_delay)
-                ok = self._attempt(final=True)
-            outcome[0] = ok
+            if self._windows.close(timeout):  # every window first: alerts.jsonl and FINISHED come last
+                self._finish.submit(None)
+                outcome[0] = self._finish.close(max(0.0, deadline - time.monotonic()))
 
         # On a thread of its own, so a hanging MLflow (its client retries for minutes) cannot hold us past timeout.
         closing = threading.Thread(target=deliver, name="tripwire-mlflow-close", daemon=True)
         closing.start()
         closing.join(max(0.0, deadline - time.monotonic()))
         ok = outcome[0]
-        self._closed = True
         if not ok:
             log.warning("MLflow reporter: gave up after %.1f s; %d windows and %d alerts not delivered to %s (%s)",
                         timeout, self.pending, sum(len(v) for v in self._alerts.values()), self._where(),
@@ -669,7 +607,6 @@ class MlflowReporter:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-
 def _chunks(windows: list[_Window]) -> Iterator[list[_Window]]:
     """Whole windows per log_batch, up to MLflow's metric limit, so a retry never repeats a sent window."""
     chunk: list[_Window] = []
@@ -682,16 +619,6 @@ def _chunks(windows: list[_Window]) -> Iterator[list[_Window]]:
         size += len(window.metrics)
     if chunk:
         yield chunk
-
-
-def _power_of_ten(n: int) -> bool:
-    return n > 0 and str(n).strip("0") == "1"
-
-
-def _short(error: BaseException, head: int = 120, tail: int = 100) -> str:
-    """One line; long messages keep their start (what failed) and end (the root cause)."""
-    text = " ".join(str(error).split())
-    return text if len(text) <= head + tail + 5 else f"{text[:head]} ... {text[-tail:]}"
 
 
 def _client(tracking_uri: str | None) -> MlflowClient:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeGuard
 
 import numpy as np
 
@@ -120,8 +120,8 @@ def normalize_sample(sample: Mapping[str, Any]) -> tuple[str, _Sample] | None:
     # Sized by what the replica wanted (CPU time + time waiting for a CPU) when the sampler could tell.
     demand = sample.get("cpu_demand_percent")
     metrics = {"cpu": float(demand if _number(demand) else cpu) / 100.0}
-    gpus = [g.get("utilization_percent") for g in sample.get("gpus") or [] if isinstance(g, dict)]
-    gpus = [float(g) for g in gpus if _number(g)]
+    readings = [g.get("utilization_percent") for g in sample.get("gpus") or [] if isinstance(g, dict)]
+    gpus = [float(g) for g in readings if _number(g)]
     if gpus:
         metrics["gpu"] = max(gpus) / 100.0
     memory = sample.get("memory_percent")
@@ -129,7 +129,7 @@ def normalize_sample(sample: Mapping[str, Any]) -> tuple[str, _Sample] | None:
                             float(lag) if _number(lag) else None)
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

@@ -306,8 +306,9 @@ def render(reports: list[RunReport], settings: CapacitySettings) -> str:
         gpus = [u.p95 for name, u in report.usage.items() if re.fullmatch(r"gpu_\d+", name)]
         n = max(u.n for u in report.usage.values())
         advice = "; ".join(a.message for a in report.advice) or "sized right"
-        lines.append(f"{report.label[:28]:<28} {n:>7} {_pct(cpu and cpu.mean):>9} {_pct(cpu and cpu.p95):>5} "
-                     f"{_pct(cpu and 100 * cpu.low_share):>5} {_pct(memory and memory.p95):>7} "
+        lines.append(f"{report.label[:28]:<28} {n:>7} {_pct(cpu.mean if cpu else None):>9} "
+                     f"{_pct(cpu.p95 if cpu else None):>5} {_pct(100 * cpu.low_share if cpu else None):>5} "
+                     f"{_pct(memory.p95 if memory else None):>7} "
                      f"{_pct(max(gpus) if gpus else None):>7}  {advice}")
     lines.append("CPU*: the run's CPU demand when watch_process recorded it, else its CPU time (else the host's)")
     return "\n".join(lines)

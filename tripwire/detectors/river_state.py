@@ -25,7 +25,6 @@ import sys
 import types
 from typing import Any
 
-
 __all__ = ["StateError", "build_detector", "export_state", "river_detector", "METHODS"]
 
 METHODS = ("adwin", "page_hinkley")

@@ -26,7 +26,7 @@ import os
 import re
 from typing import Any, Callable, Mapping
 
-from tripwire.config import ConfigError, _bool, _non_negative_number, _parse, _positive_int, _positive_number, _string
+from tripwire.config import ConfigError, _bool, _non_negative_number, _parse, _positive_int, _positive_number
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 STATUSES = ("firing", "escalated", "resolved", "reference_changed")

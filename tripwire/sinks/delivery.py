@@ -10,6 +10,10 @@ dropped and counted.
 
 A retried batch may reach the receiver twice (it got it, the answer was lost): payloads carry the
 alert's deterministic ``alert_id`` so receivers deduplicate.
+
+``min_batch`` holds sending back until that many items are buffered (MLflow's window metrics go
+in batches); ``background=False`` sends on the caller's thread instead of a thread of its own, from
+:meth:`DeliveryRunner.submit` once a batch is due and the backoff is over (replays and tests).
 """
 
 from __future__ import annotations
@@ -24,8 +28,6 @@ import urllib.request
 from collections import deque
 from typing import Any, Callable, Mapping
 
-from tripwire.tracking import _power_of_ten
-
 log = logging.getLogger("tripwire.sinks")
 
 
@@ -39,16 +41,21 @@ class DeliveryRunner:
     ``send(batch)`` gets a list of at most ``batch_size`` payloads, in submission order; it returns
     when all were accepted and raises otherwise. ``periodic`` (optional) is called on the thread
     every ``periodic_seconds`` and returns payloads to submit (Alertmanager's re-send of open alerts).
+    ``item`` names a payload in the log ("alert", "window").
     """
 
     def __init__(self, name: str, send: Callable[[list[Any]], None], *, buffer: int = 10_000, batch_size: int = 1,
-                 retry_seconds: float = 1.0, max_retry_seconds: float = 300.0,
-                 periodic: Callable[[], list[Any]] | None = None, periodic_seconds: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 min_batch: int = 1, background: bool = True, retry_seconds: float = 1.0,
+                 max_retry_seconds: float = 300.0, periodic: Callable[[], list[Any]] | None = None,
+                 periodic_seconds: float = 0.0, clock: Callable[[], float] = time.monotonic,
+                 item: str = "alert") -> None:
         self.name = name
         self._send = send
         self.buffer = buffer
         self.batch_size = batch_size
+        self.min_batch = min_batch
+        self.background = background
+        self.item = item
         self.retry_seconds = retry_seconds
         self.max_retry_seconds = max_retry_seconds
         self._periodic = periodic
@@ -59,6 +66,7 @@ class DeliveryRunner:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closing = False
+        self._draining = False  # flush / close: send what is buffered even below min_batch
         self._thread: threading.Thread | None = None
         self._delay = retry_seconds
         self._next_attempt = 0.0
@@ -83,8 +91,15 @@ class DeliveryRunner:
                 if _power_of_ten(self.dropped):
                     log.warning("%s: buffer full (%d); dropped the oldest, %d dropped so far", self.name, self.buffer,
                                 self.dropped)
+        if not self.background:
+            if self._due() and self._clock() >= self._next_attempt:
+                self._attempt()
+            return
         self._ensure_thread()
         self._wake.set()
+
+    def _due(self) -> bool:
+        return len(self._queue) >= (1 if self._draining else self.min_batch)
 
     @property
     def pending(self) -> int:
@@ -97,7 +112,7 @@ class DeliveryRunner:
 
     # -- the thread --------------------------------------------------------------------------------
     def _ensure_thread(self) -> None:
-        if self._thread is None and not self._closing:
+        if self._thread is None and not self._closing and self.background:
             with self._lock:
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._loop, name=f"tripwire-sink-{self.name}", daemon=True)
@@ -114,7 +129,7 @@ class DeliveryRunner:
                 self._next_periodic = now + self._periodic_seconds
                 for payload in self._periodic():
                     self.submit(payload)
-            if self._queue and now >= self._next_attempt:
+            if self._due() and now >= self._next_attempt:
                 self._attempt()
                 continue
             self._wake.wait(timeout=self._sleep(now))
@@ -122,7 +137,7 @@ class DeliveryRunner:
 
     def _sleep(self, now: float) -> float | None:
         waits = []
-        if self._queue:
+        if self._due():
             waits.append(self._next_attempt - now)
         if self._periodic is not None and self._periodic_seconds:
             waits.append(self._next_periodic - now)
@@ -136,10 +151,10 @@ class DeliveryRunner:
         except Rejected as error:
             self.rejected += len(batch)
             self.last_error = str(error)
-            log.error("%s refused %d alert(s) for good (%s); dropped", self.name, len(batch), error)
+            log.error("%s refused %d %s(s) for good (%s); dropped", self.name, len(batch), self.item, error)
         except Exception as error:
             self.failures += 1
-            self.last_error = f"{type(error).__name__}: {error}"
+            self.last_error = f"{type(error).__name__}: {short_error(error)}"
             log.warning("%s: delivery failed (%s); %d buffered, next try in %.1f s", self.name, self.last_error,
                         self.pending, self._delay)
             self._next_attempt = self._clock() + self._delay
@@ -160,14 +175,27 @@ class DeliveryRunner:
         """Wait up to ``timeout`` seconds for the buffer to drain; True when it did."""
         if not self._queue:
             return True
-        self._ensure_thread()
+        self._draining = True
         self._next_attempt = 0.0  # skip the backoff: we are about to stop
         self._delay = self.retry_seconds
         deadline = time.monotonic() + timeout
-        while self._queue and time.monotonic() < deadline:
-            self._wake.set()
-            time.sleep(0.02)
-        return not self._queue
+        try:
+            if not self.background:  # retry here, with the backoff, while the next try fits in the time left
+                while self._queue:
+                    if self._attempt():
+                        continue
+                    wait = max(0.0, self._next_attempt - self._clock())
+                    if time.monotonic() + wait >= deadline:
+                        break
+                    time.sleep(wait)
+                return not self._queue
+            self._ensure_thread()
+            while self._queue and time.monotonic() < deadline:
+                self._wake.set()
+                time.sleep(0.02)
+            return not self._queue
+        finally:
+            self._draining = False
 
     def close(self, timeout: float = 10.0) -> bool:
         """Deliver what is buffered (at most ``timeout`` seconds), then stop the thread."""
@@ -177,7 +205,7 @@ class DeliveryRunner:
         if self._thread is not None:
             self._thread.join(timeout=max(1.0, timeout))
         if not ok:
-            log.warning("%s: %d alert(s) not delivered at close (%s)", self.name, self.pending,
+            log.warning("%s: %d %s(s) not delivered at close (%s)", self.name, self.pending, self.item,
                         self.last_error or "no answer")
         return ok
 
@@ -187,6 +215,17 @@ class DeliveryRunner:
             text += (f"; {self.pending} pending, {self.dropped} dropped, {self.rejected} rejected, "
                      f"{self.failures} failed attempts")
         return text
+
+
+def _power_of_ten(n: int) -> bool:
+    """1, 10, 100, ...: when a counter that keeps growing is worth a log line."""
+    return n > 0 and str(n).strip("0") == "1"
+
+
+def short_error(error: BaseException, head: int = 120, tail: int = 100) -> str:
+    """One line; long messages keep their start (what failed) and end (the root cause)."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= head + tail + 5 else f"{text[:head]} ... {text[-tail:]}"
 
 
 def post_json(url: str, body: bytes, *, headers: Mapping[str, str] | None = None, timeout: float = 10.0) -> int:

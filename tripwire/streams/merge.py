@@ -24,21 +24,23 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from typing import Any, Collection, Hashable, Iterator, Sequence
+from typing import Any, Collection, Generic, Hashable, Iterator, Sequence, TypeVar
+
+Source = TypeVar("Source", bound=Hashable)  # what names a source: a partition, a file
 
 
-class Merge:
+class Merge(Generic[Source]):
     """Buffers per source; releases in ``(key, rank, offset)`` order while it is safe to."""
 
-    def __init__(self, sources: Sequence[Hashable]) -> None:
+    def __init__(self, sources: Sequence[Source]) -> None:
         self.sources = list(sources)
         self._rank = {source: rank for rank, source in enumerate(self.sources)}
-        self._buffers: dict[Hashable, deque[tuple[float, int, Any]]] = {s: deque() for s in self.sources}
-        self._heads: list[tuple[float, int, int, Hashable]] = []  # (key, rank, offset, source) of non-empty buffers
-        self._empty: set[Hashable] = set(self.sources)
+        self._buffers: dict[Source, deque[tuple[float, int, Any]]] = {s: deque() for s in self.sources}
+        self._heads: list[tuple[float, int, int, Source]] = []  # (key, rank, offset, source) of non-empty buffers
+        self._empty: set[Source] = set(self.sources)
         self.buffered = 0
 
-    def add(self, source: Hashable, key: float, offset: int, item: Any) -> None:
+    def add(self, source: Source, key: float, offset: int, item: Any) -> None:
         buffer = self._buffers[source]
         if not buffer:
             heapq.heappush(self._heads, (key, self._rank[source], offset, source))
@@ -46,15 +48,15 @@ class Merge:
         buffer.append((key, offset, item))
         self.buffered += 1
 
-    def pending(self, source: Hashable) -> int:
+    def pending(self, source: Source) -> int:
         return len(self._buffers[source])
 
-    def blocking(self, idle: Collection[Hashable] = ()) -> list[Hashable]:
+    def blocking(self, idle: Collection[Source] = ()) -> list[Source]:
         """The sources that hold the merge back: empty, and not known to be idle."""
         return [s for s in self._empty if s not in idle] if self.buffered else []
 
-    def pop_ready(self, idle: Collection[Hashable] = (),
-                  max_buffered: int | None = None) -> Iterator[tuple[Hashable, int, Any]]:
+    def pop_ready(self, idle: Collection[Source] = (),
+                  max_buffered: int | None = None) -> Iterator[tuple[Source, int, Any]]:
         """Yield ``(source, offset, item)`` for every record that can be released now.
 
         ``idle``: sources known to have nothing more for now, so they do not hold the others back.
@@ -77,6 +79,6 @@ class Merge:
                 self._empty.add(source)
             yield source, offset, item
 
-    def drain(self) -> Iterator[tuple[Hashable, int, Any]]:
+    def drain(self) -> Iterator[tuple[Source, int, Any]]:
         """Everything buffered, in merge order, as if every source were idle (end of a finite range)."""
         return self.pop_ready(idle=self.sources)

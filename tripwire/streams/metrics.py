@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from tripwire.report import split_statistic
+from tripwire.statistic_keys import split_statistic
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Window statistics worth a time series; p-values and counts stay in the report and MLflow.

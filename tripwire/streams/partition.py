@@ -133,5 +133,9 @@ class PartitionRunner:
                  "restoring it anyway")
         if type(document.get("offset")) is not int:
             raise ValueError(f"partition {self.partition}: the checkpoint's offset must be an integer")
-        self.engine.restore(document.get("state"))  # all or nothing: ValueError with the reason
+        state = document.get("state")
+        if not isinstance(state, dict):
+            raise ValueError(f"partition {self.partition}: unreadable engine state: {type(state).__name__}, "
+                             "not an object")
+        self.engine.restore(state)  # all or nothing: ValueError with the reason
         self.done = document["offset"]

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from tripwire.alerts import SEVERITY_RANK
 from tripwire.events import format_ts
-from tripwire.report import split_statistic
+from tripwire.statistic_keys import split_statistic
 
 HISTORY = 60  # windows kept per series for the charts
 SERIES_PER_MODEL = 16
@@ -28,6 +29,8 @@ class StatusBoard:
         self.models: dict[str, dict[str, Any]] = {}
         self.health: dict[str, Any] = {}
         self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=50)
+        # (model, signal) -> (detector, segment) -> its firing alert: one detector's news must not hide another's
+        self._firing: dict[tuple[str, str], dict[tuple[str, str | None], dict[str, Any]]] = {}
 
     def _model(self, name: str) -> dict[str, Any]:
         return self.models.setdefault(name, {"version": None, "windows": 0, "signals": {}, "history": {},
@@ -49,13 +52,20 @@ class StatusBoard:
             history.setdefault(key, deque(maxlen=HISTORY)).append(value)
 
     def observe_alert(self, alert: dict[str, Any]) -> None:
+        """A signal shows the worst alert still firing on it, whichever of its detectors raised it."""
         self.recent_alerts.appendleft(alert)
         model = self._model(alert["model"])
         state = model["signals"].setdefault(alert["signal"], {"status": "ok", "detector": None, "value": None})
+        firing = self._firing.setdefault((alert["model"], alert["signal"]), {})
+        detector = (alert["detector"], alert.get("segment"))
         if alert["status"] == "firing":
-            state.update(status=alert["severity"], detector=alert["detector"], value=alert["value"])
+            firing[detector] = alert  # an escalation replaces its incident's warning
         else:
-            state.update(status="ok", detector=alert["detector"], value=alert["value"])
+            firing.pop(detector, None)
+        worst = max(firing.values(), key=lambda a: SEVERITY_RANK[a["severity"]], default=None)
+        shown = alert if worst is None else worst
+        state.update(status="ok" if worst is None else worst["severity"], detector=shown["detector"],
+                     value=shown["value"])
 
     def snapshot(self, open_alerts: list[dict[str, Any]]) -> dict[str, Any]:
         return {

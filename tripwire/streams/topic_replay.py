@@ -10,7 +10,7 @@ so every model's events reach the engine exactly as ``tripwire replay FILE`` wou
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Callable
 
 from tripwire.engine import Engine
@@ -103,7 +103,7 @@ async def replay_topics(settings: KafkaSettings, topics: list[str], engine_for: 
                         break
                     record = message.value if message.value is not None else b""
                     event = decode(record)
-                    key = message.timestamp / 1000.0 if type(event) is Rejection else event.ts
+                    key = message.timestamp / 1000.0 if isinstance(event, Rejection) else event.ts
                     merge.add(tp, key, message.offset, (record, event))
             for tp in tps:
                 if tp not in done and await consumer.position(tp) >= stop[tp]:
@@ -136,4 +136,4 @@ def describe_position(position: tuple[str, int] | None) -> str:
     kind, value = position
     if kind == "offset":
         return f"offset {value}"
-    return datetime.fromtimestamp(value / 1000, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(value / 1000, tz=UTC).isoformat()
