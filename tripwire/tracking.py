@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 import orjson
 
+from tripwire.config import check_references
 from tripwire.reference import ReferenceError, build_reference, dumps_reference, load_reference, validate_reference
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -216,6 +217,7 @@ def resolve_config(config: MonitorConfig) -> dict[str, ResolvedReference]:
         if is_mlflow_uri(model.reference) and client is None:
             client = _client(tracking_uri)
         resolved[model.name] = resolve(model.reference, tracking_uri, client)
+    check_references(config, {name: r.reference for name, r in resolved.items()})  # before any work starts
     return resolved
 
 

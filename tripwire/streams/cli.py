@@ -12,10 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from tripwire.config import ConfigError, load_config, parse_config
+from tripwire.paths import PathError, check_output
 
 if TYPE_CHECKING:
     from tripwire.engine import Engine
 
+# Exit codes (README, "Command line"): 0 done; 1 done, but sinks / retrain did not deliver (demo: an
+# incident missed); 2 bad configuration, reference, path or option, nothing done; 3 Kafka unreachable;
+# 4 stopped part way (input unreadable past a point, an output not writable), what came before kept;
+# 5 every record rejected; 130 interrupted.
+EXIT_STOPPED = 4
+EXIT_ALL_REJECTED = 5
 SINK_CLOSE_SECONDS = 120.0  # how long `replay --sinks` waits for its deliveries before it gives up
 
 
@@ -95,8 +102,13 @@ def reference_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_reference_build(args: argparse.Namespace) -> int:
     from tripwire.reference import save_reference
 
+    check_output("--output", args.output, [("the data", args.data)])
     reference = reference_from_args(args)
-    save_reference(reference, args.output)
+    try:
+        save_reference(reference, args.output)
+    except OSError as error:
+        print(f"tripwire: {args.output}: cannot write the reference: {error.strerror or error}", file=sys.stderr)
+        return EXIT_STOPPED
     print(f"wrote {args.output}: {len(reference['features'])} features, {reference['n']} rows, "
           f"baseline {', '.join(f'{k}={v:.4g}' for k, v in reference['baseline'].items() if v is not None)}")
     return 0
@@ -122,13 +134,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     import orjson
 
     from tripwire.engine import Engine
-    from tripwire.streams.replay import deadletter_path, replay_file
+    from tripwire.streams.replay import check_paths, deadletter_path, replay_file
 
     if args.events is None:
         print("tripwire replay: give an EVENTS file (topic replay needs --topic)", file=sys.stderr)
         return 2
+    if args.out is None:
+        print("tripwire replay: give --out FILE, the alerts JSONL to write", file=sys.stderr)
+        return 2
     config = load_config(args.config)
-    from tripwire.tracking import MlflowReporter, resolve_config
+    from tripwire.tracking import MlflowReporter, is_mlflow_uri, resolve_config
+
+    local_references = [Path(m.reference) for m in config.models if not is_mlflow_uri(m.reference)]
+    check_paths(args.events, args.out, [args.config, *local_references], args.report)  # before any work
 
     resolved = resolve_config(config)  # runs:/ and models:/ references via [mlflow] tracking_uri
     reporter = MlflowReporter.from_config(config)  # None unless [mlflow] report = true
@@ -151,6 +169,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"retrain: {len(trigger.requests)} request(s) to {trigger.topic}")
     print(summary.render())
     print(f"alerts: {args.out}   dead letters: {deadletter_path(args.out)} ({summary.rejected})")
+    if summary.stopped:
+        print(f"tripwire replay: {summary.stopped}", file=sys.stderr)
+        return EXIT_STOPPED
     if window_log is not None:
         alerts = [orjson.loads(line) for line in args.out.read_bytes().splitlines() if line]
         _write_report(args.report, engine, window_log, alerts, "tripwire backtest report",
@@ -165,6 +186,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"tripwire replay: the sinks or the retrain trigger did not deliver everything within "
               f"{SINK_CLOSE_SECONDS:.0f} s (see their summary above)", file=sys.stderr)
         return 1
+    if summary.all_rejected:
+        print(f"tripwire replay: every record of {args.events} was rejected: is it tripwire's event contract?",
+              file=sys.stderr)
+        return EXIT_ALL_REJECTED
     return 0
 
 
@@ -311,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_reference_build(args)
         if args.command == "reference" and args.reference_command == "log":
             return cmd_reference_log(args)
-    except (ConfigError, ReferenceError, FileNotFoundError) as error:
+    except (ConfigError, ReferenceError, PathError, FileNotFoundError) as error:
         print(f"tripwire: {error}", file=sys.stderr)
         return 2
     return 2
