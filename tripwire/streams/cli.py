@@ -145,8 +145,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     from tripwire.tracking import MlflowReporter, is_mlflow_uri, resolve_config
 
-    local_references = [Path(m.reference) for m in config.models if not is_mlflow_uri(m.reference)]
-    check_paths(args.events, args.out, [args.config, *local_references], args.report)  # before any work
+    inputs = [("the configuration", args.config), *((f"the reference of {m.name}", Path(m.reference))
+                                                      for m in config.models if not is_mlflow_uri(m.reference))]
+    check_paths(args.events, args.out, inputs, args.report)  # before any work
 
     resolved = resolve_config(config)  # runs:/ and models:/ references via [mlflow] tracking_uri
     reporter = MlflowReporter.from_config(config)  # None unless [mlflow] report = true

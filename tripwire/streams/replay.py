@@ -164,35 +164,51 @@ class LineReader:
         self.blank = 0
         self.records = 0  # lines handed out as records
         self.error: str | None = None
+        self._read1 = getattr(handle, "read1", handle.read)
+        self._failure: BaseException | None = None
         self._batch_first_line = 0  # lines before the current batch
         self._batch_first_record = 0  # records before the current batch
         self._kept: list[int] | None = None  # positions of the current batch's records among its lines, if any was blank
 
     def __iter__(self) -> Iterator[list[bytes]]:
-        read, pending = self.handle.read, []  # pending: the start of a line whose end is not read yet
-        try:
-            while block := read(self.batch_bytes):
-                if b"\r" in block:
-                    if block.endswith(b"\r"):
-                        block += read(1)  # a CRLF split across two blocks stays one line end
-                    block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-                lines = block.split(b"\n")
-                tail = lines.pop()
-                if not lines:
-                    pending.append(tail)
-                    continue
-                if pending:
-                    pending.append(lines[0])
-                    lines[0] = b"".join(pending)
-                pending = [tail] if tail else []
-                if batch := self._batch(lines):
-                    yield batch
-        except (OSError, EOFError, zlib.error) as error:  # gzip: truncated, bad CRC, not deflate data
-            self.error = (f"{self.path}: cannot read past line {self.lines:,} ({type(error).__name__}: {error}); "
-                          f"the {self.records:,} records before it were processed")
-            return
-        if pending and (batch := self._batch([b"".join(pending)])):  # a last line without a line end
+        pending: list[bytes] = []  # the start of a line whose end is not read yet
+        while block := self._read(self.batch_bytes):
+            if b"\r" in block:
+                if block.endswith(b"\r"):
+                    block += self._read(1)  # a CRLF split across two blocks stays one line end
+                block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            lines = block.split(b"\n")
+            tail = lines.pop()
+            if not lines:
+                pending.append(tail)
+                continue
+            if pending:
+                pending.append(lines[0])
+                lines[0] = b"".join(pending)
+            pending = [tail] if tail else []
+            if batch := self._batch(lines):
+                yield batch
+        if self._failure is not None:  # a line cut off by the failure is not a record
+            self.error = (f"{self.path}: cannot read past line {self.lines:,} ({type(self._failure).__name__}: "
+                          f"{self._failure}); the {self.records:,} records before it were processed")
+        elif pending and (batch := self._batch([b"".join(pending)])):  # a last line without a line end
             yield batch
+
+    def _read(self, size: int) -> bytes:
+        """Up to ``size`` bytes; what was read before a failure (gzip: truncated, bad CRC, not deflate) is kept."""
+        parts, got = [], 0
+        while got < size and self._failure is None:
+            try:
+                # read1: a truncated .gz gives up the data before the cut, where read() would drop it
+                part = self._read1(size - got)
+            except (OSError, EOFError, zlib.error) as error:
+                self._failure = error
+                break
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+        return b"".join(parts)
 
     def _batch(self, lines: list[bytes]) -> list[bytes]:
         self._batch_first_line, self._batch_first_record = self.lines, self.records
@@ -260,8 +276,8 @@ def deadletter_path(out: Path) -> Path:
     return out.with_name(out.name.removesuffix(".jsonl") + ".deadletter.jsonl")
 
 
-def check_paths(events: Path, out: Path, inputs: Iterable[Path] = (), report: Path | None = None) -> None:
-    """Before any work: the events are a readable file and no output is an input or another output.
+def check_paths(events: Path, out: Path, inputs: Iterable[tuple[str, Path]] = (), report: Path | None = None) -> None:
+    """Before any work: the events are a readable file and no output is an input (``(role, path)``) or another output.
 
     The same file is recognised through symbolic and hard links. Raises :class:`~tripwire.paths.PathError`.
     """
@@ -269,7 +285,7 @@ def check_paths(events: Path, out: Path, inputs: Iterable[Path] = (), report: Pa
     outputs = [("--out", out), ("the dead-letter file", deadletter_path(out))]
     if report is not None:
         outputs.append(("--report", report))
-    readers = [("the events", events), *(("an input", path) for path in inputs)]
+    readers = [("the events", events), *inputs]
     for number, (role, path) in enumerate(outputs):
         check_output(role, path, readers + outputs[:number])
 
@@ -295,9 +311,12 @@ def replay_file(engine: Engine, events: str | Path, out: str | Path, *, progress
         bar = tqdm(total=source.stat().st_size, unit="B", unit_scale=True, disable=not show, desc="replay",
                    file=sys.stderr)
 
-        def on_alert(alert: dict[str, Any], _index: int) -> None:
+        def on_alert(alert: dict[str, Any], index: int) -> None:
             alerts_file.write(encode_alert(alert) + b"\n")
-            alerts_file.flush()
+            try:
+                alerts_file.flush()
+            except OutputError as error:
+                raise OutputError(f"{error}; stopped at line {reader.line_of(index):,}") from None
 
         def on_reject(rejection: Rejection, index: int, record: bytes) -> None:
             dead.write(deadletter_line(rejection, record, {"file": str(source), "line": reader.line_of(index)}) + b"\n")
@@ -307,14 +326,17 @@ def replay_file(engine: Engine, events: str | Path, out: str | Path, *, progress
                 if show:
                     bar.update(sum(map(len, batch)) + len(batch))
                 yield batch
-                dead.flush()  # the batch's dead letters, before the next is read
+                try:
+                    dead.flush()  # the batch's dead letters, before the next is read
+                except OutputError as error:
+                    raise OutputError(f"{error}; stopped after line {reader.lines:,}") from None
 
         try:
             summary = run_batches(engine, batches(), on_alert, on_reject)
             summary.stopped = reader.error
         except OutputError as error:
             summary = Summary.of(engine, reader.records, alerts_file.lines, time.perf_counter() - started)
-            summary.stopped = f"{error}; stopped after line {reader.lines:,}"
+            summary.stopped = str(error)
         finally:
             bar.close()
         summary.blank = reader.blank
