@@ -174,8 +174,11 @@ class LineReader:
         pending: list[bytes] = []  # the start of a line whose end is not read yet
         while block := self._read(self.batch_bytes):
             if b"\r" in block:
-                if block.endswith(b"\r"):
-                    block += self._read(1)  # a CRLF split across two blocks stays one line end
+                while block.endswith(b"\r"):  # a CRLF split across two blocks stays one line end
+                    extra = self._read(1)
+                    block += extra
+                    if extra != b"\r":
+                        break
                 block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             lines = block.split(b"\n")
             tail = lines.pop()
