@@ -483,6 +483,12 @@ def check_references(config: MonitorConfig, references: dict[str, dict[str, Any]
             return ConfigError(f"{label}.{key}: {name!r} is not in the reference; allowed: "
                                f"{', '.join(map(str, allowed)) or 'none'}")
 
+        if model.positive_class is not None and kind in ("classification", "multiclass"):
+            from tripwire.classes import ClassSet  # (validated by the reference's own check)
+
+            classes = ClassSet(reference["classes"])
+            if classes.canonical(model.positive_class) is None:
+                raise unknown("positive_class", model.positive_class, classes.classes)
         for metric in model.performance_metrics or ():
             if metric not in metrics:
                 raise unknown("performance_metrics", metric, metrics)

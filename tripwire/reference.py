@@ -355,9 +355,16 @@ def validate_reference(document: Any, source: str) -> dict[str, Any]:
     if rows is not None and (type(rows) is not int or rows <= 0):
         raise fail("n", f"(rows profiled) must be a positive integer, got {rows!r}")
     classes = document.get("classes")
-    if task == "classification" and (not isinstance(classes, list) or len(classes) < 2
-                                     or not all(type(c) in (str, int, float, bool) for c in classes)):
-        raise fail("classes", f"must list at least two classes (strings, numbers or booleans), got {classes!r}")
+    if task == "classification":
+        if not isinstance(classes, list) or len(classes) < 2:
+            raise fail("classes", f"must list at least two classes (strings, numbers or booleans), got {classes!r}")
+        try:
+            class_set = ClassSet(classes)
+        except (TypeError, ValueError) as error:
+            raise fail("classes", str(error)) from None
+        positive = document.get("positive_class")
+        if positive is not None and class_set.canonical(positive) is None:
+            raise fail("positive_class", f"{positive!r} is not one of the classes {class_set.describe()}")
     features = document["features"]
     if not isinstance(features, dict):
         raise fail("features", f"must be an object of feature name -> profile, got {_type_name(features)}")
@@ -372,6 +379,14 @@ def validate_reference(document: Any, source: str) -> dict[str, Any]:
             raise fail("class_score_profiles", "must be a list with one numeric profile per class")
         for position, profile in enumerate(class_profiles):
             _check_profile(profile, f"class_score_profiles[{position}]", fail, kind="numeric")
+    if document.get("score_calibration") is not None:
+        _check_calibration(document["score_calibration"], "score_calibration", fail)
+    calibrations = document.get("class_score_calibrations")
+    if calibrations is not None:
+        if not isinstance(calibrations, list) or len(calibrations) != len(classes or ()):
+            raise fail("class_score_calibrations", "must be a list with one calibration per class")
+        for position, calibration in enumerate(calibrations):
+            _check_calibration(calibration, f"class_score_calibrations[{position}]", fail)
     baseline = document["baseline"]
     if not isinstance(baseline, dict):
         raise fail("baseline", f"must be an object of metric -> number, got {_type_name(baseline)}")
@@ -390,6 +405,17 @@ def _finite(value: Any) -> bool:
 
 def _type_name(value: Any) -> str:
     return type(value).__name__
+
+
+def _check_calibration(calibration: Any, key: str, fail: Any) -> None:
+    """Histogram-binning calibration: increasing edges, one rate in [0, 1] per bin."""
+    edges = calibration.get("edges") if isinstance(calibration, dict) else None
+    rates = calibration.get("rates") if isinstance(calibration, dict) else None
+    if (not isinstance(edges, list) or not all(_finite(e) for e in edges)
+            or any(a >= b for a, b in zip(edges, edges[1:]))):
+        raise fail(f"{key}.edges", "must be a list of strictly increasing finite numbers")
+    if not isinstance(rates, list) or len(rates) != len(edges) + 1 or not all(_finite(r) and 0 <= r <= 1 for r in rates):
+        raise fail(f"{key}.rates", f"must be a list of {len(edges) + 1} numbers in [0, 1] (one per bin)")
 
 
 def _check_profile(profile: Any, key: str, fail: Any, kind: str | None = None) -> None:
