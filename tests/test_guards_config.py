@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.guards_files import CONFIG, replay, write_setup
@@ -109,3 +111,25 @@ def test_a_valid_config_still_runs(setup, tmp_path):
     code, stdout, stderr = replay(config, events, tmp_path / "out.jsonl")
     assert code == 0, stderr
     assert "records 1,195" in stdout
+
+
+def test_per_class_metrics_of_a_multiclass_model_are_checked_against_its_classes():
+    from tripwire.config import ConfigError, check_references, parse_config
+
+    reference = {"task": "classification", "classes": ["a", "b", "c"], "features": {"x": {}}, "attributes": []}
+
+    def check(**model):
+        config = parse_config({"models": [{"name": "m", "reference": "r.json", **model}]}, where="monitor.toml")
+        config.source = Path("monitor.toml")
+        check_references(config, {"m": reference})
+
+    check(performance_metrics=["macro_f1", "recall:b"], signals={"performance:f1:c": {"enabled": False}})
+    with pytest.raises(ConfigError, match=r"monitor.toml: models\[0\] \(m, reference r.json\).performance_metrics: "
+                                          r"'recall:z' is not in the reference"):
+        check(performance_metrics=["recall:z"])
+    with pytest.raises(ConfigError, match="'performance:f1:z' is not in the reference"):
+        check(signals={"performance:f1:z": {"enabled": False}})
+    with pytest.raises(ConfigError, match="models\\[0\\].performance_metrics has unknown metric 'roc:a'"):
+        check(performance_metrics=["roc:a"])
+    with pytest.raises(ConfigError, match="positive_class: 'd' is not in the reference; allowed: a, b, c"):
+        check(positive_class="d")

@@ -154,6 +154,7 @@ PERFORMANCE_METRICS = {
     "classification": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
     "multiclass": ("accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "roc_auc", "log_loss"),
 }
+PER_CLASS_METRICS = ("precision", "recall", "f1")  # multi-class: METRIC:CLASS, one-vs-rest
 CHANGE_STREAMS = ("error", "score", "prediction")  # and feature:NAME
 # Signals a model's alerts carry: these, and PREFIX:NAME for each of NAMED_SIGNALS.
 PLAIN_SIGNALS = ("prediction", "score", "serving")
@@ -164,9 +165,19 @@ def _performance_metrics(value: Any) -> tuple[str, ...]:
     metrics = _string_list(value)
     known = sorted({m for kind in PERFORMANCE_METRICS.values() for m in kind})
     for metric in metrics:
-        if metric not in known:
-            raise TypeError(f"has unknown metric {metric!r}; allowed: {', '.join(known)}")
+        base, _, per_class = metric.partition(":")
+        if metric not in known and not (base in PER_CLASS_METRICS and per_class):
+            raise TypeError(f"has unknown metric {metric!r}; allowed: {', '.join(known)}, "
+                            f"multi-class {', '.join(f'{m}:CLASS' for m in PER_CLASS_METRICS)}")
     return metrics
+
+
+def _metric_of(metric: str, kind: str | None, classes: list[str]) -> bool:
+    """Whether a model of ``kind`` (with ``classes``) computes ``metric``."""
+    base, _, per_class = metric.partition(":")
+    if per_class:
+        return kind == "multiclass" and base in PER_CLASS_METRICS and per_class in classes
+    return metric in PERFORMANCE_METRICS.get(kind or "", ())
 
 
 def _change_streams(value: Any) -> tuple[str, ...]:
@@ -476,6 +487,7 @@ def check_references(config: MonitorConfig, references: dict[str, dict[str, Any]
         if kind == "classification" and len(reference.get("classes") or ()) > 2:
             kind = "multiclass"
         metrics = PERFORMANCE_METRICS.get(kind, ())
+        classes = [str(c) for c in reference.get("classes") or ()]
         known_attributes = tuple(reference.get("attributes") or ())
         attributes = model.attributes if model.attributes is not None else known_attributes
 
@@ -490,7 +502,7 @@ def check_references(config: MonitorConfig, references: dict[str, dict[str, Any]
             if classes.canonical(model.positive_class) is None:
                 raise unknown("positive_class", model.positive_class, classes.classes)
         for metric in model.performance_metrics or ():
-            if metric not in metrics:
+            if not _metric_of(metric, kind, classes):
                 raise unknown("performance_metrics", metric, metrics)
         for stream in model.change_streams:
             if stream.startswith("feature:") and stream.removeprefix("feature:") not in features:
@@ -500,9 +512,11 @@ def check_references(config: MonitorConfig, references: dict[str, dict[str, Any]
                 if attribute not in known_attributes:
                     raise unknown("attributes", attribute, known_attributes)
         named = {"feature": list(features), "performance": metrics, "estimated": metrics, "fairness": attributes,
-                 "change": model.change_streams, "score": [str(c) for c in reference.get("classes") or ()]}
+                 "change": model.change_streams, "score": classes}
         for signal in model.signals:
             prefix, _, name = signal.partition(":")
+            if prefix in ("performance", "estimated") and _metric_of(name, kind, classes):
+                continue
             if name and name not in named[prefix]:
                 raise unknown(f"signals.{signal!r}", signal, [f"{prefix}:{n}" for n in named[prefix]])
 
