@@ -131,5 +131,5 @@ def test_per_class_metrics_of_a_multiclass_model_are_checked_against_its_classes
         check(signals={"performance:f1:z": {"enabled": False}})
     with pytest.raises(ConfigError, match="models\\[0\\].performance_metrics has unknown metric 'roc:a'"):
         check(performance_metrics=["roc:a"])
-    with pytest.raises(ConfigError, match="positive_class: 'd' is not in the reference; allowed: a, b, c"):
+    with pytest.raises(ConfigError, match="positive_class 'd' is not one of the reference's classes"):
         check(positive_class="d")

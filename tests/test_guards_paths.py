@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.guards_files import event_lines, replay, write_setup
+from tests.guards_files import event_lines, replay, run, write_setup
 
 
 @pytest.fixture
@@ -179,3 +179,21 @@ def test_path_errors_print_no_traceback_as_a_user_runs_it(setup, tmp_path):
     done = subprocess.run([sys.executable, "-m", "tripwire.streams.cli", "replay", str(events), "--config",
                            str(config), "--out", str(events)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "refusing to overwrite" in done.stderr
+
+
+def test_a_report_on_a_full_disk_is_a_clear_error(setup, tmp_path):
+    config, _reference, events = setup
+    code, stdout, stderr = replay(config, events, tmp_path / "alerts.jsonl", "--report", "/dev/full")
+    assert code == 4 and "--report /dev/full: cannot write the report (No space left on device)" in stderr
+    assert "records 1,195" in stdout and (tmp_path / "alerts.jsonl").read_bytes().count(b"\n") >= 5
+
+
+def test_a_topic_replay_never_writes_over_its_config_or_reference(setup):
+    """Checked before any connection to Kafka (none runs here)."""
+    config, reference, _events = setup
+    for target, role in ((config, "the configuration"), (reference, "the reference of m")):
+        before = target.read_bytes()
+        code, _stdout, stderr = run("replay", "--topic", "tripwire.events", "--config", config, "--out", target,
+                                    "--broker", "127.0.0.1:1")
+        assert code == 2 and f"--out {target} is the same file as {role}" in stderr
+        assert target.read_bytes() == before

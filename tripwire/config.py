@@ -500,7 +500,8 @@ def check_references(config: MonitorConfig, references: dict[str, dict[str, Any]
 
             classes = ClassSet(reference["classes"])
             if classes.canonical(model.positive_class) is None:
-                raise unknown("positive_class", model.positive_class, classes.classes)
+                raise ConfigError(f"{label}.positive_class {model.positive_class!r} is not one of the reference's "
+                                  f"classes {classes.describe()}")
         for metric in model.performance_metrics or ():
             if not _metric_of(metric, kind, classes):
                 raise unknown("performance_metrics", metric, metrics)

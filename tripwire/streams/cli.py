@@ -134,7 +134,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     import orjson
 
     from tripwire.engine import Engine
-    from tripwire.streams.replay import check_paths, deadletter_path, replay_file
+    from tripwire.streams.replay import check_paths, config_inputs, deadletter_path, replay_file
 
     if args.events is None:
         print("tripwire replay: give an EVENTS file (topic replay needs --topic)", file=sys.stderr)
@@ -143,11 +143,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print("tripwire replay: give --out FILE, the alerts JSONL to write", file=sys.stderr)
         return 2
     config = load_config(args.config)
-    from tripwire.tracking import MlflowReporter, is_mlflow_uri, resolve_config
+    check_paths(args.events, args.out, config_inputs(args.config, config), args.report)  # before any work
+    from tripwire.tracking import MlflowReporter, resolve_config
 
-    inputs = [("the configuration", args.config), *((f"the reference of {m.name}", Path(m.reference))
-                                                      for m in config.models if not is_mlflow_uri(m.reference))]
-    check_paths(args.events, args.out, inputs, args.report)  # before any work
 
     resolved = resolve_config(config)  # runs:/ and models:/ references via [mlflow] tracking_uri
     reporter = MlflowReporter.from_config(config)  # None unless [mlflow] report = true
@@ -175,9 +173,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return EXIT_STOPPED
     if window_log is not None:
         alerts = [orjson.loads(line) for line in args.out.read_bytes().splitlines() if line]
-        _write_report(args.report, engine, window_log, alerts, "tripwire backtest report",
-                      [("events", args.events.name), ("config", args.config.name), ("records", summary.records),
-                       ("rejected", summary.rejected)])
+        if not _write_report(args.report, engine, window_log, alerts, "tripwire backtest report",
+                             [("events", args.events.name), ("config", args.config.name),
+                              ("records", summary.records), ("rejected", summary.rejected)]):
+            return EXIT_STOPPED
     if reporter:
         for line in args.out.read_bytes().splitlines():
             reporter.on_alert(orjson.loads(line))
@@ -235,14 +234,19 @@ def _fan_out(*sinks: Any) -> Any:
 
 
 def _write_report(path: Path, engine: Engine, window_log: Any, alerts: list[dict[str, Any]], title: str,
-                  facts: list[tuple[str, Any]]) -> None:
+                  facts: list[tuple[str, Any]]) -> bool:
     from tripwire.report import render_report
 
     references = {name: monitor.reference for name, monitor in engine.monitors.items()}
     page = render_report(window_log.windows, alerts, engine.config, references, title=title, facts=facts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+    except OSError as error:
+        print(f"tripwire: --report {path}: cannot write the report ({error.strerror or error})", file=sys.stderr)
+        return False
     print(f"report: {path}")
+    return True
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

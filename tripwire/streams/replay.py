@@ -22,6 +22,7 @@ import orjson
 from tqdm import tqdm
 
 from tripwire.alerts import encode_alert
+from tripwire.config import MonitorConfig
 from tripwire.engine import Engine
 from tripwire.events import Rejection
 from tripwire.paths import PathError, check_output
@@ -285,12 +286,25 @@ def check_paths(events: Path, out: Path, inputs: Iterable[tuple[str, Path]] = ()
     The same file is recognised through symbolic and hard links. Raises :class:`~tripwire.paths.PathError`.
     """
     open_events(events).close()
+    check_outputs(out, [("the events", events), *inputs], report)
+
+
+def check_outputs(out: Path, inputs: Iterable[tuple[str, Path]], report: Path | None = None) -> None:
+    """``out``, its dead-letter file and ``report`` are writable, distinct, and none of ``inputs``."""
     outputs = [("--out", out), ("the dead-letter file", deadletter_path(out))]
     if report is not None:
         outputs.append(("--report", report))
-    readers = [("the events", events), *inputs]
+    readers = list(inputs)
     for number, (role, path) in enumerate(outputs):
         check_output(role, path, readers + outputs[:number])
+
+
+def config_inputs(config_path: Path, config: MonitorConfig) -> list[tuple[str, Path]]:
+    """The files a replay reads besides its events: the configuration and the local references."""
+    from tripwire.tracking import is_mlflow_uri
+
+    return [("the configuration", config_path), *((f"the reference of {m.name}", Path(m.reference))
+                                                  for m in config.models if not is_mlflow_uri(m.reference))]
 
 
 def replay_file(engine: Engine, events: str | Path, out: str | Path, *, progress: bool | None = None) -> Summary:
