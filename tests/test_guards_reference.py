@@ -148,3 +148,15 @@ def test_build_as_a_user_runs_it_prints_no_traceback(tmp_path):
                            "m", "--task", "regression", "--target", "y", "--prediction", "pred", "-o",
                            str(tmp_path / "r.json"), "--bins", "-3"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "--bins" in done.stderr
+
+
+def test_a_reference_handed_to_the_engine_is_checked_like_a_file(tmp_path):
+    """The demo and MLflow hand the engine documents, not files: the same check applies."""
+    from tripwire.config import parse_config
+    from tripwire.engine import Engine
+
+    document = copy.deepcopy(REFERENCE)
+    document["prediction_profile"]["categories"] = {}
+    config = parse_config({"models": [{"name": "m", "reference": "runs:/abc/reference"}]})
+    with pytest.raises(ReferenceError, match="runs:/abc/reference: prediction_profile.fractions are all zero"):
+        Engine(config, references={"m": document})

@@ -31,7 +31,7 @@ from tripwire.detectors.quality import FeatureQuality
 from tripwire.detectors.serving import ServingWindow
 from tripwire.events import Event, Features, Label, Prediction, Rejection, decode_batch, format_ts
 from tripwire.join import LabelJoin, Outcome
-from tripwire.reference import is_multiclass, load_reference
+from tripwire.reference import is_multiclass, load_reference, validate_reference
 
 Alert = dict[str, Any]
 WindowSink = Callable[[dict[str, Any]], None]
@@ -699,8 +699,10 @@ class Engine:
         # (a batch returns its alerts only at its end).
         self.on_alert = on_alert
         self.monitors: dict[str, ModelMonitor] = {}
-        loaded = {model.name: (references or {}).get(model.name) or load_reference(model.reference)
-                  for model in config.models}
+        given = references or {}
+        # Given references (the demo's, MLflow's) pass the same check as a file's: one rule for every runner.
+        loaded = {model.name: validate_reference(given[model.name], model.reference) if given.get(model.name)
+                  else load_reference(model.reference) for model in config.models}
         check_references(config, loaded)
         for model in config.models:
             self.monitors[model.name] = ModelMonitor(model, loaded[model.name], on_window)
