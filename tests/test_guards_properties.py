@@ -176,3 +176,37 @@ def test_any_reference_build_input_gives_a_documented_exit_code(bins: int, colum
         assert code in {0, 2}, stderr
         if code == 0:
             save_reference(orjson.loads((folder / "r.json").read_bytes()), folder / "again.json")
+
+
+def _config_words() -> list[str]:
+    from tripwire.compute.settings import CAPACITY_KEYS
+    from tripwire.config import (DEFAULT_THRESHOLDS, KAFKA_KEYS, MLFLOW_KEYS, MODEL_KEYS, MONITOR_KEYS, WORKER_KEYS)
+    from tripwire.retrain import RETRAIN_KEYS
+    from tripwire.sinks.config import ALERTMANAGER_KEYS, DELIVERY_KEYS, WEBHOOK_KEYS
+
+    tables = (MODEL_KEYS, MLFLOW_KEYS, KAFKA_KEYS, WORKER_KEYS, MONITOR_KEYS, RETRAIN_KEYS, CAPACITY_KEYS,
+              DELIVERY_KEYS, ALERTMANAGER_KEYS, WEBHOOK_KEYS, DEFAULT_THRESHOLDS)
+    return sorted({key for table in tables for key in table} | {
+        "models", "defaults", "monitor", "kafka", "mlflow", "worker", "capacity", "sinks", "retrain", "name",
+        "reference", "warning", "critical", "enabled", "feature:x", "alertmanager", "webhook", "topics", "events"})
+
+
+WORDS = _config_words()
+TOML_LIKE = st.recursive(
+    st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats() | st.text(max_size=8) | st.sampled_from(WORDS),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(WORDS), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(WORDS), TOML_LIKE, max_size=5),
+       st.dictionaries(st.sampled_from(WORDS), TOML_LIKE, max_size=5))
+def test_any_parsed_config_is_accepted_or_refused_by_name(top: dict, model: dict):
+    """Random tables at known keys (the whole configuration, every section): a ConfigError, never another error."""
+    from tripwire.config import ConfigError, parse_config
+
+    data = {**top, "models": [{"name": "m", "reference": "r.json", **model}]} if "models" not in top else top
+    try:
+        parse_config(data, where="monitor.toml")
+    except ConfigError as error:
+        assert str(error).startswith("monitor.toml"), error
