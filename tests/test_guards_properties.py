@@ -60,6 +60,22 @@ EVENTS = b"".join(line + b"\n" for line in event_lines(predictions=150, drift_fr
 REFERENCE = reference_document()
 
 
+def regression_reference() -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+
+    from tripwire.reference import build_reference
+
+    rng = np.random.default_rng(6)
+    frame = pd.DataFrame({"x": rng.normal(0, 1, 300), "color": rng.choice(["red", "blue"], 300),
+                          "y": rng.normal(0.5, 0.3, 300)})
+    frame["p"] = frame["y"] + rng.normal(0, 0.1, 300)
+    return build_reference(frame, model="m", task="regression", target="y", prediction="p")
+
+
+REFERENCES = [REFERENCE, regression_reference()]
+
+
 def check(code: int, stderr: str, *files: Path) -> None:
     assert code in FILE_REPLAY_EXIT_CODES, (code, stderr)
     if code == 2:
@@ -114,16 +130,14 @@ def paths_of(value: Any, prefix: tuple = ()) -> list[tuple]:
     return found
 
 
-REFERENCE_PATHS = paths_of(REFERENCE)
-
-
 @st.composite
 def mutated_reference(draw: st.DrawFn) -> bytes:
     if draw(st.integers(0, 9)) == 0:
         return draw(st.binary(max_size=300))
-    document = copy.deepcopy(REFERENCE)
+    document = copy.deepcopy(draw(st.sampled_from(REFERENCES)))  # a classifier's or a regression model's
+    paths = paths_of(document)
     for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(REFERENCE_PATHS))
+        path = draw(st.sampled_from(paths))
         parent = document
         try:
             for key in path[:-1]:
