@@ -197,3 +197,13 @@ def test_a_topic_replay_never_writes_over_its_config_or_reference(setup):
                                     "--broker", "127.0.0.1:1")
         assert code == 2 and f"--out {target} is the same file as {role}" in stderr
         assert target.read_bytes() == before
+
+
+def test_the_demo_checks_its_outputs_and_stops_clearly_on_a_full_disk(tmp_path):
+    (tmp_path / "folder").mkdir()
+    code, _stdout, stderr = run("demo", "--quiet", "--out", tmp_path / "folder")
+    assert code == 2 and "--out" in stderr and "is a directory" in stderr
+    code, _stdout, stderr = run("demo", "--quiet", "--out", tmp_path / "a.jsonl", "--report", tmp_path / "a.jsonl")
+    assert code == 2 and "is the same file as --out" in stderr
+    code, _stdout, stderr = run("demo", "--quiet", "--out", "/dev/full")
+    assert code == 4 and "/dev/full: cannot write (No space left on device)" in stderr

@@ -160,3 +160,20 @@ def test_a_reference_handed_to_the_engine_is_checked_like_a_file(tmp_path):
     config = parse_config({"models": [{"name": "m", "reference": "runs:/abc/reference"}]})
     with pytest.raises(ReferenceError, match="runs:/abc/reference: prediction_profile.fractions are all zero"):
         Engine(config, references={"m": document})
+
+
+@pytest.mark.parametrize("name, content, problem", [
+    ("folder.csv", None, "is a directory; give a CSV or Parquet file"),
+    ("bad.csv", b"x,y,pred\n1,2\n3,4,5,6,7\n", "cannot read the data: ParserError"),
+    ("latin.csv", b"x,y,pred\ncaf\xe9,1,2\n", "cannot read the data: UnicodeDecodeError"),
+    ("cut.csv.gz", b"\x1f\x8b\x08\x00", "cannot read the data:"),
+    ("fake.parquet", b"not parquet at all", "cannot read the data:"),
+])
+def test_build_from_unreadable_data_names_the_file(tmp_path, name, content, problem):
+    data = tmp_path / name
+    if content is None:
+        data.mkdir()
+    else:
+        data.write_bytes(content)
+    code, _stdout, stderr = build(data, tmp_path / "r.json")
+    assert code == 2 and f"{data}: {problem}" in stderr, stderr

@@ -315,11 +315,16 @@ def read_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise ReferenceError(f"{path}: no such file")
+    if path.is_dir():
+        raise ReferenceError(f"{path}: is a directory; give a CSV or Parquet file")
     suffixes = "".join(path.suffixes).lower()
-    if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
-        return pd.read_parquet(path)
-    if ".csv" in suffixes or ".tsv" in suffixes:
-        return pd.read_csv(path, sep="\t" if ".tsv" in suffixes else ",")
+    try:
+        if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
+            return pd.read_parquet(path)
+        if ".csv" in suffixes or ".tsv" in suffixes:
+            return pd.read_csv(path, sep="\t" if ".tsv" in suffixes else ",")
+    except (OSError, ValueError, EOFError) as error:  # pandas' parser errors, bad UTF-8, damaged gzip / Parquet
+        raise ReferenceError(f"{path}: cannot read the data: {type(error).__name__}: {error}") from None
     raise ReferenceError(f"{path}: unknown data format; use .csv, .csv.gz, .tsv or .parquet")
 
 

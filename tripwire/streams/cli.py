@@ -255,6 +255,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from tripwire.events import Rejection
     from tripwire.streams import demo
 
+    for role, path in (("--out", args.out), ("--report", args.report)):
+        if path is not None:  # before any work
+            check_output(role, path, [("--out", args.out)] if role == "--report" and args.out else [])
     print(f"tripwire demo: generating {demo.DURATION_MINUTES} minutes of traffic for fuel-efficiency, credit and triage "
           f"(seed {args.seed}) ...", flush=True)
     stream, first_index = demo.generate(args.seed)
@@ -266,12 +269,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     engine = Engine(config, references=demo.training_references(args.seed),
                     on_window=_fan_out(window_log, capacity.observe_window))
     alerts: list[tuple[int, dict[str, Any]]] = []
-    out = args.out.open("wb") if args.out else None
+    from tripwire.streams.replay import LineFile, OutputError, run_records
+
+    out = LineFile(args.out) if args.out else None
 
     def on_alert(alert: dict[str, Any], index: int) -> None:
         alerts.append((index, alert))
         if out:
             out.write(encode_alert(alert) + b"\n")
+            out.flush()  # as raised: nothing is lost when the disk fills
         if not args.quiet:
             print(f"  #{index:<7} {alert['ts']}  {alert['status']:<8} {alert['severity']:<8} {alert['kind']:<21} "
                   f"{alert['model']:<15} {alert['message']}")
@@ -279,11 +285,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     def on_reject(_rejection: "Rejection", _index: int, _record: bytes) -> None:
         pass  # counted by the engine; the demo's malformed burst is itself an incident
 
-    from tripwire.streams.replay import run_records
-
-    summary = run_records(engine, stream, on_alert, on_reject)
-    if out:
-        out.close()
+    try:
+        summary = run_records(engine, stream, on_alert, on_reject)
+    except OutputError as error:
+        print(f"tripwire demo: {error}", file=sys.stderr)
+        return EXIT_STOPPED
+    finally:
+        if out:
+            out.close()
     caught, early = demo.score_incidents(alerts, first_index)
     print()
     print(summary.render())
@@ -305,10 +314,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         late = "-" if index is None else f"{index - injected:,}"
         print(f"{incident.name:<66} {injected:>9,} {'yes' if event else 'NO':>6} {late:>12}  {by}")
     print(f"alerts before the first incident: {early}")
-    if window_log is not None:
-        _write_report(args.report, engine, window_log, [alert for _index, alert in alerts], "tripwire demo report",
-                      [("stream", f"built-in demo, seed {args.seed}"), ("records", summary.records),
-                       ("rejected", summary.rejected)])
+    if window_log is not None and not _write_report(
+            args.report, engine, window_log, [alert for _index, alert in alerts], "tripwire demo report",
+            [("stream", f"built-in demo, seed {args.seed}"), ("records", summary.records),
+             ("rejected", summary.rejected)]):
+        return EXIT_STOPPED
     missed = sum(1 for row in caught if row.alert is None) + sum(1 for row in scored if row[2] is None)
     return 1 if missed or early else 0
 
