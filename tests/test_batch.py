@@ -18,7 +18,7 @@ from tripwire.config import parse_config
 from tripwire.engine import Engine
 from tripwire.events import Rejection, decode, decode_batch, format_ts, parse_ts
 from tripwire.streams import demo
-from tripwire.streams.replay import deadletter_line, deadletter_path, replay_file
+from tripwire.streams.replay import deadletter_line, deadletter_path, replay_file, run_records
 
 STAMP = "2026-11-28T00:10:00.250Z"
 PREDICTION = {"type": "prediction", "schema": 1, "request_id": "odd", "model": "credit", "model_version": "3",
@@ -160,18 +160,22 @@ def test_checkpoint_between_batches_continues_identically(reference_run, demo_re
 
 
 def test_replay_file_writes_the_same_alerts_and_dead_letters(reference_run, demo_references, tmp_path):
-    records, alerts, rejections, _state, _closes = reference_run
+    """A file replay is the batch run of its non-blank lines; its dead letters name the file's lines."""
+    raw = [r if isinstance(r, bytes) else r.encode() for r in reference_run[0]]
     events = tmp_path / "events.jsonl"
-    events.write_bytes(b"".join((r if isinstance(r, bytes) else r.encode()) + b"\n" for r in records))
+    events.write_bytes(b"".join(r + b"\n" for r in raw))
+    kept = [(line, r.strip()) for line, r in enumerate(raw, 1) if r.strip()]  # blank lines are skipped, not rejected
+    alerts, dead = [], []
+    run_records(demo_engine(demo_references), [r for _line, r in kept],
+                lambda alert, _index: alerts.append(encode_alert(alert) + b"\n"),
+                lambda rejection, index, record: dead.append(
+                    deadletter_line(rejection, record, {"file": str(events), "line": kept[index - 1][0]}) + b"\n"))
     out = tmp_path / "alerts.jsonl"
     summary = replay_file(demo_engine(demo_references), events, out, progress=False)
-    assert summary.records == len(records) and summary.rejected == len(rejections)
-    assert out.read_bytes() == b"".join(alert + b"\n" for alert in alerts)
-    expected = b"".join(
-        deadletter_line(Rejection(reason, model), records[index] if isinstance(records[index], bytes)
-                        else records[index].encode(), {"file": str(events), "line": index + 1}) + b"\n"
-        for index, reason, model in rejections)
-    assert deadletter_path(out).read_bytes() == expected
+    assert summary.blank == len(raw) - len(kept) > 0
+    assert summary.records == len(kept) and summary.rejected == len(dead) > 300
+    assert out.read_bytes() == b"".join(alerts) and len(alerts) > 20
+    assert deadletter_path(out).read_bytes() == b"".join(dead)
 
 
 @pytest.mark.parametrize("huge", [[], [2**60, -(2**53) - 1]])

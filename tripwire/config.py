@@ -6,6 +6,7 @@ what is allowed, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,14 +93,19 @@ def _positive_int(value: Any) -> int:
     return value
 
 
+def _is_finite_number(value: Any) -> bool:
+    """An int or a finite float: TOML allows nan and inf, which no setting means."""
+    return type(value) is int or (type(value) is float and math.isfinite(value))
+
+
 def _non_negative_number(value: Any) -> float:
-    if type(value) not in (int, float) or value < 0:
-        raise TypeError("must be a number >= 0")
+    if not _is_finite_number(value) or value < 0:
+        raise TypeError("must be a number >= 0 and finite")
     return float(value)
 
 
 def _probability(value: Any) -> float:
-    if type(value) not in (int, float) or not 0 < value < 1:
+    if not _is_finite_number(value) or not 0 < value < 1:
         raise TypeError("must be a number strictly between 0 and 1")
     return float(value)
 
@@ -142,6 +148,46 @@ def _detector_switches(value: Any) -> dict[str, bool]:
     return dict(value)
 
 
+# Metrics a performance window computes, per kind of model (the engine's windows and baselines).
+PERFORMANCE_METRICS = {
+    "regression": ("mae", "rmse", "mape"),
+    "classification": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
+    "multiclass": ("accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "roc_auc", "log_loss"),
+}
+PER_CLASS_METRICS = ("precision", "recall", "f1")  # multi-class: METRIC:CLASS, one-vs-rest
+CHANGE_STREAMS = ("error", "score", "prediction")  # and feature:NAME
+# Signals a model's alerts carry: these, and PREFIX:NAME for each of NAMED_SIGNALS.
+PLAIN_SIGNALS = ("prediction", "score", "serving")
+NAMED_SIGNALS = ("feature", "score", "change", "performance", "estimated", "fairness")
+
+
+def _performance_metrics(value: Any) -> tuple[str, ...]:
+    metrics = _string_list(value)
+    known = sorted({m for kind in PERFORMANCE_METRICS.values() for m in kind})
+    for metric in metrics:
+        base, _, per_class = metric.partition(":")
+        if metric not in known and not (base in PER_CLASS_METRICS and per_class):
+            raise TypeError(f"has unknown metric {metric!r}; allowed: {', '.join(known)}, "
+                            f"multi-class {', '.join(f'{m}:CLASS' for m in PER_CLASS_METRICS)}")
+    return metrics
+
+
+def _metric_of(metric: str, kind: str | None, classes: list[str]) -> bool:
+    """Whether a model of ``kind`` (with ``classes``) computes ``metric``."""
+    base, _, per_class = metric.partition(":")
+    if per_class:
+        return kind == "multiclass" and base in PER_CLASS_METRICS and per_class in classes
+    return metric in PERFORMANCE_METRICS.get(kind or "", ())
+
+
+def _change_streams(value: Any) -> tuple[str, ...]:
+    streams = _string_list(value)
+    for stream in streams:
+        if stream not in CHANGE_STREAMS and not (stream.startswith("feature:") and stream != "feature:"):
+            raise TypeError(f"has unknown stream {stream!r}; allowed: {', '.join(CHANGE_STREAMS)}, feature:NAME")
+    return streams
+
+
 # key -> (parser, default, description). The README's configuration table mirrors this.
 MODEL_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "window_events": (_positive_int, 1000, "events (predictions + features) per data window"),
@@ -155,11 +201,11 @@ MODEL_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "drift_alpha": (_probability, 0.01, "significance (KS / chi-square) a drift must also reach, after correction"),
     "drift_correction": (_one_of(*CORRECTIONS), "benjamini-hochberg", "multiple-testing correction across a model's features per window"),
     "change_method": (_one_of(*CHANGE_METHODS), "adwin", "river detector for change streams"),
-    "change_streams": (_string_list, ("error",), "streams watched for change: error, score, prediction, feature:NAME"),
+    "change_streams": (_change_streams, ("error",), "streams watched for change: error, score, prediction, feature:NAME"),
     "attributes": (_string_list, None, "attributes for fairness (default: the reference's attributes)"),
     "positive_class": (lambda v: v, None, "positive class for classification (default: the reference's); "
                                           "multi-class: the class fairness looks at, one-vs-rest"),
-    "performance_metrics": (_string_list, None, "metrics that alert (default: mae, rmse / accuracy, f1, roc_auc / "
+    "performance_metrics": (_performance_metrics, None, "metrics that alert (default: mae, rmse / accuracy, f1, roc_auc / "
                                                 "multi-class accuracy, macro_f1, roc_auc)"),
     "detectors": (_detector_switches, {}, "detector families on/off, all on by default"),
     "thresholds": (lambda v: v, {}, "per detector: {warning = x, critical = y} overriding the built-in defaults"),
@@ -174,8 +220,8 @@ def _bool(value: Any) -> bool:
 
 
 def _positive_number(value: Any) -> float:
-    if type(value) not in (int, float) or value <= 0:
-        raise TypeError("must be a number > 0")
+    if not _is_finite_number(value) or value <= 0:
+        raise TypeError("must be a number > 0 and finite")
     return float(value)
 
 
@@ -354,6 +400,12 @@ def load_config(path: str | Path) -> MonitorConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such configuration file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a configuration file") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}); a configuration is a TOML file") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the configuration: {error.strerror or error}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     config = parse_config(data, where=str(path))
@@ -390,14 +442,15 @@ def parse_config(data: dict[str, Any], where: str = "config") -> MonitorConfig:
                 raise ConfigError(f"{label}.{required} is required")
         merged = {**defaults, **raw}
         for table in ("thresholds", "signals", "detectors"):
-            merged[table] = {**defaults.get(table, {}), **raw.get(table, {})}
+            merged[table] = {**_table(defaults.get(table, {}), f"{where}: defaults.{table}"),
+                             **_table(raw.get(table, {}), f"{label}.{table}")}
         models.append(_model(merged, label))
     names = [m.name for m in models]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise ConfigError(f"{where}: models[].name must be unique; repeated: {', '.join(duplicated)}")
 
-    monitor_raw = data.get("monitor", {})
+    monitor_raw = _table(data.get("monitor", {}), f"{where}: monitor")
     monitor = {}
     for key, value in monitor_raw.items():
         if key not in MONITOR_KEYS:
@@ -415,6 +468,58 @@ def parse_config(data: dict[str, Any], where: str = "config") -> MonitorConfig:
     retrain = parse_retrain(data["retrain"], names, where) if "retrain" in data else None
     return MonitorConfig(models=models, kafka=kafka, mlflow=mlflow, worker=worker, capacity=capacity, sinks=sinks,
                          retrain=retrain, **monitor)
+
+
+def check_references(config: MonitorConfig, references: dict[str, dict[str, Any]]) -> None:
+    """Names the configuration gives that its models' references do not know: a :class:`ConfigError`.
+
+    A feature, metric, attribute or class that is not there would silently switch a detector off;
+    call this at start-up, once the references are loaded.
+    """
+    where = str(config.source) if config.source is not None else "config"
+    for index, model in enumerate(config.models):
+        reference = references.get(model.name)
+        if reference is None:
+            continue
+        label = f"{where}: models[{index}] ({model.name}, reference {model.reference})"
+        features = reference.get("features") or {}
+        kind = reference.get("task")
+        if kind == "classification" and len(reference.get("classes") or ()) > 2:
+            kind = "multiclass"
+        metrics = PERFORMANCE_METRICS.get(kind, ())
+        classes = [str(c) for c in reference.get("classes") or ()]
+        known_attributes = tuple(reference.get("attributes") or ())
+        attributes = model.attributes if model.attributes is not None else known_attributes
+
+        def unknown(key: str, name: str, allowed: Any) -> ConfigError:
+            return ConfigError(f"{label}.{key}: {name!r} is not in the reference; allowed: "
+                               f"{', '.join(map(str, allowed)) or 'none'}")
+
+        if model.positive_class is not None and kind in ("classification", "multiclass"):
+            from tripwire.classes import ClassSet  # (validated by the reference's own check)
+
+            classes = ClassSet(reference["classes"])
+            if classes.canonical(model.positive_class) is None:
+                raise ConfigError(f"{label}.positive_class {model.positive_class!r} is not one of the reference's "
+                                  f"classes {classes.describe()}")
+        for metric in model.performance_metrics or ():
+            if not _metric_of(metric, kind, classes):
+                raise unknown("performance_metrics", metric, metrics)
+        for stream in model.change_streams:
+            if stream.startswith("feature:") and stream.removeprefix("feature:") not in features:
+                raise unknown("change_streams", stream, [f"feature:{n}" for n in features])
+        if known_attributes:  # a reference built without attributes cannot tell
+            for attribute in model.attributes or ():
+                if attribute not in known_attributes:
+                    raise unknown("attributes", attribute, known_attributes)
+        named = {"feature": list(features), "performance": metrics, "estimated": metrics, "fairness": attributes,
+                 "change": model.change_streams, "score": classes}
+        for signal in model.signals:
+            prefix, _, name = signal.partition(":")
+            if prefix in ("performance", "estimated") and _metric_of(name, kind, classes):
+                continue
+            if name and name not in named[prefix]:
+                raise unknown(f"signals.{signal!r}", signal, [f"{prefix}:{n}" for n in named[prefix]])
 
 
 def _table_with_defaults(raw: Any, keys: dict[str, tuple[Callable[[Any], Any], Any, str]], name: str,
@@ -459,6 +564,7 @@ def _model(raw: dict[str, Any], label: str) -> ModelConfig:
     signals: dict[str, dict[str, Any]] = {}
     for signal, spec in _table(raw["signals"], f"{label}.signals").items():
         where = f"{label}.signals.{signal!r}"
+        _signal(signal, where)
         parsed: dict[str, Any] = {}
         for key, value in _table(spec, where).items():
             if key == "enabled":
@@ -478,6 +584,14 @@ def _table(value: Any, label: str) -> dict[str, Any]:
     return value
 
 
+def _signal(name: str, label: str) -> None:
+    """A key of [signals] must have the form of a signal the engine raises (``PLAIN_SIGNALS``, ``NAMED_SIGNALS``)."""
+    if name in PLAIN_SIGNALS or (name.partition(":")[0] in NAMED_SIGNALS and name.partition(":")[2]):
+        return
+    raise ConfigError(f"{label}: unknown signal {name!r}; allowed: {', '.join(PLAIN_SIGNALS)}, "
+                      f"{', '.join(f'{prefix}:NAME' for prefix in NAMED_SIGNALS)}")
+
+
 def _threshold(spec: Any, detector: str, label: str) -> Threshold:
     if detector not in DEFAULT_THRESHOLDS:
         raise ConfigError(f"{label}: unknown detector {detector!r}; allowed: {', '.join(DEFAULT_THRESHOLDS)}")
@@ -486,10 +600,19 @@ def _threshold(spec: Any, detector: str, label: str) -> Threshold:
     for key, value in spec.items():
         if key not in ("warning", "critical"):
             raise ConfigError(f"{label}.{key}: unknown key; allowed: warning, critical")
-        if value is not False and type(value) not in (int, float):
-            raise ConfigError(f"{label}.{key} must be a number (or false to switch that level off), got {value!r}")
+        if value is not False and not _is_finite_number(value):
+            raise ConfigError(f"{label}.{key} must be a finite number (or false to switch that level off), "
+                              f"got {value!r}")
     def level(key: str) -> float | None:
         value = spec.get(key, base.warning if key == "warning" else base.critical)
         return None if value is False else value
 
-    return Threshold(level("warning"), level("critical"), base.direction)
+    threshold = Threshold(level("warning"), level("critical"), base.direction)
+    warning, critical = threshold.warning, threshold.critical
+    # Critical must be the worse level, else a value past it is critical before it is ever a warning.
+    if warning is not None and critical is not None and (
+            warning > critical if base.direction == "above" else warning < critical):
+        order = "at most" if base.direction == "above" else "at least"
+        raise ConfigError(f"{label}: warning {warning} must be {order} critical {critical} ({detector} alerts on "
+                          f"values {base.direction} the limit; set both levels if you move one)")
+    return threshold

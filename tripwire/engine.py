@@ -19,7 +19,7 @@ import numpy as np
 
 from tripwire.alerts import AlertPolicy, Finding
 from tripwire.classes import ClassSet
-from tripwire.config import DEFAULT_THRESHOLDS, ConfigError, ModelConfig, MonitorConfig, Threshold
+from tripwire.config import DEFAULT_THRESHOLDS, ConfigError, ModelConfig, MonitorConfig, Threshold, check_references
 from tripwire.detectors.change import ChangeDetector
 from tripwire.detectors.distribution import CategoricalDrift, NumericDrift, drift_detector_for
 from tripwire.detectors.estimated import ConfidenceEstimate, MulticlassConfidenceEstimate
@@ -31,7 +31,7 @@ from tripwire.detectors.quality import FeatureQuality
 from tripwire.detectors.serving import ServingWindow
 from tripwire.events import Event, Features, Label, Prediction, Rejection, decode_batch, format_ts
 from tripwire.join import LabelJoin, Outcome
-from tripwire.reference import is_multiclass, load_reference
+from tripwire.reference import is_multiclass, load_reference, validate_reference
 
 Alert = dict[str, Any]
 WindowSink = Callable[[dict[str, Any]], None]
@@ -698,9 +698,13 @@ class Engine:
         # (a batch returns its alerts only at its end).
         self.on_alert = on_alert
         self.monitors: dict[str, ModelMonitor] = {}
+        given = references or {}
+        # Given references (the demo's, MLflow's) pass the same check as a file's: one rule for every runner.
+        loaded = {model.name: validate_reference(given[model.name], model.reference) if given.get(model.name)
+                  else load_reference(model.reference) for model in config.models}
+        check_references(config, loaded)
         for model in config.models:
-            reference = (references or {}).get(model.name) or load_reference(model.reference)
-            self.monitors[model.name] = ModelMonitor(model, reference, on_window)
+            self.monitors[model.name] = ModelMonitor(model, loaded[model.name], on_window)
         self.events = 0
         self.rejected = 0
         self.unmonitored = 0

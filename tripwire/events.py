@@ -7,6 +7,7 @@ as a :class:`Rejection`, so a worker or a replay can dead-letter it and go on.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Optional, Sequence, Union
@@ -282,10 +283,19 @@ def _fast_timestamps(stamps: list[str]) -> list[float]:
     return np.where(ok, micros / 1e6, np.nan).tolist()
 
 
+_NON_FINITE_LITERALS = ("nan", "infinity", "-infinity", "+infinity", "inf", "-inf", "+inf")
+
+
 def _json_error_reason(error: orjson.JSONDecodeError) -> str:
     message = str(error.msg if hasattr(error, "msg") else error)
     if "infinity" in message or "NaN" in message:
         return f"non-finite number: {message} at char {error.pos}"
+    # NaN / Infinity literals (Python's json writes them) are no JSON: say so rather than "unexpected character".
+    doc = getattr(error, "doc", "") or ""
+    at = error.pos - 1 if error.pos and doc[error.pos - 1:error.pos] in ("-", "+") else error.pos
+    word = re.match(r"[-+]?[A-Za-z]+", doc[at:at + 10])
+    if word and word.group().lower() in _NON_FINITE_LITERALS:
+        return f"non-finite number: {word.group()} at char {at} (JSON has no NaN or Infinity)"
     return f"not valid JSON: {message} at char {error.pos}"
 
 

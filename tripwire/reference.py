@@ -125,9 +125,13 @@ def build_reference(
             raise ReferenceError(f"{role} column {column!r} is not in the data (columns: {', '.join(map(str, data.columns))})")
     if len(data) == 0:
         raise ReferenceError("the data has no rows")
+    if type(bins) is not int or bins < 2:
+        raise ReferenceError(f"bins (--bins) must be an integer >= 2, got {bins!r}")
 
     labels = data[target].tolist()
     predictions = data[prediction].tolist()
+    if task == "regression":
+        labels, predictions = _numbers(data[target], target), _numbers(data[prediction], prediction)
     classes = class_set = None
     columns_by_class: dict[int, str] = {}
     if task == "classification":
@@ -259,6 +263,21 @@ def score_columns(classes: ClassSet, columns: Sequence[str], given: Sequence[str
     return found
 
 
+def _numbers(column: pd.Series, name: str) -> list[float]:
+    """A regression target or prediction: a finite number on every row (the baseline needs each one)."""
+    import pandas as pd
+
+    numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(numbers)
+    if bad.any():
+        row = int(np.argmax(bad))
+        value = column.iloc[row]
+        problem = "is missing" if pd.isna(value) else f"is {value!r}, not a finite number"
+        raise ReferenceError(f"column {name!r} row {row}: {problem} ({int(bad.sum())} such rows; a regression "
+                             "target and prediction need a number on every row)")
+    return numbers.tolist()
+
+
 def _canonical_column(classes: ClassSet, values: list[Any], column: str) -> list[Any]:
     canonical = []
     for row, value in enumerate(values):
@@ -296,11 +315,16 @@ def read_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise ReferenceError(f"{path}: no such file")
+    if path.is_dir():
+        raise ReferenceError(f"{path}: is a directory; give a CSV or Parquet file")
     suffixes = "".join(path.suffixes).lower()
-    if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
-        return pd.read_parquet(path)
-    if ".csv" in suffixes or ".tsv" in suffixes:
-        return pd.read_csv(path, sep="\t" if ".tsv" in suffixes else ",")
+    try:
+        if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
+            return pd.read_parquet(path)
+        if ".csv" in suffixes or ".tsv" in suffixes:
+            return pd.read_csv(path, sep="\t" if ".tsv" in suffixes else ",")
+    except (OSError, ValueError, EOFError) as error:  # pandas' parser errors, bad UTF-8, damaged gzip / Parquet
+        raise ReferenceError(f"{path}: cannot read the data: {type(error).__name__}: {error}") from None
     raise ReferenceError(f"{path}: unknown data format; use .csv, .csv.gz, .tsv or .parquet")
 
 
@@ -313,6 +337,11 @@ def save_reference(reference: dict[str, Any], path: str | Path) -> None:
 
 
 def validate_reference(document: Any, source: str) -> dict[str, Any]:
+    """Check a reference document before any detector is built from it; the error names ``source`` and the key.
+
+    Every runner (replay, worker, demo, MLflow resolution) loads references through here, so a
+    hand-edited or damaged document stops the start-up instead of crashing at the first window.
+    """
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ReferenceError(f"{source}: not a tripwire reference (expected \"format\": \"{FORMAT}\")")
     if document.get("version") != VERSION:
@@ -320,12 +349,117 @@ def validate_reference(document: Any, source: str) -> dict[str, Any]:
     for key in ("model", "task", "features", "prediction_profile", "baseline"):
         if key not in document:
             raise ReferenceError(f"{source}: missing key {key!r}")
-    for name, profile in document["features"].items():
-        if profile.get("kind") == "numeric":
-            edges = profile["edges"]
-            if len(profile["fractions"]) != len(edges) + 1 or any(not math.isfinite(e) for e in edges):
-                raise ReferenceError(f"{source}: feature {name!r} has inconsistent edges and fractions")
+
+    def fail(key: str, problem: str) -> ReferenceError:
+        return ReferenceError(f"{source}: {key} {problem}")
+
+    task = document["task"]
+    if task not in TASKS:
+        raise fail("task", f"must be one of {', '.join(TASKS)}, got {task!r}")
+    rows = document.get("n")
+    if rows is not None and (type(rows) is not int or rows <= 0):
+        raise fail("n", f"(rows profiled) must be a positive integer, got {rows!r}")
+    classes = document.get("classes")
+    if task == "classification":
+        if not isinstance(classes, list) or len(classes) < 2:
+            raise fail("classes", f"must list at least two classes (strings, numbers or booleans), got {classes!r}")
+        try:
+            class_set = ClassSet(classes)
+        except (TypeError, ValueError) as error:
+            raise fail("classes", str(error)) from None
+        positive = document.get("positive_class")
+        if positive is not None and class_set.canonical(positive) is None:
+            raise fail("positive_class", f"{positive!r} is not one of the classes {class_set.describe()}")
+    features = document["features"]
+    if not isinstance(features, dict):
+        raise fail("features", f"must be an object of feature name -> profile, got {_type_name(features)}")
+    for name, profile in features.items():
+        _check_profile(profile, f"feature {name!r}", fail)
+    _check_profile(document["prediction_profile"], "prediction_profile", fail)
+    if document.get("score_profile") is not None:
+        _check_profile(document["score_profile"], "score_profile", fail, kind="numeric")
+    class_profiles = document.get("class_score_profiles")
+    if class_profiles is not None:
+        if not isinstance(class_profiles, list) or len(class_profiles) != len(classes or ()):
+            raise fail("class_score_profiles", "must be a list with one numeric profile per class")
+        for position, profile in enumerate(class_profiles):
+            _check_profile(profile, f"class_score_profiles[{position}]", fail, kind="numeric")
+    if document.get("score_calibration") is not None:
+        _check_calibration(document["score_calibration"], "score_calibration", fail)
+    calibrations = document.get("class_score_calibrations")
+    if calibrations is not None:
+        if not isinstance(calibrations, list) or len(calibrations) != len(classes or ()):
+            raise fail("class_score_calibrations", "must be a list with one calibration per class")
+        for position, calibration in enumerate(calibrations):
+            _check_calibration(calibration, f"class_score_calibrations[{position}]", fail)
+    baseline = document["baseline"]
+    if not isinstance(baseline, dict):
+        raise fail("baseline", f"must be an object of metric -> number, got {_type_name(baseline)}")
+    for metric, value in baseline.items():
+        if value is not None and not _finite(value):
+            raise fail(f"baseline.{metric}", f"must be a finite number or null, got {value!r}")
+    attributes = document.get("attributes")
+    if attributes is not None and (not isinstance(attributes, list) or not all(type(a) is str for a in attributes)):
+        raise fail("attributes", f"must be a list of attribute names, got {attributes!r}")
     return document
+
+
+def _finite(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _check_calibration(calibration: Any, key: str, fail: Any) -> None:
+    """Histogram-binning calibration: increasing edges, one rate in [0, 1] per bin."""
+    edges = calibration.get("edges") if isinstance(calibration, dict) else None
+    rates = calibration.get("rates") if isinstance(calibration, dict) else None
+    if (not isinstance(edges, list) or not all(_finite(e) for e in edges)
+            or any(a >= b for a, b in zip(edges, edges[1:]))):
+        raise fail(f"{key}.edges", "must be a list of strictly increasing finite numbers")
+    if not isinstance(rates, list) or len(rates) != len(edges) + 1 or not all(_finite(r) and 0 <= r <= 1 for r in rates):
+        raise fail(f"{key}.rates", f"must be a list of {len(edges) + 1} numbers in [0, 1] (one per bin)")
+
+
+def _check_profile(profile: Any, key: str, fail: Any, kind: str | None = None) -> None:
+    """A numeric or categorical profile the drift and quality detectors can be built from."""
+    if not isinstance(profile, dict):
+        raise fail(key, f"must be a profile object, got {_type_name(profile)}")
+    found = profile.get("kind")
+    if found not in ("numeric", "categorical") or (kind is not None and found != kind):
+        raise fail(f"{key}.kind", f"must be {kind!r}, got {found!r}" if kind else f"must be 'numeric' or 'categorical', got {found!r}")
+    missing_rate = profile.get("missing_rate", 0.0)
+    if not _finite(missing_rate) or not 0 <= missing_rate <= 1:
+        raise fail(f"{key}.missing_rate", f"must be a number in [0, 1], got {missing_rate!r}")
+    count = profile.get("count", 0 if found == "categorical" else None)
+    if type(count) is not int or count < 0:
+        raise fail(f"{key}.count", f"must be an integer >= 0, got {count!r}")
+    if found == "categorical":
+        categories, other = profile.get("categories"), profile.get("other") or 0.0
+        if not isinstance(categories, dict):
+            raise fail(f"{key}.categories", f"must be an object of category -> fraction, got {_type_name(categories)}")
+        fractions = [*categories.values(), other]
+    else:
+        edges, fractions = profile.get("edges"), profile.get("fractions")
+        if not isinstance(edges, list) or not all(_finite(e) for e in edges):
+            raise fail(f"{key}.edges", f"must be a list of finite numbers, got {edges!r}")
+        if any(a >= b for a, b in zip(edges, edges[1:])):
+            raise fail(f"{key}.edges", "must be strictly increasing")
+        if not isinstance(fractions, list) or len(fractions) != len(edges) + 1:
+            raise fail(f"{key}.fractions", f"must be a list of {len(edges) + 1} fractions (one more than the edges)")
+        bin_means = profile.get("bin_means")
+        if bin_means is not None and (not isinstance(bin_means, list) or len(bin_means) != len(fractions)
+                                      or not all(m is None or _finite(m) for m in bin_means)):
+            raise fail(f"{key}.bin_means", f"must be a list of {len(fractions)} finite numbers")
+        for stat in ("mean", "std", "min", "max"):
+            if profile.get(stat) is not None and not _finite(profile[stat]):
+                raise fail(f"{key}.{stat}", f"must be a finite number or null, got {profile[stat]!r}")
+    if not all(_finite(f) and f >= 0 for f in fractions):
+        raise fail(f"{key}.fractions", "must be finite numbers >= 0")
+    if sum(fractions) <= 0:
+        raise fail(f"{key}.fractions", "are all zero: the profile is empty")
 
 
 def load_reference(location: str | Path) -> dict[str, Any]:
@@ -340,6 +474,8 @@ def load_reference(location: str | Path) -> dict[str, Any]:
         document = orjson.loads(path.read_bytes())
     except FileNotFoundError:
         raise ReferenceError(f"{path}: no such reference file (build one with `tripwire reference build`)") from None
+    except OSError as error:  # a directory, no permission
+        raise ReferenceError(f"{path}: cannot read the reference: {error.strerror or error}") from None
     except orjson.JSONDecodeError as error:
         raise ReferenceError(f"{path}: not valid JSON: {error}") from None
     return validate_reference(document, str(path))

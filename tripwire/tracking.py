@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 import orjson
 
+from tripwire.config import check_references
 from tripwire.reference import ReferenceError, build_reference, dumps_reference, load_reference, validate_reference
 from tripwire.sinks.delivery import DeliveryRunner, short_error
 
@@ -217,6 +218,7 @@ def resolve_config(config: MonitorConfig) -> dict[str, ResolvedReference]:
         if is_mlflow_uri(model.reference) and client is None:
             client = _client(tracking_uri)
         resolved[model.name] = resolve(model.reference, tracking_uri, client)
+    check_references(config, {name: r.reference for name, r in resolved.items()})  # before any work starts
     return resolved
 
 

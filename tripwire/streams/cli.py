@@ -12,10 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from tripwire.config import ConfigError, load_config, parse_config
+from tripwire.paths import PathError, check_output
 
 if TYPE_CHECKING:
     from tripwire.engine import Engine
 
+# Exit codes (README, "Command line"): 0 done; 1 done, but sinks / retrain did not deliver (demo: an
+# incident missed); 2 bad configuration, reference, path or option, nothing done; 3 Kafka unreachable;
+# 4 stopped part way (input unreadable past a point, an output not writable), what came before kept;
+# 5 every record rejected; 130 interrupted.
+EXIT_STOPPED = 4
+EXIT_ALL_REJECTED = 5
 SINK_CLOSE_SECONDS = 120.0  # how long `replay --sinks` waits for its deliveries before it gives up
 
 
@@ -95,8 +102,13 @@ def reference_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_reference_build(args: argparse.Namespace) -> int:
     from tripwire.reference import save_reference
 
+    check_output("--output", args.output, [("the data", args.data)])
     reference = reference_from_args(args)
-    save_reference(reference, args.output)
+    try:
+        save_reference(reference, args.output)
+    except OSError as error:
+        print(f"tripwire: {args.output}: cannot write the reference: {error.strerror or error}", file=sys.stderr)
+        return EXIT_STOPPED
     print(f"wrote {args.output}: {len(reference['features'])} features, {reference['n']} rows, "
           f"baseline {', '.join(f'{k}={v:.4g}' for k, v in reference['baseline'].items() if v is not None)}")
     return 0
@@ -122,13 +134,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     import orjson
 
     from tripwire.engine import Engine
-    from tripwire.streams.replay import deadletter_path, replay_file
+    from tripwire.streams.replay import check_paths, config_inputs, deadletter_path, replay_file
 
     if args.events is None:
         print("tripwire replay: give an EVENTS file (topic replay needs --topic)", file=sys.stderr)
         return 2
+    if args.out is None:
+        print("tripwire replay: give --out FILE, the alerts JSONL to write", file=sys.stderr)
+        return 2
     config = load_config(args.config)
+    check_paths(args.events, args.out, config_inputs(args.config, config), args.report)  # before any work
     from tripwire.tracking import MlflowReporter, resolve_config
+
 
     resolved = resolve_config(config)  # runs:/ and models:/ references via [mlflow] tracking_uri
     reporter = MlflowReporter.from_config(config)  # None unless [mlflow] report = true
@@ -151,11 +168,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"retrain: {len(trigger.requests)} request(s) to {trigger.topic}")
     print(summary.render())
     print(f"alerts: {args.out}   dead letters: {deadletter_path(args.out)} ({summary.rejected})")
+    if summary.stopped:
+        print(f"tripwire replay: {summary.stopped}", file=sys.stderr)
+        return EXIT_STOPPED
     if window_log is not None:
         alerts = [orjson.loads(line) for line in args.out.read_bytes().splitlines() if line]
-        _write_report(args.report, engine, window_log, alerts, "tripwire backtest report",
-                      [("events", args.events.name), ("config", args.config.name), ("records", summary.records),
-                       ("rejected", summary.rejected)])
+        if not _write_report(args.report, engine, window_log, alerts, "tripwire backtest report",
+                             [("events", args.events.name), ("config", args.config.name),
+                              ("records", summary.records), ("rejected", summary.rejected)]):
+            return EXIT_STOPPED
     if reporter:
         for line in args.out.read_bytes().splitlines():
             reporter.on_alert(orjson.loads(line))
@@ -165,6 +186,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"tripwire replay: the sinks or the retrain trigger did not deliver everything within "
               f"{SINK_CLOSE_SECONDS:.0f} s (see their summary above)", file=sys.stderr)
         return 1
+    if summary.all_rejected:
+        print(f"tripwire replay: every record of {args.events} was rejected: is it tripwire's event contract?",
+              file=sys.stderr)
+        return EXIT_ALL_REJECTED
     return 0
 
 
@@ -209,14 +234,19 @@ def _fan_out(*sinks: Any) -> Any:
 
 
 def _write_report(path: Path, engine: Engine, window_log: Any, alerts: list[dict[str, Any]], title: str,
-                  facts: list[tuple[str, Any]]) -> None:
+                  facts: list[tuple[str, Any]]) -> bool:
     from tripwire.report import render_report
 
     references = {name: monitor.reference for name, monitor in engine.monitors.items()}
     page = render_report(window_log.windows, alerts, engine.config, references, title=title, facts=facts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+    except OSError as error:
+        print(f"tripwire: --report {path}: cannot write the report ({error.strerror or error})", file=sys.stderr)
+        return False
     print(f"report: {path}")
+    return True
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -225,6 +255,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from tripwire.events import Rejection
     from tripwire.streams import demo
 
+    for role, path in (("--out", args.out), ("--report", args.report)):
+        if path is not None:  # before any work
+            check_output(role, path, [("--out", args.out)] if role == "--report" and args.out else [])
     print(f"tripwire demo: generating {demo.DURATION_MINUTES} minutes of traffic for fuel-efficiency, credit and triage "
           f"(seed {args.seed}) ...", flush=True)
     stream, first_index = demo.generate(args.seed)
@@ -236,12 +269,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     engine = Engine(config, references=demo.training_references(args.seed),
                     on_window=_fan_out(window_log, capacity.observe_window))
     alerts: list[tuple[int, dict[str, Any]]] = []
-    out = args.out.open("wb") if args.out else None
+    from tripwire.streams.replay import LineFile, OutputError, run_records
+
+    out = LineFile(args.out) if args.out else None
 
     def on_alert(alert: dict[str, Any], index: int) -> None:
         alerts.append((index, alert))
         if out:
             out.write(encode_alert(alert) + b"\n")
+            out.flush()  # as raised: nothing is lost when the disk fills
         if not args.quiet:
             print(f"  #{index:<7} {alert['ts']}  {alert['status']:<8} {alert['severity']:<8} {alert['kind']:<21} "
                   f"{alert['model']:<15} {alert['message']}")
@@ -249,11 +285,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     def on_reject(_rejection: "Rejection", _index: int, _record: bytes) -> None:
         pass  # counted by the engine; the demo's malformed burst is itself an incident
 
-    from tripwire.streams.replay import run_records
-
-    summary = run_records(engine, stream, on_alert, on_reject)
-    if out:
-        out.close()
+    try:
+        summary = run_records(engine, stream, on_alert, on_reject)
+    except OutputError as error:
+        print(f"tripwire demo: {error}", file=sys.stderr)
+        return EXIT_STOPPED
+    finally:
+        if out:
+            out.close()
     caught, early = demo.score_incidents(alerts, first_index)
     print()
     print(summary.render())
@@ -275,10 +314,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         late = "-" if index is None else f"{index - injected:,}"
         print(f"{incident.name:<66} {injected:>9,} {'yes' if event else 'NO':>6} {late:>12}  {by}")
     print(f"alerts before the first incident: {early}")
-    if window_log is not None:
-        _write_report(args.report, engine, window_log, [alert for _index, alert in alerts], "tripwire demo report",
-                      [("stream", f"built-in demo, seed {args.seed}"), ("records", summary.records),
-                       ("rejected", summary.rejected)])
+    if window_log is not None and not _write_report(
+            args.report, engine, window_log, [alert for _index, alert in alerts], "tripwire demo report",
+            [("stream", f"built-in demo, seed {args.seed}"), ("records", summary.records),
+             ("rejected", summary.rejected)]):
+        return EXIT_STOPPED
     missed = sum(1 for row in caught if row.alert is None) + sum(1 for row in scored if row[2] is None)
     return 1 if missed or early else 0
 
@@ -311,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_reference_build(args)
         if args.command == "reference" and args.reference_command == "log":
             return cmd_reference_log(args)
-    except (ConfigError, ReferenceError, FileNotFoundError) as error:
+    except (ConfigError, ReferenceError, PathError, FileNotFoundError) as error:
         print(f"tripwire: {error}", file=sys.stderr)
         return 2
     return 2

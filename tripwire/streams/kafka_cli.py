@@ -208,7 +208,7 @@ def cmd_replay_topic(args: argparse.Namespace) -> int:
 
     from tripwire.alerts import encode_alert
     from tripwire.engine import Engine
-    from tripwire.streams.replay import deadletter_line, deadletter_path
+    from tripwire.streams.replay import check_outputs, config_inputs, deadletter_line, deadletter_path
     from tripwire.streams.topic_replay import describe_position, parse_position, replay_topics
     from tripwire.tracking import resolve_config
 
@@ -219,6 +219,8 @@ def cmd_replay_topic(args: argparse.Namespace) -> int:
         print("tripwire replay: give --out FILE and/or --alerts-topic NAME", file=sys.stderr)
         return 2
     config = load_config(args.config)
+    if args.out:
+        check_outputs(args.out, config_inputs(args.config, config))  # before any work
     settings = _settings(args, config)
     if args.alerts_topic and args.alerts_topic == settings.topics["alerts"]:
         print(f"tripwire replay: {args.alerts_topic} is the live alerts topic; a backtest writes elsewhere",
