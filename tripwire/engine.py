@@ -644,9 +644,8 @@ class ModelMonitor:
         self._event_streams = [(s, d) for s, d in self.change.items() if s != "error"]
         self.join = LabelJoin.from_dict(state["join"])
         self.policy.restore(state["policy"])
-        # A checkpoint from before this rule: its window starts now, at the join's counts.
-        since, joined, expired, start = state.get("unmatched_labels") or [0, self.join.joined, self.join.expired_labels,
-                                                                           None]
+        fresh = [0, self.join.joined, self.join.expired_labels, None]  # a checkpoint from before this rule
+        since, joined, expired, start = state.get("unmatched_labels") or fresh
         self._unmatched_window = [int(since), int(joined), int(expired), None if start is None else float(start)]
 
     def _emit_window(self, family: str, index: int, start: float, end: float, n: int, stats: dict[str, Any]) -> None:
