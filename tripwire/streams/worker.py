@@ -269,7 +269,7 @@ class MonitorWorker:
             # Window and ts from the sightings: whichever worker raises it, the same evidence gives the same id.
             alert = self.refusals.evaluate(finding, model_version=None, reference=None, ts=finding.window_end)
             if alert is not None:
-                log.warning("%s", finding.message)
+                log.warning("split model: %s", finding.message)  # its own template: tripwire.logs collapses by template
                 await self.send_now(self.topics["alerts"], b"*", encode_alert(alert))
                 self._observe_alert(alert)
 
