@@ -642,6 +642,8 @@ def run_two_workers(scenario: Scenario, *, key=None, until=lambda: True, what: s
         run(publish(settings, scenario.records[:scenario.half], topic=settings.events, key=key))
         run_to_completion(scenario.config, *workers)
         wait_until(until, what, workers)
+        wait_until(lambda: sorted(p for parts in owners(settings).values() for p in parts) == [0, 1, 2, 3],
+                   "the latest samples to show each partition owned once (no rebalance under way)", workers)
         owned = owners(settings)
         then(workers)
         return owned
