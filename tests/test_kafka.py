@@ -32,7 +32,7 @@ from tripwire.reference import save_reference
 from tripwire.streams import demo
 from tripwire.streams.cli import main
 from tripwire.streams.partition import decode_checkpoint
-from tripwire.streams.publish import publish
+from tripwire.streams.publish import publish, route
 from tripwire.streams.topic_replay import replay_topics
 from tripwire.streams.topics import ensure_topics, kafka_settings, partitions_for, read_topic
 
@@ -78,10 +78,12 @@ def topics_for(name: str, events: str | None = None) -> dict[str, str]:
 
 
 def write_config(directory: Path, name: str, *, events: str | None = None, bootstrap: str | None = None,
-                 **worker) -> Path:
+                 defaults: dict | None = None, **worker) -> Path:
+    """A worker config for the demo's models; ``defaults``: more model settings, ``worker``: more [worker] keys."""
     settings = {"app_id": f"tripwire-test-{RUN}-{name}", "checkpoint_seconds": 0.5, "utilization_seconds": 1.0,
                 "utilization_window_seconds": 4.0, "session_timeout_seconds": 6.0, "batch_size": 2000, **worker}
-    lines = ["[defaults]", "performance_window = 1000", "",
+    lines = ["[defaults]", "performance_window = 1000"]
+    lines += [f"{key} = {orjson.dumps(value).decode()}" for key, value in (defaults or {}).items()] + ["",
              '[[models]]', 'name = "fuel-efficiency"', 'reference = "fuel-efficiency.json"', "",
              '[[models]]', 'name = "credit"', 'reference = "credit.json"', "",
              '[[models]]', 'name = "triage"', 'reference = "triage.json"', "",
@@ -244,6 +246,17 @@ def alert_records(settings) -> list[bytes]:
     return [m.value for m in read(settings, settings.topics["alerts"], must_exist=True)]
 
 
+def samples(settings) -> list[dict]:
+    """The workers' utilization samples on the metrics topic, oldest first."""
+    return [s for s in (orjson.loads(m.value) for m in read(settings, settings.topics["metrics"]))
+            if s.get("type") == "utilization"]
+
+
+def owners(settings) -> dict[str, list[int]]:
+    """Each worker's input partitions, as its latest sample lists them."""
+    return {s["worker"]: s["partitions"] for s in samples(settings)}
+
+
 def model_alerts(values: list[bytes]) -> list[bytes]:
     """Alerts from the event stream (not the workers' own infrastructure alerts, nor capacity advice)."""
     records = [(v, orjson.loads(v)) for v in values]
@@ -353,11 +366,12 @@ def test_worker_serves_prometheus_metrics_and_the_status_board(stream, single_ru
 class Scenario:
     """A topic of its own holding the demo stream in two halves, a worker config reading it."""
 
-    def __init__(self, stream, name: str, *, bootstrap: str | None = None, **worker) -> None:
+    def __init__(self, stream, name: str, *, bootstrap: str | None = None, defaults: dict | None = None,
+                 **worker) -> None:
         self.name = name
         self.records = stream["records"]
         self.config = write_config(stream["dir"], name, events=f"t{RUN}.{name}.events", bootstrap=bootstrap,
-                                   **worker)
+                                   defaults=defaults, **worker)
         self.settings = kafka_settings(load_config(self.config))
         self.half = len(self.records) // 2
 
@@ -377,20 +391,25 @@ class Scenario:
 
     def check(self, stream, expected) -> list[bytes]:
         """The worker's model alerts equal the topic's replay, byte for byte; duplicates identical."""
-        replayed = replay_expected(self.settings, stream["config"], self.settings.events)
+        values, replayed = self.check_against_replay(stream["config"])
+        # The same contents as the shared topic: the same alerts, ids included.
+        assert replayed["alerts"] == expected["alerts"]
+        return values
+
+    def check_against_replay(self, config) -> tuple[list[bytes], dict]:
+        """The workers' model alerts equal a replay of this scenario's topic with ``config``; both returned."""
+        replayed = replay_expected(self.settings, config, self.settings.events)
         for _attempt in range(10):  # a read of a busy broker can come back short: read again
             values = model_alerts(alert_records(self.settings))
             if set(values) == replayed["alerts"]:
                 break
             time.sleep(2)
         assert set(values) == replayed["alerts"]
-        # The same contents as the shared topic: the same alerts, ids included.
-        assert replayed["alerts"] == expected["alerts"]
         by_id: dict[str, set[bytes]] = {}
         for value in values:
             by_id.setdefault(orjson.loads(value)["alert_id"], set()).add(value)
         assert all(len(copies) == 1 for copies in by_id.values()), "an alert id was published with different content"
-        return values
+        return values, replayed
 
 
 def test_sigkill_mid_stream_then_restart_gives_the_same_alert_ids(stream, expected):
@@ -425,10 +444,8 @@ def test_a_second_worker_joining_mid_stream_shares_the_partitions_and_loses_noth
     try:
         scenario.wait_for_first_half(one)
         two = scenario.worker("two")  # a rebalance moves partitions with their checkpoints
-        settings = scenario.settings
-        wait_until(lambda: {s["worker"] for s in (orjson.loads(m.value) for m in
-                                                   read(settings, settings.topics["metrics"])) if s["partitions"]}
-                   == {"one", "two"}, "both workers to own partitions", [one, two])
+        wait_until(lambda: {w for w, owned in owners(scenario.settings).items() if owned} == {"one", "two"},
+                   "both workers to own partitions", [one, two])
         scenario.publish_second_half()
         run_to_completion(scenario.config, one, two)
     finally:
@@ -552,14 +569,13 @@ def test_a_failed_publish_is_retried_holds_the_checkpoint_and_loses_nothing(stre
 def test_records_not_keyed_by_their_model_raise_partitioning_alerts(stream):
     """Records keyed by request id, and a model on a second partition: alerts with the evidence, a count."""
     from aiokafka import AIOKafkaProducer
-    from aiokafka.partitioner import DefaultPartitioner
 
     scenario = Scenario(stream, "misrouted")
     settings = scenario.settings
     records = stream["records"][:5000]
     credit = [r for r in records if b'"model":"credit"' in r and b'"request_id"' in r][:40]
     fuel = [r for r in records if b'"model":"fuel-efficiency"' in r][:20]
-    home = DefaultPartitioner()(b"fuel-efficiency", [0, 1, 2, 3], [0, 1, 2, 3])
+    home = partition_of(b"fuel-efficiency")
 
     async def go():
         await ensure_topics(settings, [settings.events])
@@ -575,22 +591,123 @@ def test_records_not_keyed_by_their_model_raise_partitioning_alerts(stream):
             await producer.stop()
 
     run(go())
+    # Credit's records keyed by request id sit on its own partition and wherever their keys hash to.
+    credit_partitions = sorted({partition_of(b"credit")} | {partition_of(orjson.loads(r)["request_id"].encode())
+                                                            for r in credit})
     worker = scenario.worker("router")
     try:
         run_to_completion(scenario.config, worker)
-        time.sleep(1.5)  # one more utilization sample
+        # A sample taken mid-run may list some of credit's partitions: an alert per partition set found.
+        expected = {("credit", tuple(credit_partitions)), ("fuel-efficiency", tuple(sorted({home, (home + 1) % 4})))}
+        wait_until(lambda: expected <= {(a["evidence"]["model"], tuple(a["evidence"]["partitions"]))
+                                        for a in published_alerts(settings, "split_model")},
+                   "split_model alerts naming every partition of both models", [worker])
     finally:
         worker.stop()
-    alerts = [orjson.loads(v) for v in alert_records(settings)]
-    misrouted = [a for a in alerts if a["type"] == "alert" and a["detector"] == "misrouted_records"]
-    split = [a for a in alerts if a["type"] == "alert" and a["detector"] == "split_model"]
+    misrouted = published_alerts(settings, "misrouted_records")
     assert misrouted and all(a["kind"] == "data_quality" and a["model"] == "*" for a in misrouted)
     assert {k for a in misrouted for k in a["evidence"]["keys"]} <= {repr(orjson.loads(r)["request_id"].encode())
                                                                      for r in credit}
-    assert [a["evidence"]["model"] for a in split] == ["fuel-efficiency"]
-    assert split[0]["evidence"]["partitions"] == sorted({home, (home + 1) % 4})
-    samples = [orjson.loads(m.value) for m in read(settings, settings.topics["metrics"])]
-    assert max(s.get("misrouted", 0) for s in samples if s.get("type") == "utilization") == len(credit)
+    split = published_alerts(settings, "split_model")
+    assert {a["evidence"]["model"] for a in split} == {"credit", "fuel-efficiency"}
+    assert all(a["segment"] == "partitions:" + ",".join(map(str, a["evidence"]["partitions"])) for a in split)
+    assert max(s.get("misrouted", 0) for s in samples(settings)) == len(credit)
+
+
+LABEL_TTL = 900.0  # s: longer than the demo's label lag (10 minutes at most), far shorter than its stream
+
+
+def partition_of(key: bytes) -> int:
+    """The input partition of ``key`` under the default (murmur2) partitioner, 4 partitions."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    return DefaultPartitioner()(key, [0, 1, 2, 3], [0, 1, 2, 3])
+
+
+def published_alerts(settings, detector: str) -> list[dict]:
+    return [a for a in map(orjson.loads, alert_records(settings)) if a["type"] == "alert" and a["detector"] == detector]
+
+
+def run_two_workers(scenario: Scenario, *, key=None, until=lambda: True, what: str = "",
+                    then=lambda workers: None) -> dict[str, list[int]]:
+    """Two workers own the partitions, then the first half of the demo stream arrives (``key``: how its
+    records are keyed, default their model); run until it is all processed and ``until()`` holds, then
+    ``then(workers)``. Each worker's partitions (before ``then``) come back."""
+    settings = scenario.settings
+    run(ensure_topics(settings, [settings.events]))
+    workers = [scenario.worker("one"), scenario.worker("two")]
+    try:
+        wait_until(lambda: {w for w, owned in owners(settings).items() if owned} == {"one", "two"},
+                   "both workers to own partitions", workers)
+        run(publish(settings, scenario.records[:scenario.half], topic=settings.events, key=key))
+        run_to_completion(scenario.config, *workers)
+        wait_until(until, what, workers)
+        wait_until(lambda: sorted(p for parts in owners(settings).values() for p in parts) == [0, 1, 2, 3],
+                   "the latest samples to show each partition owned once (no rebalance under way)", workers)
+        owned = owners(settings)
+        then(workers)
+        return owned
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def test_a_model_split_across_two_workers_raises_one_split_model_incident_and_unmatched_labels(stream):
+    """Credit's labels keyed so that they land on the other worker's partition: no engine sees both sides."""
+    home = partition_of(b"credit")
+    other = (home + 1) % 4  # round-robin assignment gives neighbouring partitions to different workers
+    label_key = next(k for k in (f"credit-labels-{i}".encode() for i in range(100)) if partition_of(k) == other)
+
+    def keyed(record: bytes, model: bytes) -> bytes:
+        return label_key if model == b"credit" and b'"type":"label"' in record else model
+
+    def stop_the_raiser(workers: list[Worker]) -> None:
+        """The worker that raised it leaves; the other, reading the samples now, raises it too (if it had not
+        already, after a rebalance under load)."""
+        raised = "split model: model credit arrives on partitions"
+        raiser = next(w for w in workers if raised in w.output())
+        raiser.stop()
+        survivor = [w for w in workers if w is not raiser]
+        wait_until(lambda: raised in survivor[0].output(), "the other worker's split_model", survivor)
+
+    scenario = Scenario(stream, "split", defaults={"label_ttl_seconds": LABEL_TTL})
+    settings = scenario.settings
+    owned = run_two_workers(scenario, key=keyed, what="the split_model and unmatched-label alerts",
+                            until=lambda: published_alerts(settings, "split_model")
+                            and published_alerts(settings, "unmatched_label_rate"), then=stop_the_raiser)
+    worker_of = {p: worker for worker, partitions in owned.items() for p in partitions}
+    assert worker_of[home] != worker_of[other]
+    # Exactly one incident: the second worker, from the sightings in the checkpoints, raised the same bytes.
+    split = published_alerts(settings, "split_model")
+    assert len(split) >= 2 and len({encode_alert(a) for a in split}) == 1
+    first = {}  # the first offset of a credit record on each partition, read from the topic itself
+    for message in read(settings, settings.events, must_exist=True):
+        if route(message.value)[0] == b"credit":
+            first.setdefault(message.partition, message.offset)
+    assert sorted(first) == sorted([home, other])
+    assert (split[0]["kind"], split[0]["model"], split[0]["signal"], split[0]["severity"]) == (
+        "data_quality", "*", "partitioning:credit", "critical")
+    assert split[0]["segment"] == "partitions:" + ",".join(map(str, sorted([home, other])))
+    assert split[0]["evidence"] == {"model": "credit", "partitions": sorted([home, other]),
+                                    "first_offsets": {str(p): offset for p, offset in first.items()}}
+    # The engine of the labels' partition sees labels only: they expire unmatched. Same as a replay.
+    [unmatched] = published_alerts(settings, "unmatched_label_rate")
+    assert unmatched["signal"] == "labels:credit" and unmatched["evidence"]["labels_joined"] == 0
+    assert unmatched["evidence"]["labels_unmatched"] >= 100
+    scenario.check_against_replay(load_config(scenario.config))
+
+
+def test_two_workers_on_a_clean_stream_raise_neither_split_model_nor_unmatched_labels(stream):
+    scenario = Scenario(stream, "unsplit", defaults={"label_ttl_seconds": LABEL_TTL})
+    settings = scenario.settings
+    models = {"credit", "fuel-efficiency", "triage"}
+    # Run until every model's sighting has been published in a sample, so that a split would have shown.
+    run_two_workers(scenario, what="every model's sighting in a sample",
+                    until=lambda: {s["model"] for sample in samples(settings) for s in sample["sightings"]} == models)
+    sightings = {(s["model"], s["partition"]) for sample in samples(settings) for s in sample["sightings"]}
+    assert sightings == {(m, partition_of(m.encode())) for m in models}
+    for detector in ("split_model", "unmatched_label_rate", "misrouted_records"):
+        assert published_alerts(settings, detector) == []
 
 
 def test_a_crafted_pickle_in_the_checkpoints_topic_runs_nothing_and_is_refused(stream, expected, tmp_path):

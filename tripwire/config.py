@@ -74,6 +74,7 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "adwin": Threshold(1, None),
     "page_hinkley": Threshold(1, None),
     "rejection_rate": Threshold(0.01, 0.05),
+    "unmatched_label_rate": Threshold(0.1, 0.5),
     "label_coverage": Threshold(None, None, "below"),
     "cpu_percent": Threshold(85.0, 95.0),
     "memory_percent": Threshold(85.0, 95.0),

@@ -145,6 +145,9 @@ class ModelMonitor:
         self._reset_data_window()
         self._reset_performance_window()
         self._since_expiry = 0
+        # Unmatched labels (see _judge_unmatched_labels): labels since the last check, the join's
+        # joined and expired-label counts when the open window began, and its start.
+        self._unmatched_window = [0, 0, 0, None]
 
     # -- events ----------------------------------------------------------------------------
     def on_prediction(self, event: Prediction) -> list[Alert]:
@@ -205,7 +208,48 @@ class ModelMonitor:
 
     def on_label(self, event: Label) -> list[Alert]:
         outcome = self.join.add_label(event.request_id, event.ts, event.label)
-        return self._on_outcome(outcome, event.ts) if outcome is not None else []
+        alerts = self._on_outcome(outcome, event.ts) if outcome is not None else []
+        window = self._unmatched_window
+        if window[3] is None:
+            window[3] = event.ts
+        window[0] += 1
+        if window[0] >= EXPIRE_EVERY:
+            alerts += self._judge_unmatched_labels(event.ts)
+        return alerts
+
+    def _judge_unmatched_labels(self, ts: float) -> list[Alert]:
+        """Every EXPIRE_EVERY labels: the share of the labels settled since the last window (joined to a
+        prediction, or expired after the TTL) that expired without ever meeting one.
+
+        A window is judged once ``min_samples`` labels were settled in it. Labels that never meet a
+        prediction are those of a model whose labels land on another partition than its predictions
+        (another key or partitioner), or carry other request ids. Counted in event time on this
+        model's own events, so replay and worker judge the same windows.
+        """
+        window = self._unmatched_window
+        window[0] = 0
+        self.join.expire(ts)  # a partition holding only this model's labels never reaches the prediction path's expiry
+        joined = self.join.joined - window[1]
+        unmatched = self.join.expired_labels - window[2]
+        settled = joined + unmatched
+        if settled < self.config.min_samples:
+            return []
+        start = window[3]
+        self._unmatched_window = [0, self.join.joined, self.join.expired_labels, ts]
+        name = self.config.name
+        rate = unmatched / settled
+        finding = Finding(
+            model=UNATTRIBUTED, kind="data_quality", signal=f"labels:{name}", detector="unmatched_label_rate",
+            value=rate, threshold=self.config.threshold("unmatched_label_rate", "labels"), window_start=start,
+            window_end=ts, n=settled,
+            evidence={"model": name, "labels_unmatched": unmatched, "labels_joined": joined,
+                      "label_ttl_seconds": self.join.ttl},
+            message=f"{unmatched} of {settled} labels of {name} expired after {self.join.ttl:g} s without meeting "
+                    f"a prediction ({rate:.0%}): are they keyed like its predictions (same partition), with the "
+                    "same request ids?",
+        )
+        alert = self.policy.evaluate(finding, model_version=None, reference=None, ts=ts)
+        return [alert] if alert else []
 
     def _open_data_window(self, ts: float) -> None:
         if self._n == 0:
@@ -581,6 +625,7 @@ class ModelMonitor:
             "change": {s: d.to_dict() for s, d in self.change.items()},
             "join": self.join.to_dict(),
             "policy": self.policy.to_dict(),
+            "unmatched_labels": list(self._unmatched_window),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -598,6 +643,9 @@ class ModelMonitor:
         self._event_streams = [(s, d) for s, d in self.change.items() if s != "error"]
         self.join = LabelJoin.from_dict(state["join"])
         self.policy.restore(state["policy"])
+        fresh = [0, self.join.joined, self.join.expired_labels, None]  # a checkpoint from before this rule
+        since, joined, expired, start = state.get("unmatched_labels") or fresh
+        self._unmatched_window = [int(since), int(joined), int(expired), None if start is None else float(start)]
 
     def _emit_window(self, family: str, index: int, start: float, end: float, n: int, stats: dict[str, Any]) -> None:
         if self.on_window is not None:

@@ -25,6 +25,7 @@ import orjson
 
 from tripwire.engine import Engine
 from tripwire.streams.replay import deadletter_line
+from tripwire.streams.sightings import Sighting
 
 CHECKPOINT_FORMAT = 2
 MAGIC = b"TWCK2"
@@ -92,6 +93,8 @@ class PartitionRunner:
         self.done = -1  # highest offset the engine has processed
         self.records = 0  # processed since this runner started
         self.since_checkpoint = 0
+        # The first record of each monitored model on this partition (see .sightings); the worker fills it.
+        self.sightings: dict[str, Sighting] = {}
 
     def process(self, offsets: Sequence[int], values: Sequence[bytes | None]) -> Output:
         """Feed one fetched batch (offsets ascending) to the engine; skip what was processed already."""
@@ -122,7 +125,8 @@ class PartitionRunner:
         """The engine state and the processed offset as one record; and that offset."""
         document = {"format": CHECKPOINT_FORMAT, "topic": self.topic, "partition": self.partition,
                     "offset": self.done, "records": self.engine.events + self.engine.rejected,
-                    "config": config_fingerprint(self.engine), "state": self.engine.state(), **extra}
+                    "config": config_fingerprint(self.engine), "state": self.engine.state(),
+                    "sightings": [s.as_dict() for s in self.sightings.values()], **extra}
         self.since_checkpoint = 0
         return encode_checkpoint(document), self.done
 
@@ -133,9 +137,14 @@ class PartitionRunner:
                  "restoring it anyway")
         if type(document.get("offset")) is not int:
             raise ValueError(f"partition {self.partition}: the checkpoint's offset must be an integer")
+        sightings = [Sighting.from_dict(entry) for entry in document.get("sightings", [])]
+        if any(s is None or s.partition != self.partition for s in sightings):
+            raise ValueError(f"partition {self.partition}: the checkpoint's sightings are not (model, partition, "
+                             "offset, ts) entries of this partition")
         state = document.get("state")
         if not isinstance(state, dict):
             raise ValueError(f"partition {self.partition}: unreadable engine state: {type(state).__name__}, "
                              "not an object")
         self.engine.restore(state)  # all or nothing: ValueError with the reason
         self.done = document["offset"]
+        self.sightings = {s.model: s for s in sightings}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Iterable
+from typing import Callable, Iterable
 
 import orjson
 
@@ -42,10 +42,12 @@ def route(record: bytes) -> tuple[bytes, float | None]:
 
 
 async def publish(settings: KafkaSettings, records: Iterable[bytes], *, topic: str | None = None,
-                  rate: float = 0.0, linger_ms: int = 20) -> dict[str, int]:
+                  rate: float = 0.0, linger_ms: int = 20,
+                  key: Callable[[bytes, bytes], bytes] | None = None) -> dict[str, int]:
     """Produce ``records`` in order to the input topic (or ``topic``); counts per topic.
 
-    ``rate``: records per second (0: as fast as the broker takes them).
+    ``rate``: records per second (0: as fast as the broker takes them). ``key(record, model)``: the
+    key to send a record with instead of its model (a producer that breaks the partitioning contract).
     """
     from aiokafka import AIOKafkaProducer
 
@@ -57,10 +59,11 @@ async def publish(settings: KafkaSettings, records: Iterable[bytes], *, topic: s
     last_ts: float | None = None
     async with running(producer):
         for index, record in enumerate(records):
-            key, ts = route(record)
+            model, ts = route(record)
             ts = last_ts if ts is None else ts
             last_ts = ts
-            await producer.send(name, record, key=key, timestamp_ms=None if ts is None else round(ts * 1000))
+            await producer.send(name, record, key=model if key is None else key(record, model),
+                                timestamp_ms=None if ts is None else round(ts * 1000))
             counts[name] = counts.get(name, 0) + 1
             if rate and index % 50 == 0:
                 ahead = started + index / rate - time.monotonic()

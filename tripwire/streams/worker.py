@@ -37,6 +37,8 @@ from tripwire.config import MonitorConfig, Threshold
 from tripwire.engine import Engine
 from tripwire.streams.metrics import WorkerMetrics
 from tripwire.streams.partition import CheckpointError, Output, PartitionRunner, decode_checkpoint
+from tripwire.streams.publish import route
+from tripwire.streams.sightings import Sighting, SplitModelDetector
 from tripwire.streams.status import StatusBoard
 from tripwire.streams.topics import CHECKPOINT_MAX_BYTES, KafkaSettings, partitions_for
 from tripwire.streams.utilization import Sampler, UtilizationMonitor, default_worker_id
@@ -120,15 +122,17 @@ class MonitorWorker:
         self.models = {model.name.encode() for model in config.models}
         # Keys a record may carry: its model's name, or "*" for a record that names none (it is rejected).
         self.keys = self.models | {b"*"}
-        self.model_partitions: dict[bytes, set[int]] = defaultdict(set)
+        self.split_models = SplitModelDetector(kafka.events)
         self.sampler: Sampler | None = None
         self.loop_lag_ms = 0.0
         self.consumer: Any = None
         self.producer: Any = None
         self._reader: Any = None
         self._checkpoint_partitions: int | None = None
-        self.followed: dict[str, Callable[[bytes], Awaitable[None]]] = {}
+        self.followed: dict[str, list[Callable[[bytes], Awaitable[None]]]] = defaultdict(list)
         self.watcher: Any = None  # tracking.AliasWatcher when a reference is a models:/NAME@ALIAS
+        # Every worker's samples, sightings included, are on one partition of the metrics topic.
+        self.follow(self.topics["metrics"], self._on_metrics_record)
 
     # -- the consuming task ----------------------------------------------------------------------
     def follow(self, topic: str, handler: Callable[[bytes], Awaitable[None]]) -> None:
@@ -136,7 +140,7 @@ class MonitorWorker:
 
         For live views such as capacity advice; no checkpoint covers these records.
         """
-        self.followed[topic] = handler
+        self.followed[topic].append(handler)
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -183,7 +187,8 @@ class MonitorWorker:
                             await self._process(tp.partition, batches[tp])
                         else:
                             for message in batches[tp]:
-                                await self.followed[tp.topic](message.value or b"")
+                                for handler in self.followed[tp.topic]:
+                                    await handler(message.value or b"")
                     await self._maintain()
                 await self._commit()
         except asyncio.CancelledError:
@@ -202,19 +207,21 @@ class MonitorWorker:
         output = runner.process([m.offset for m in messages], [m.value for m in messages])
         self.stats.duplicates += output.duplicates
         await self._publish(partition, output)
-        await self._check_keys(partition, messages[output.duplicates:])
+        await self._check_keys(runner, messages[output.duplicates:])
 
-    async def _check_keys(self, partition: int, messages: list[Any]) -> None:
+    async def _check_keys(self, runner: PartitionRunner, messages: list[Any]) -> None:
         """The partitioning contract: a record is keyed by its model, so a model lives on one partition.
 
-        A record keyed otherwise (by request id, or not at all) may sit on any partition, and a model
-        seen on two partitions (another partitioner, a changed partition count) has its windows split
-        between engines: both are data-quality alerts with the evidence, and a metric.
+        A record keyed otherwise (by request id, or not at all) may sit on any partition: a
+        data-quality alert with the evidence, and a metric. The first record of each model on the
+        partition is a sighting (see :mod:`.sightings`): the worker that reads every worker's samples
+        raises ``split_model`` when a model is on two partitions, on one worker or across several.
         """
         if not messages:
             return
+        partition = runner.partition
         keys = {m.key for m in messages}
-        if keys <= self.keys and all(partition in self.model_partitions[k] for k in keys - {b"*"}):
+        if keys <= self.keys and all(k.decode() in runner.sightings for k in keys - {b"*"}):
             return
         misrouted = [m for m in messages if m.key not in self.keys]
         if misrouted:
@@ -227,15 +234,46 @@ class MonitorWorker:
                 f"{len(misrouted)} records on partition {partition} of {self.kafka.events} are not keyed by a "
                 f"monitored model (keys {', '.join(examples)}); key every record by its model, or a model's "
                 "windows are split across partitions")
-        for key in sorted(keys & self.models):
-            seen = self.model_partitions[key]
-            seen.add(partition)
-            if len(seen) == 2:
-                model = key.decode()
-                await self._one_off(partition, f"partitioning:{model}", "split_model", 2.0, {
-                    "model": model, "partitions": sorted(seen), "worker": self.worker_id},
-                    f"model {model} arrives on partitions {sorted(seen)} of {self.kafka.events}: its windows are "
-                    "split between two engines (a producer with another partitioner, or a changed partition count)")
+        self._sight(runner, messages)
+
+    def _sight(self, runner: PartitionRunner, messages: list[Any]) -> None:
+        """Note the first record of each monitored model on the runner's partition (kept in its checkpoint).
+
+        A record's model is its key when the key names one, else the ``model`` its value names (a
+        label keyed by request id is still that model's record on this partition).
+        """
+        sightings = runner.sightings
+        for message in messages:
+            if len(sightings) == len(self.models):
+                return  # every model already seen here: nothing left to learn from this partition
+            model = message.key if message.key in self.models else None
+            if model is not None and model.decode() in sightings:
+                continue
+            found, ts = route(message.value or b"")
+            model = model or found
+            if model in self.models and model.decode() not in sightings and ts is not None:
+                sighting = Sighting(model.decode(), runner.partition, message.offset, ts)
+                sightings[sighting.model] = sighting
+                log.info("partition %d: first record of model %s at offset %d", runner.partition, sighting.model,
+                         message.offset)
+
+    async def _on_metrics_record(self, value: bytes) -> None:
+        """A record of the metrics topic: a worker's utilization sample lists its sightings."""
+        try:
+            sample = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(sample, dict) or sample.get("type") != "utilization" or sample.get("app_id") != self.app_id:
+            return
+        entries = sample.get("sightings")
+        sightings = [s for s in map(Sighting.from_dict, entries if isinstance(entries, list) else []) if s]
+        for finding in self.split_models.observe(sightings):
+            # Window and ts from the sightings: whichever worker raises it, the same evidence gives the same id.
+            alert = self.refusals.evaluate(finding, model_version=None, reference=None, ts=finding.window_end)
+            if alert is not None:
+                log.warning("split model: %s", finding.message)  # its own template: tripwire.logs collapses by template
+                await self.send_now(self.topics["alerts"], b"*", encode_alert(alert))
+                self._observe_alert(alert)
 
     async def _publish(self, partition: int, output: Output) -> None:
         for alert in output.alerts:
@@ -582,9 +620,10 @@ class MonitorWorker:
         loop_lag, self.loop_lag_ms = self.loop_lag_ms, 0.0
         lag, fetch_lag = await self.consumer_lag()
         unpublished = sum(len(v) for v in self.unpublished.values())
+        sightings = [s.as_dict() for p in sorted(self.runners) for s in self.runners[p].sightings.values()]
         sample = self.sampler.sample(event_loop_lag_ms=round(loop_lag, 3), consumer_lag=lag, fetch_lag=fetch_lag,
                                      app_id=self.app_id, partitions=sorted(self.assigned), unpublished=unpublished,
-                                     **self.stats.as_dict())
+                                     sightings=sightings, **self.stats.as_dict())
         # Keyed by the app: every worker's samples on one partition, so one capacity view sees them all.
         await self.send_now(self.topics["metrics"], self.app_id.encode(), orjson.dumps(sample))
         for alert in self.utilization.update(sample):
