@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from tripwire.reference import build_reference, save_reference
 from tripwire.streams.cli import main
 
 MODEL = "m"
-START = datetime(2026, 11, 28, tzinfo=timezone.utc)
+START = datetime(2026, 11, 28, tzinfo=UTC)
 CONFIG = f"""[[models]]
 name = "{MODEL}"
 reference = "reference.json"

@@ -194,7 +194,7 @@ def test_any_reference_build_input_gives_a_documented_exit_code(bins: int, colum
 
 def _config_words() -> list[str]:
     from tripwire.compute.settings import CAPACITY_KEYS
-    from tripwire.config import (DEFAULT_THRESHOLDS, KAFKA_KEYS, MLFLOW_KEYS, MODEL_KEYS, MONITOR_KEYS, WORKER_KEYS)
+    from tripwire.config import DEFAULT_THRESHOLDS, KAFKA_KEYS, MLFLOW_KEYS, MODEL_KEYS, MONITOR_KEYS, WORKER_KEYS
     from tripwire.retrain import RETRAIN_KEYS
     from tripwire.sinks.config import ALERTMANAGER_KEYS, DELIVERY_KEYS, WEBHOOK_KEYS
 

@@ -484,7 +484,7 @@ def check_references(config: MonitorConfig, references: dict[str, dict[str, Any]
             continue
         label = f"{where}: models[{index}] ({model.name}, reference {model.reference})"
         features = reference.get("features") or {}
-        kind = reference.get("task")
+        kind = str(reference.get("task"))
         if kind == "classification" and len(reference.get("classes") or ()) > 2:
             kind = "multiclass"
         metrics = PERFORMANCE_METRICS.get(kind, ())
@@ -492,17 +492,17 @@ def check_references(config: MonitorConfig, references: dict[str, dict[str, Any]
         known_attributes = tuple(reference.get("attributes") or ())
         attributes = model.attributes if model.attributes is not None else known_attributes
 
-        def unknown(key: str, name: str, allowed: Any) -> ConfigError:
+        def unknown(key: str, name: str, allowed: Any, label: str = label) -> ConfigError:
             return ConfigError(f"{label}.{key}: {name!r} is not in the reference; allowed: "
                                f"{', '.join(map(str, allowed)) or 'none'}")
 
         if model.positive_class is not None and kind in ("classification", "multiclass"):
             from tripwire.classes import ClassSet  # (validated by the reference's own check)
 
-            classes = ClassSet(reference["classes"])
-            if classes.canonical(model.positive_class) is None:
+            class_set = ClassSet(reference["classes"])
+            if class_set.canonical(model.positive_class) is None:
                 raise ConfigError(f"{label}.positive_class {model.positive_class!r} is not one of the reference's "
-                                  f"classes {classes.describe()}")
+                                  f"classes {class_set.describe()}")
         for metric in model.performance_metrics or ():
             if not _metric_of(metric, kind, classes):
                 raise unknown("performance_metrics", metric, metrics)

@@ -147,7 +147,7 @@ class ModelMonitor:
         self._since_expiry = 0
         # Unmatched labels (see _judge_unmatched_labels): labels since the last check, the join's
         # joined and expired-label counts when the open window began, and its start.
-        self._unmatched_window = [0, 0, 0, None]
+        self._unmatched_window: list[Any] = [0, 0, 0, None]  # labels since judged, joined, expired, start
 
     # -- events ----------------------------------------------------------------------------
     def on_prediction(self, event: Prediction) -> list[Alert]:

@@ -440,7 +440,7 @@ def _check_profile(profile: Any, key: str, fail: Any, kind: str | None = None) -
         categories, other = profile.get("categories"), profile.get("other") or 0.0
         if not isinstance(categories, dict):
             raise fail(f"{key}.categories", f"must be an object of category -> fraction, got {_type_name(categories)}")
-        fractions = [*categories.values(), other]
+        fractions: Any = [*categories.values(), other]
     else:
         edges, fractions = profile.get("edges"), profile.get("fractions")
         if not isinstance(edges, list) or not all(_finite(e) for e in edges):

@@ -125,7 +125,8 @@ class ConfidenceEstimate:
     def update_many(self, scores: Iterable[float]) -> None:
         """:meth:`update` for each score in order (the same sums, added in the same order), faster."""
         threshold, calibration = self.threshold, self.calibration
-        rates, edges = (calibration["rates"], calibration["edges"]) if calibration is not None else (None, None)
+        rates: list[float] = calibration["rates"] if calibration is not None else []
+        edges: list[float] = calibration["edges"] if calibration is not None else []
         n, tp, fp, fn, tn = self.n, self._tp, self._fp, self._fn, self._tn
         try:
             for score in scores:
@@ -134,7 +135,7 @@ class ConfidenceEstimate:
                     raise ValueError(f"score must be a probability in [0, 1], got {score!r}")
                 n += 1
                 predicted_positive = p >= threshold
-                if rates is not None:
+                if calibration is not None:
                     p = rates[bisect_right(edges, p)]
                 if predicted_positive:
                     tp += p

@@ -147,4 +147,4 @@ class PartitionRunner:
                              "not an object")
         self.engine.restore(state)  # all or nothing: ValueError with the reason
         self.done = document["offset"]
-        self.sightings = {s.model: s for s in sightings}
+        self.sightings = {s.model: s for s in sightings if s is not None}

@@ -40,7 +40,7 @@ class Sighting:
         return {"model": self.model, "partition": self.partition, "offset": self.offset, "ts": self.ts}
 
     @classmethod
-    def from_dict(cls, document: Any) -> "Sighting | None":
+    def from_dict(cls, document: Any) -> Sighting | None:
         """The sighting in ``document``, or None when it is not one (a sample is untrusted input)."""
         if not isinstance(document, dict):
             return None
@@ -48,7 +48,7 @@ class Sighting:
         if (type(model) is not str or not model or type(partition) is not int or partition < 0
                 or type(offset) is not int or offset < 0 or type(ts) not in (int, float)):
             return None
-        return cls(model, partition, offset, float(ts))
+        return cls(model, partition, offset, float(ts))  # type: ignore[arg-type]  # checked just above
 
 
 class SplitModelDetector:
