@@ -11,11 +11,10 @@ import subprocess
 import sys
 import time
 
+import mlflow
 import numpy as np
 import orjson
 import pytest
-
-mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 
 from tripwire.compute.runs import CPU_COUNT_TAG, run_alerts, training_runs, watch_process  # noqa: E402

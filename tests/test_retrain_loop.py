@@ -20,12 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import orjson
 import pandas as pd
-import pytest
-
-mlflow = pytest.importorskip("mlflow")
-pytest.importorskip("vega_datasets")
+import vega_datasets  # noqa: F401  (the test extra: the cars data the loop trains on)
 from mlflow import MlflowClient  # noqa: E402
 
 from tests.test_kafka import Worker, read, wait_until  # noqa: E402

@@ -18,12 +18,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import orjson
 import pandas as pd
 import pytest
-
-mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 
 from tripwire.config import ConfigError, load_config, parse_config  # noqa: E402
