@@ -4,8 +4,10 @@ Why librdkafka in a serving process: ``Producer.produce()`` is a C call that cop
 into librdkafka's queue and returns (no I/O, no lock held across the network); batching,
 compression, retries and reconnects happen on librdkafka's own threads, outside the GIL. A full
 queue is an immediate ``BufferError``, never a wait — exactly the "never block the caller" rule.
-One daemon thread of ours calls ``poll()`` so that delivery reports and errors are counted off
-the prediction path.
+One daemon thread of ours calls ``poll()`` so that errors are counted off the prediction path.
+librdkafka reports failed deliveries only: a Python callback per delivered record would make that
+thread take the GIL hundreds of times a second, and a serving thread that wants the GIL back then
+waits for it (on a busy machine, for as long as the poll thread is descheduled holding it).
 """
 
 from __future__ import annotations
@@ -100,21 +102,29 @@ class Client(Recorder):
             "reconnect.backoff.max.ms": 1000,
             "topic.metadata.refresh.interval.ms": 30_000,
             "log.connection.close": False,  # brokers close idle connections: not worth a log line
-            "on_delivery": self._on_delivery,
+            "on_delivery": self._on_failed_delivery,
             "error_cb": self._on_error,
             "logger": _LIBRDKAFKA_LOG,
             **(producer_config or {}),
+            # Records handed over, minus failures, minus what is still queued, were delivered.
+            "delivery.report.only.error": True,
         }
         self._producer = Producer(config)
+        self._buffer_events = buffer_events
+        self._produced = 0
+        self._failed_deliveries = 0
         self._closed = threading.Event()
-        self._poller = threading.Thread(target=_poll_until_closed, args=(self._producer, self._closed),
-                                        name="tripwire-client-poll", daemon=True)
+        self._poller = threading.Thread(target=self._poll_until_closed, name="tripwire-client-poll", daemon=True)
         self._poller.start()
         atexit.register(self.close)
 
     def _send(self, key: bytes, value: bytes, timestamp_ms: int) -> None:
         try:
+            if len(self._producer) >= self._buffer_events:
+                raise BufferError  # known full: skip librdkafka's locks and its exception object
             self._producer.produce(self.topic, value, key, timestamp=timestamp_ms)
+            with self._lock:
+                self._produced += 1
         except BufferError:
             self._count_drop(undelivered=False)
             self._report(logging.WARNING, "full", "tripwire client: buffer full (%d events), events are dropped; "
@@ -126,13 +136,28 @@ class Client(Recorder):
     def _queued(self) -> int:
         return len(self._producer)
 
-    def _on_delivery(self, error: Any, _message: Any) -> None:
-        if error is None:
-            self._count_delivered()
-        else:
-            self._count_drop(undelivered=True, error=error.str())
-            self._broker_error(f"an event could not be delivered to {self.bootstrap_servers}: {error.str()}",
-                               down=error.name() in _OUTAGE_CODES)
+    def _delivered_count(self) -> int:
+        # Read in this order, a record produced meanwhile is in the queue but not yet among the
+        # produced, and a failed one is queued until its report is served: never an overcount
+        # (which would announce a returning broker during an outage).
+        produced, failed = self._produced, self._failed_deliveries
+        return max(0, produced - failed - len(self._producer))
+
+    def _on_failed_delivery(self, error: Any, _message: Any) -> None:
+        with self._lock:
+            self._failed_deliveries += 1
+        self._count_drop(undelivered=True, error=error.str())
+        self._broker_error(f"an event could not be delivered to {self.bootstrap_servers}: {error.str()}",
+                           down=error.name() in _OUTAGE_CODES)
+
+    def _poll_until_closed(self) -> None:
+        """Serve error callbacks off the prediction path; notice when deliveries resume after an outage."""
+        delivered = 0
+        while not self._closed.is_set():
+            self._producer.poll(1.0)  # returns at once on an error; a quiet broker wakes this thread once a second
+            delivered, before = self._delivered_count(), delivered
+            if delivered > before and not self._broker_available:
+                self._broker_back()
 
     def _on_error(self, error: Any) -> None:
         self._broker_error(f"broker {self.bootstrap_servers}: {error.str()}", down=error.name() in _OUTAGE_CODES)
@@ -157,12 +182,6 @@ class Client(Recorder):
 
     def __exit__(self, *_exc: Any) -> None:
         self.close()
-
-
-def _poll_until_closed(producer: Any, closed: threading.Event) -> None:
-    """Serve delivery reports and error callbacks, off the prediction path."""
-    while not closed.is_set():
-        producer.poll(0.2)
 
 
 class _RateLimitedLogger(logging.LoggerAdapter):

@@ -7,12 +7,15 @@ the ``log_*`` signatures, the request ids, the validation, the key, the counters
 A record is validated by encoding it exactly as it will travel and running the engine's own
 :func:`tripwire.events.decode` on those bytes: whatever the client accepts, the worker accepts
 (numpy scalars, a NaN that JSON turns into ``null``, ... are judged as the engine will see them).
+Calls with plain arguments (:mod:`tripwire.client.plain`) skip the decode: the engine's verdict on
+them is known once they are encoded.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from typing import Any, Mapping
 
 import orjson
 
+from tripwire.client import plain
 from tripwire.events import ContractError, Rejection, decode, format_ts
 
 log = logging.getLogger("tripwire.client")
@@ -30,9 +34,15 @@ KEY_BY = ("model", "request_id")
 _ENCODE = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
+# A generator of our own: an application that seeds ``random`` (for reproducible training, say) must
+# not make two processes draw the same ids; seeded from the OS, again in every forked child.
+_ids = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+
+
 def new_request_id() -> str:
-    """A fresh request id: 32 hex digits, 128 random bits (as unique as a UUID4, five times cheaper)."""
-    return os.urandom(16).hex()
+    """A fresh request id: 32 hex digits, 128 random bits (as unique as a UUID4; no system call)."""
+    return f"{_ids.getrandbits(128):032x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,19 +155,26 @@ class Recorder:
         request_id = request_id or new_request_id()
         obj: dict[str, Any] = {"type": "prediction", "schema": 1, "request_id": request_id, "model": model,
                                "ts": ts, "prediction": prediction}
+        surely_valid = (plain.text(model) and plain.text(request_id) and plain.scalar(prediction)
+                        and plain.timestamp(ts) and plain.optional_object(features))
         if model_version is not None:
             obj["model_version"] = model_version
+            surely_valid = surely_valid and plain.optional_text(model_version)
         if features is not None:
             obj["features"] = features
         if score is not None:
             obj["score"] = score
+            surely_valid = surely_valid and plain.probability(score)
         if scores is not None:
             obj["scores"] = scores
+            surely_valid = surely_valid and plain.probabilities(scores)
         if latency_ms is not None:
             obj["latency_ms"] = latency_ms
+            surely_valid = surely_valid and plain.latency(latency_ms)
         if attributes is not None:
             obj["attributes"] = attributes
-        self._emit(obj, model)
+            surely_valid = surely_valid and plain.optional_object(attributes)
+        self._emit(obj, model, surely_valid)
         return request_id
 
     def log_features(self, model: str, features: Mapping[str, Any], *, request_id: str | None = None,
@@ -165,18 +182,20 @@ class Recorder:
         """Send a features event (features known apart from the prediction); returns its request id."""
         request_id = request_id or new_request_id()
         self._emit({"type": "features", "schema": 1, "request_id": request_id, "model": model,
-                    "ts": ts, "features": features}, model)
+                    "ts": ts, "features": features}, model,
+                   plain.text(model) and plain.text(request_id) and type(features) is dict and plain.timestamp(ts))
         return request_id
 
     def log_label(self, model: str, request_id: str, label: Any, *, ts: float | datetime | str | None = None) -> str:
         """Send the true outcome of the prediction ``request_id``; returns the request id."""
         self._emit({"type": "label", "schema": 1, "request_id": request_id, "model": model,
-                    "ts": ts, "label": label}, model)
+                    "ts": ts, "label": label}, model,
+                   plain.text(model) and plain.text(request_id) and plain.scalar(label) and plain.timestamp(ts))
         return request_id
 
     def stats(self) -> ClientStats:
         """The counters now (a consistent-enough snapshot: each counter is read once)."""
-        return ClientStats(self._accepted, self._delivered, self._queued(), self._dropped_buffer_full,
+        return ClientStats(self._accepted, self._delivered_count(), self._queued(), self._dropped_buffer_full,
                            self._dropped_undelivered, self._invalid, self._broker_errors, self._broker_available,
                            self._last_error)
 
@@ -185,14 +204,24 @@ class Recorder:
         by_request = self._key_by_model.get(model, self._key_by_request)
         return (request_id if by_request else model).encode()
 
-    def _emit(self, obj: dict[str, Any], model: Any) -> None:
-        """Validate ``obj`` as the engine will read it and hand it to the transport, or count why not."""
+    def _emit(self, obj: dict[str, Any], model: Any, surely_valid: bool) -> None:
+        """Validate ``obj`` as the engine will read it and hand it to the transport, or count why not.
+
+        ``surely_valid``: the arguments are plain (:mod:`tripwire.client.plain`), so encoding them
+        is the whole check; otherwise the engine's decode judges the encoded record.
+        """
         try:
-            obj["ts"] = _timestamp(obj["ts"])
-            value = orjson.dumps(obj, option=_ENCODE)
-            event = decode(value)
-            if isinstance(event, Rejection):
-                raise ContractError(event.reason)
+            if surely_valid:
+                obj["ts"], timestamp_ms = _stamp(obj["ts"])
+                value = orjson.dumps(obj, option=_ENCODE)
+                key_model, request_id = model, obj["request_id"]
+            else:
+                obj["ts"] = _timestamp(obj["ts"])
+                value = orjson.dumps(obj, option=_ENCODE)
+                event = decode(value)
+                if isinstance(event, Rejection):
+                    raise ContractError(event.reason)
+                key_model, request_id, timestamp_ms = event.model, event.request_id, round(event.ts * 1000)
         except (ContractError, TypeError, ValueError, OverflowError) as error:  # JSONEncodeError is a TypeError
             with self._lock:
                 self._invalid += 1
@@ -204,7 +233,7 @@ class Recorder:
         try:
             with self._lock:
                 self._accepted += 1
-            self._send(self.key_for(event.model, event.request_id), value, round(event.ts * 1000))
+            self._send(self.key_for(key_model, request_id), value, timestamp_ms)
         except Exception as error:  # the transport must never take the prediction path down
             self._count_drop(undelivered=True)
             self._report(logging.ERROR, "send", "tripwire client: could not hand an event to the producer: %r", error)
@@ -222,9 +251,12 @@ class Recorder:
         with self._lock:
             self._delivered += count
         if not self._broker_available:
-            self._broker_available = True
-            log.warning("tripwire client: the broker is reachable again; events are delivered (%d dropped so far)",
-                        self._dropped_buffer_full + self._dropped_undelivered)
+            self._broker_back()
+
+    def _broker_back(self) -> None:
+        self._broker_available = True
+        log.warning("tripwire client: the broker is reachable again; events are delivered (%d dropped so far)",
+                    self._dropped_buffer_full + self._dropped_undelivered)
 
     def _broker_error(self, description: str, *, down: bool) -> None:
         with self._lock:
@@ -241,6 +273,9 @@ class Recorder:
     def _queued(self) -> int:
         raise NotImplementedError
 
+    def _delivered_count(self) -> int:
+        return self._delivered
+
 
 def _timestamp(ts: float | datetime | str | None) -> Any:
     """The contract's ``ts``: now, epoch seconds or a datetime as ISO 8601; a string is passed on as given."""
@@ -251,6 +286,12 @@ def _timestamp(ts: float | datetime | str | None) -> Any:
     if isinstance(ts, (int, float)) and not isinstance(ts, bool):
         return _iso(ts)
     return ts
+
+
+def _stamp(ts: float | None) -> tuple[str, int]:
+    """A plain ``ts`` (:func:`tripwire.client.plain.timestamp`) as the contract's string and epoch milliseconds."""
+    millis = time.time_ns() // 1_000_000 if ts is None else round(ts * 1000)
+    return _iso_millis(millis), millis
 
 
 _second_prefix: tuple[int, str] = (-1, "")
@@ -265,8 +306,12 @@ def _iso(epoch_seconds: float) -> str:
     >>> _iso(1764306000.12) == format_ts(1764306000.12) == "2025-11-28T05:00:00.120Z"
     True
     """
+    return _iso_millis(round(epoch_seconds * 1000))
+
+
+def _iso_millis(epoch_millis: int) -> str:
     global _second_prefix
-    second, millis = divmod(round(epoch_seconds * 1000), 1000)
+    second, millis = divmod(epoch_millis, 1000)
     cached_second, prefix = _second_prefix
     if second != cached_second:
         prefix = format_ts(second)[:-4]  # "YYYY-MM-DDTHH:MM:SS." of format_ts's own output
