@@ -222,7 +222,8 @@ class Recorder:
                 if isinstance(event, Rejection):
                     raise ContractError(event.reason)
                 key_model, request_id, timestamp_ms = event.model, event.request_id, round(event.ts * 1000)
-        except (ContractError, TypeError, ValueError, OverflowError) as error:  # JSONEncodeError is a TypeError
+        # JSONEncodeError is a TypeError; a ts beyond the platform's time_t is an OSError
+        except (ContractError, TypeError, ValueError, OverflowError, OSError) as error:
             with self._lock:
                 self._invalid += 1
             if self.strict:
