@@ -111,8 +111,7 @@ class Client(Recorder):
         }
         self._producer = Producer(config)
         self._buffer_events = buffer_events
-        self._produced = 0
-        self._failed_deliveries = 0
+        self._full = False
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll_until_closed, name="tripwire-client-poll", daemon=True)
         self._poller.start()
@@ -120,12 +119,14 @@ class Client(Recorder):
 
     def _send(self, key: bytes, value: bytes, timestamp_ms: int) -> None:
         try:
-            if len(self._producer) >= self._buffer_events:
-                raise BufferError  # known full: skip librdkafka's locks and its exception object
-            self._producer.produce(self.topic, value, key, timestamp=timestamp_ms)
-            with self._lock:
-                self._produced += 1
+            if self._full and len(self._producer) >= self._buffer_events:
+                raise BufferError  # still full: skip librdkafka's locks and its exception object
+            # Positional (partition -1: the partitioner's; no per-record callbacks): parsing keyword
+            # arguments costs confluent-kafka more than the produce itself.
+            self._producer.produce(self.topic, value, key, -1, None, None, timestamp_ms)
+            self._full = False
         except BufferError:
+            self._full = True
             self._count_drop(undelivered=False)
             self._report(logging.WARNING, "full", "tripwire client: buffer full (%d events), events are dropped; "
                          "is the broker at %s down?", len(self._producer), self.bootstrap_servers)
@@ -137,15 +138,15 @@ class Client(Recorder):
         return len(self._producer)
 
     def _delivered_count(self) -> int:
-        # Read in this order, a record produced meanwhile is in the queue but not yet among the
-        # produced, and a failed one is queued until its report is served: never an overcount
-        # (which would announce a returning broker during an outage).
-        produced, failed = self._produced, self._failed_deliveries
-        return max(0, produced - failed - len(self._producer))
+        # Every accepted record is delivered, dropped or still queued. A record is counted as
+        # accepted only once the transport has taken or dropped it, and a failed one stays queued
+        # until its report is served: read in this order, a call or a report in progress makes
+        # this an undercount, never an overcount (which would announce a returning broker
+        # during an outage).
+        accepted, full, undelivered = self._accepted, self._dropped_buffer_full, self._dropped_undelivered
+        return max(0, accepted - full - undelivered - len(self._producer))
 
     def _on_failed_delivery(self, error: Any, _message: Any) -> None:
-        with self._lock:
-            self._failed_deliveries += 1
         self._count_drop(undelivered=True, error=error.str())
         self._broker_error(f"an event could not be delivered to {self.bootstrap_servers}: {error.str()}",
                            down=error.name() in _OUTAGE_CODES)
