@@ -100,7 +100,8 @@ class Client(Recorder):
             "queue.buffering.max.messages": buffer_events,
             "queue.buffering.max.kbytes": 256 * 1024,
             "message.timeout.ms": int(delivery_timeout_s * 1000),
-            "linger.ms": linger_ms,
+            # librdkafka refuses a linger not shorter than the delivery timeout (a test may use 1 s)
+            "linger.ms": min(linger_ms, delivery_timeout_s * 1000 / 2),
             # Back on a returning broker within a second, not librdkafka's default 10 s; a topic
             # that a returning (or new) cluster did not have at first is looked up again within
             # 30 s, not 5 min (until then produce() fails at once, counted as undelivered).
