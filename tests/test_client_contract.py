@@ -71,8 +71,8 @@ texts = st.one_of(st.text(max_size=8), st.just(""), st.just("\ud800"), st.just("
 big_ints = st.integers(min_value=-(2**70), max_value=2**70)
 edge_ints = st.sampled_from([-(2**63) - 1, -(2**63), 2**63 - 1, 2**63, 2**64 - 1, 2**64, -1, 0, 1, 2])
 floats = st.floats(allow_nan=True, allow_infinity=True)
-numpy_scalars = st.one_of(floats.map(np.float64), st.floats(width=32).map(np.float32), st.integers(-(2**63), 2**63 - 1).map(np.int64),
-                          st.booleans().map(np.bool_))
+numpy_scalars = st.one_of(floats.map(np.float64), st.floats(width=32).map(np.float32),
+                          st.integers(-(2**63), 2**63 - 1).map(np.int64), st.booleans().map(np.bool_))
 scalars = st.one_of(floats, big_ints, edge_ints, st.booleans(), texts, numpy_scalars, st.none())
 values = st.one_of(scalars, st.lists(st.integers(), max_size=2), st.just(object()),
                    st.just(datetime(2026, 1, 1, tzinfo=timezone.utc)))
@@ -106,8 +106,9 @@ plain_values = {
     "ts": st.one_of(st.floats(0, 253402300799.0), st.integers(0, 253402300799)),
 }
 ODD = [float("nan"), float("inf"), -float("inf"), np.float64("nan"), np.float64("inf"), np.float64(0.5),
-       np.float32(0.5), np.float32("nan"), np.int64(3), np.bool_(True), True, False, -1, 0, 1, 2, -0.0, 0.5, 1.5, 2**63 - 1, 2**63,
-       2**64, "", "x", "\ud800", None, [1], {}, {1: 0.5}, {"a": float("nan")}, {"a": 2.0}, -1e12, 253402300800.0]
+       np.float32(0.5), np.float32("nan"), np.int64(3), np.bool_(True), True, False, -1, 0, 1, 2, -0.0, 0.5, 1.5,
+       2**63 - 1, 2**63, 2**64, "", "x", "\ud800", None, [1], {}, {1: 0.5}, {"a": float("nan")}, {"a": 2.0}, -1e12,
+       253402300800.0]
 odd = st.sampled_from(ODD)
 any_values = {name: st.one_of(odd, anything) for name, anything in {
     "model": st.one_of(texts, scalars), "request_id": st.one_of(request_ids, scalars), "prediction": values,
