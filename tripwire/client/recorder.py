@@ -7,12 +7,15 @@ the ``log_*`` signatures, the request ids, the validation, the key, the counters
 A record is validated by encoding it exactly as it will travel and running the engine's own
 :func:`tripwire.events.decode` on those bytes: whatever the client accepts, the worker accepts
 (numpy scalars, a NaN that JSON turns into ``null``, ... are judged as the engine will see them).
+Calls with plain arguments (:mod:`tripwire.client.plain`) skip the decode: the engine's verdict on
+them is known once they are encoded.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from typing import Any, Mapping
 
 import orjson
 
+from tripwire.client import plain
 from tripwire.events import ContractError, Rejection, decode, format_ts
 
 log = logging.getLogger("tripwire.client")
@@ -30,9 +34,15 @@ KEY_BY = ("model", "request_id")
 _ENCODE = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
+# A generator of our own: an application that seeds ``random`` (for reproducible training, say) must
+# not make two processes draw the same ids; seeded from the OS, again in every forked child.
+_ids = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+
+
 def new_request_id() -> str:
-    """A fresh request id: 32 hex digits, 128 random bits (as unique as a UUID4, five times cheaper)."""
-    return os.urandom(16).hex()
+    """A fresh request id: 32 hex digits, 128 random bits (as unique as a UUID4; no system call)."""
+    return _ids.randbytes(16).hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +167,9 @@ class Recorder:
             obj["latency_ms"] = latency_ms
         if attributes is not None:
             obj["attributes"] = attributes
-        self._emit(obj, model)
+        surely_valid = plain.prediction(model, request_id, prediction, ts, features, latency_ms, model_version,
+                                        attributes, score, scores)
+        self._emit(obj, model, surely_valid)
         return request_id
 
     def log_features(self, model: str, features: Mapping[str, Any], *, request_id: str | None = None,
@@ -165,18 +177,20 @@ class Recorder:
         """Send a features event (features known apart from the prediction); returns its request id."""
         request_id = request_id or new_request_id()
         self._emit({"type": "features", "schema": 1, "request_id": request_id, "model": model,
-                    "ts": ts, "features": features}, model)
+                    "ts": ts, "features": features}, model,
+                   plain.text(model) and plain.text(request_id) and type(features) is dict and plain.timestamp(ts))
         return request_id
 
     def log_label(self, model: str, request_id: str, label: Any, *, ts: float | datetime | str | None = None) -> str:
         """Send the true outcome of the prediction ``request_id``; returns the request id."""
         self._emit({"type": "label", "schema": 1, "request_id": request_id, "model": model,
-                    "ts": ts, "label": label}, model)
+                    "ts": ts, "label": label}, model,
+                   plain.text(model) and plain.text(request_id) and plain.scalar(label) and plain.timestamp(ts))
         return request_id
 
     def stats(self) -> ClientStats:
         """The counters now (a consistent-enough snapshot: each counter is read once)."""
-        return ClientStats(self._accepted, self._delivered, self._queued(), self._dropped_buffer_full,
+        return ClientStats(self._accepted, self._delivered_count(), self._queued(), self._dropped_buffer_full,
                            self._dropped_undelivered, self._invalid, self._broker_errors, self._broker_available,
                            self._last_error)
 
@@ -185,15 +199,28 @@ class Recorder:
         by_request = self._key_by_model.get(model, self._key_by_request)
         return (request_id if by_request else model).encode()
 
-    def _emit(self, obj: dict[str, Any], model: Any) -> None:
-        """Validate ``obj`` as the engine will read it and hand it to the transport, or count why not."""
+    def _emit(self, obj: dict[str, Any], model: Any, surely_valid: bool) -> None:
+        """Validate ``obj`` as the engine will read it and hand it to the transport, or count why not.
+
+        ``surely_valid``: the arguments are plain (:mod:`tripwire.client.plain`), so encoding them
+        is the whole check; otherwise the engine's decode judges the encoded record.
+        """
         try:
-            obj["ts"] = _timestamp(obj["ts"])
-            value = orjson.dumps(obj, option=_ENCODE)
-            event = decode(value)
-            if isinstance(event, Rejection):
-                raise ContractError(event.reason)
-        except (ContractError, TypeError, ValueError, OverflowError) as error:  # JSONEncodeError is a TypeError
+            if surely_valid:
+                ts = obj["ts"]
+                timestamp_ms = time.time_ns() // 1_000_000 if ts is None else round(ts * 1000)
+                obj["ts"] = _iso_millis(timestamp_ms)
+                value = orjson.dumps(obj, None, _ENCODE)  # positional: keyword parsing costs more than encoding
+                key_model, request_id = model, obj["request_id"]
+            else:
+                obj["ts"] = _timestamp(obj["ts"])
+                value = orjson.dumps(obj, option=_ENCODE)
+                event = decode(value)
+                if isinstance(event, Rejection):
+                    raise ContractError(event.reason)
+                key_model, request_id, timestamp_ms = event.model, event.request_id, round(event.ts * 1000)
+        # JSONEncodeError is a TypeError; a ts beyond the platform's time_t is an OSError
+        except (ContractError, TypeError, ValueError, OverflowError, OSError) as error:
             with self._lock:
                 self._invalid += 1
             if self.strict:
@@ -202,12 +229,15 @@ class Recorder:
                          obj.get("type"), model, error)
             return
         try:
-            with self._lock:
-                self._accepted += 1
-            self._send(self.key_for(event.model, event.request_id), value, round(event.ts * 1000))
+            # the default contract (every model keyed by itself) without a call: a call costs ~2 µs cold
+            key = self.key_for(key_model, request_id) if self._key_by_model or self._key_by_request \
+                else key_model.encode()
+            self._send(key, value, timestamp_ms)
         except Exception as error:  # the transport must never take the prediction path down
             self._count_drop(undelivered=True)
             self._report(logging.ERROR, "send", "tripwire client: could not hand an event to the producer: %r", error)
+        with self._lock:  # after the transport took (or dropped) it: see Client._delivered_count
+            self._accepted += 1
 
     def _count_drop(self, *, undelivered: bool, error: str | None = None, count: int = 1) -> None:
         with self._lock:
@@ -222,9 +252,12 @@ class Recorder:
         with self._lock:
             self._delivered += count
         if not self._broker_available:
-            self._broker_available = True
-            log.warning("tripwire client: the broker is reachable again; events are delivered (%d dropped so far)",
-                        self._dropped_buffer_full + self._dropped_undelivered)
+            self._broker_back()
+
+    def _broker_back(self) -> None:
+        self._broker_available = True
+        log.warning("tripwire client: the broker is reachable again; events are delivered (%d dropped so far)",
+                    self._dropped_buffer_full + self._dropped_undelivered)
 
     def _broker_error(self, description: str, *, down: bool) -> None:
         with self._lock:
@@ -240,6 +273,9 @@ class Recorder:
 
     def _queued(self) -> int:
         raise NotImplementedError
+
+    def _delivered_count(self) -> int:
+        return self._delivered
 
 
 def _timestamp(ts: float | datetime | str | None) -> Any:
@@ -265,10 +301,18 @@ def _iso(epoch_seconds: float) -> str:
     >>> _iso(1764306000.12) == format_ts(1764306000.12) == "2025-11-28T05:00:00.120Z"
     True
     """
+    return _iso_millis(round(epoch_seconds * 1000))
+
+
+def _iso_millis(epoch_millis: int) -> str:
     global _second_prefix
-    second, millis = divmod(round(epoch_seconds * 1000), 1000)
+    second = epoch_millis // 1000
     cached_second, prefix = _second_prefix
     if second != cached_second:
         prefix = format_ts(second)[:-4]  # "YYYY-MM-DDTHH:MM:SS." of format_ts's own output
         _second_prefix = (second, prefix)
-    return f"{prefix}{millis:03d}Z"
+    # a lookup, not divmod and a format spec: each costs a microsecond on a cold cache
+    return prefix + _MILLIS[epoch_millis - second * 1000]
+
+
+_MILLIS = tuple(f"{millis:03d}Z" for millis in range(1000))
