@@ -11,7 +11,7 @@ real broker is tests/test_client.py's.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -75,7 +75,7 @@ numpy_scalars = st.one_of(floats.map(np.float64), st.floats(width=32).map(np.flo
                           st.integers(-(2**63), 2**63 - 1).map(np.int64), st.booleans().map(np.bool_))
 scalars = st.one_of(floats, big_ints, edge_ints, st.booleans(), texts, numpy_scalars, st.none())
 values = st.one_of(scalars, st.lists(st.integers(), max_size=2), st.just(object()),
-                   st.just(datetime(2026, 1, 1, tzinfo=timezone.utc)))
+                   st.just(datetime(2026, 1, 1, tzinfo=UTC)))
 keys = st.one_of(texts, st.integers(-5, 5), st.just(None))
 objects = st.one_of(st.none(), st.dictionaries(keys, values, max_size=4), st.lists(st.integers(), max_size=2),
                     st.just(1.5))
@@ -200,7 +200,7 @@ def test_now_is_stamped_when_no_ts_is_given_on_either_check():
     for key, value, timestamp_ms in recorder.sent:
         event = decode(value)
         assert isinstance(event, Event) and key == b"m" and timestamp_ms == round(event.ts * 1000)
-        assert abs(event.ts - datetime.now(timezone.utc).timestamp()) < 60
+        assert abs(event.ts - datetime.now(UTC).timestamp()) < 60
 
 
 @pytest.mark.parametrize("call", [lambda r: r.log_prediction("m", float("nan")),
