@@ -26,11 +26,11 @@ import pytest
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 
+from tripwire import cli  # noqa: E402
 from tripwire.config import ConfigError, load_config, parse_config  # noqa: E402
 from tripwire.engine import Engine  # noqa: E402
 from tripwire.events import Label, Prediction, format_ts  # noqa: E402
 from tripwire.reference import ReferenceError, build_reference, load_reference  # noqa: E402
-from tripwire.streams import cli  # noqa: E402
 from tripwire.tracking import (  # noqa: E402
     AliasWatcher,
     MlflowReporter,
