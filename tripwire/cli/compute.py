@@ -6,13 +6,12 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from tripwire.alerts import encode_alert
 from tripwire.cli.common import BROKER_HELP, EXIT_USAGE, kafka_error
-from tripwire.compute.settings import CapacitySettings, capacity_settings
+
+if TYPE_CHECKING:
+    from tripwire.compute.settings import CapacitySettings
 
 
 def _positive_int(value: str) -> int:
@@ -58,6 +57,7 @@ def add_parser(commands: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> tuple[Any, CapacitySettings]:
+    from tripwire.compute.settings import CapacitySettings, capacity_settings
     from tripwire.config import load_config
 
     if args.config is None:
@@ -67,8 +67,10 @@ def _settings(args: argparse.Namespace) -> tuple[Any, CapacitySettings]:
 
 
 def run_runs(args: argparse.Namespace) -> int:
+    import orjson
     from mlflow.exceptions import MlflowException
 
+    from tripwire.alerts import encode_alert
     from tripwire.compute.runs import UnknownExperiment, render, run_alerts, tag_runs, training_runs
 
     _config, settings = _settings(args)
