@@ -40,11 +40,11 @@ from typing import Any, Callable
 import numpy as np
 import orjson
 
+from tripwire import demo
 from tripwire.config import MonitorConfig, load_config
+from tripwire.demo import write_demo_config
 from tripwire.engine import Engine
 from tripwire.events import Rejection, decode, format_ts
-from tripwire.streams import demo
-from tripwire.streams.kafka_cli import write_demo_config
 from tripwire.streams.publish import publish, route
 from tripwire.streams.topics import KafkaSettings, ensure_topics, kafka_settings, partitions_for, running
 
@@ -163,7 +163,7 @@ class Worker:
     def __init__(self, config: Path, name: str) -> None:
         self.log = config.with_name(f"{name}.log")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tripwire.streams.cli", "worker", "--config", str(config), "--loglevel", "warning"],
+            [sys.executable, "-m", "tripwire.cli", "worker", "--config", str(config), "--loglevel", "warning"],
             stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, "TRIPWIRE_WORKER_ID": name})
 
     def check(self) -> None:

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tripwire.streams import demo
-from tripwire.streams.kafka_cli import write_demo_config
+from tripwire import demo
+from tripwire.demo import write_demo_config
 
 
 def best_wall_seconds(command: list[str], repeat: int) -> float:

@@ -173,10 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow
     from mlflow import MlflowClient
 
+    from tripwire import cli
     from tripwire.config import load_config
     from tripwire.engine import Engine
     from tripwire.events import decode
-    from tripwire.streams import cli
     from tripwire.tracking import AliasWatcher, resolve_config
 
     tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"

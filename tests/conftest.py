@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tripwire.streams import demo
+from tripwire import demo
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from tripwire.cli import main
 from tripwire.events import format_ts
 from tripwire.reference import build_reference, save_reference
-from tripwire.streams.cli import main
 
 MODEL = "m"
 START = datetime(2026, 11, 28, tzinfo=UTC)

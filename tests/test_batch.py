@@ -13,11 +13,11 @@ import numpy as np
 import orjson
 import pytest
 
+from tripwire import demo
 from tripwire.alerts import encode_alert
 from tripwire.config import parse_config
 from tripwire.engine import Engine
 from tripwire.events import Rejection, decode, decode_batch, format_ts, parse_ts
-from tripwire.streams import demo
 from tripwire.streams.replay import deadletter_line, deadletter_path, replay_file, run_records
 
 STAMP = "2026-11-28T00:10:00.250Z"

@@ -13,11 +13,11 @@ import zlib
 import orjson
 import pytest
 
+from tripwire import demo
 from tripwire.alerts import encode_alert
 from tripwire.config import parse_config
 from tripwire.engine import Engine
 from tripwire.events import decode
-from tripwire.streams import demo
 from tripwire.streams.partition import MAGIC, PartitionRunner, decode_checkpoint
 
 TOPIC = "tripwire.events"

@@ -5,9 +5,9 @@ import gzip
 import orjson
 import pandas as pd
 
+from tripwire import demo
+from tripwire.cli import main
 from tripwire.events import Rejection, decode
-from tripwire.streams import demo
-from tripwire.streams.cli import main
 
 
 def write_demo_files(tmp_path, stream, references):

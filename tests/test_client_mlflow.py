@@ -36,7 +36,7 @@ from tripwire.config import load_config
 from tripwire.client.mlflow import log_monitored_model
 from tripwire.events import Prediction, decode, parse_ts
 from tripwire.reference import build_reference, save_reference
-from tripwire.streams.cli import main as tripwire_cli
+from tripwire.cli import main as tripwire_cli
 from tripwire.streams.topics import kafka_settings
 
 MODEL = "fuel-efficiency"

@@ -167,8 +167,8 @@ def test_capacity_table_defaults_and_errors():
 
 def test_the_demo_crunch_scales_out_and_the_idle_period_scales_down_after_the_window():
     from tripwire.compute import demo as capacity_demo
+    from tripwire.demo import START
     from tripwire.events import parse_ts
-    from tripwire.streams.demo import START
 
     events = capacity_demo.CapacityDemo(seed=7).advise()
     timed = [((parse_ts(e["ts"]) - START) / 60, e["action"], e["desired_replicas"]) for e in events]

@@ -101,7 +101,7 @@ def test_a_cpu_load_gets_scale_out_then_scale_down_after_the_stabilisation_windo
     settings = kafka_settings(load_config(config_path))
     flag = tmp_path / "load-ends"
     loads = [Process([sys.executable, "-c", LOAD, str(flag)], tmp_path / f"load-{i}.log") for i in (1, 2)]
-    cli = [sys.executable, "-m", "tripwire.streams.cli"]
+    cli = [sys.executable, "-m", "tripwire.cli"]
     samplers = [Process(cli + ["compute", "sample", "--service", "svc", "--replica", f"r{i}", "--config",
                                str(config_path), "--pid", str(load.process.pid), "--cpus", "1", "--interval", "1"],
                         tmp_path / f"sampler-{i}.log") for i, load in enumerate(loads, 1)]

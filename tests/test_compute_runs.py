@@ -17,9 +17,9 @@ import orjson
 import pytest
 from mlflow import MlflowClient  # noqa: E402
 
+from tripwire.cli import main  # noqa: E402
 from tripwire.compute.runs import CPU_COUNT_TAG, run_alerts, training_runs, watch_process  # noqa: E402
 from tripwire.compute.settings import CapacitySettings  # noqa: E402
-from tripwire.streams.cli import main  # noqa: E402
 
 BUSY_LOOP = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
 

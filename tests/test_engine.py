@@ -2,11 +2,11 @@
 
 import orjson
 
+from tripwire import demo
 from tripwire.alerts import encode_alert
 from tripwire.config import parse_config
 from tripwire.engine import Engine
 from tripwire.events import Rejection, decode
-from tripwire.streams import demo
 from tripwire.streams.replay import run_records
 
 

@@ -122,7 +122,7 @@ def test_outputs_stay_line_complete_when_the_disk_fills_mid_line(setup, tmp_path
                                 for i, line in enumerate(lines)))
     out = tmp_path / "alerts.jsonl"
     script = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))\n"
-              "from tripwire.streams.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+              "from tripwire.cli import main\nsys.exit(main(sys.argv[1:]))\n")
     done = subprocess.run([sys.executable, "-c", script, "replay", str(events), "--config", str(config), "--out",
                            str(out), "--no-progress"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 4 and "Traceback" not in done.stderr
@@ -164,7 +164,7 @@ def test_a_corrupt_gz_is_a_clear_error(setup, tmp_path):
 
 def test_path_errors_print_no_traceback_as_a_user_runs_it(setup, tmp_path):
     config, _reference, events = setup
-    done = subprocess.run([sys.executable, "-m", "tripwire.streams.cli", "replay", str(events), "--config",
+    done = subprocess.run([sys.executable, "-m", "tripwire.cli", "replay", str(events), "--config",
                            str(config), "--out", str(events)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "refusing to overwrite" in done.stderr
 

@@ -144,7 +144,7 @@ def test_build_into_a_full_disk_is_a_clear_error(tmp_path):
 
 def test_build_as_a_user_runs_it_prints_no_traceback(tmp_path):
     data, _content = training_csv(tmp_path, ["x"] * 50)
-    done = subprocess.run([sys.executable, "-m", "tripwire.streams.cli", "reference", "build", str(data), "--model",
+    done = subprocess.run([sys.executable, "-m", "tripwire.cli", "reference", "build", str(data), "--model",
                            "m", "--task", "regression", "--target", "y", "--prediction", "pred", "-o",
                            str(tmp_path / "r.json"), "--bins", "-3"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "--bins" in done.stderr

@@ -24,13 +24,13 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tripwire import demo
 from tripwire.alerts import encode_alert
+from tripwire.cli import main
 from tripwire.config import load_config
 from tripwire.engine import Engine
 from tripwire.events import Rejection, decode
 from tripwire.reference import save_reference
-from tripwire.streams import demo
-from tripwire.streams.cli import main
 from tripwire.streams.partition import decode_checkpoint
 from tripwire.streams.publish import publish, route
 from tripwire.streams.topic_replay import replay_topics
@@ -203,7 +203,7 @@ class Worker:
         env = {**os.environ, "TRIPWIRE_WORKER_ID": name, "PYTHONUNBUFFERED": "1",
                **{f"TRIPWIRE_WORKER_{key.upper()}": value for key, value in settings.items()}}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tripwire.streams.cli", "worker", "--config", str(config), "--loglevel", "info"],
+            [sys.executable, "-m", "tripwire.cli", "worker", "--config", str(config), "--loglevel", "info"],
             stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=env)
 
     def output(self) -> str:

@@ -2,9 +2,9 @@
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tripwire import demo
 from tripwire.config import parse_config
 from tripwire.engine import Engine
-from tripwire.streams import demo
 from tripwire.streams.metrics import WorkerMetrics
 from tripwire.streams.replay import run_records
 

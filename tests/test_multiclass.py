@@ -19,6 +19,7 @@ from sklearn.metrics import (
 
 from bench import multiclass as nannyml_data
 from tripwire.classes import ClassSet, distinct_classes
+from tripwire.cli import main as cli_main
 from tripwire.config import ConfigError, parse_config
 from tripwire.detectors.estimated import MulticlassConfidenceEstimate, score_calibration
 from tripwire.detectors.fairness import FairnessWindow
@@ -26,7 +27,6 @@ from tripwire.detectors.multiclass import MulticlassWindow, multiclass_baseline
 from tripwire.engine import Engine
 from tripwire.events import decode, format_ts
 from tripwire.reference import ReferenceError, build_reference
-from tripwire.streams.cli import main as cli_main
 from tripwire.streams.replay import deadletter_path, replay_file, run_records
 
 T0 = 1_795_824_000.0

@@ -13,10 +13,10 @@ import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
+from tripwire import demo
 from tripwire.alerts import encode_alert
 from tripwire.config import ConfigError, parse_config
 from tripwire.engine import Engine
-from tripwire.streams import demo
 from tripwire.streams.merge import Merge
 from tripwire.streams.partition import PartitionRunner, decode_checkpoint
 from tripwire.streams.publish import route

@@ -20,13 +20,13 @@ import orjson
 import pandas as pd
 import pytest
 
+from tripwire import demo
 from tripwire.alerts import AlertPolicy, Finding
+from tripwire.cli import main
 from tripwire.config import parse_config
 from tripwire.engine import Engine
 from tripwire.reference import build_reference, save_reference
 from tripwire.report import WindowLog, build_series, ratio, render_report, split_statistic
-from tripwire.streams import demo
-from tripwire.streams.cli import main
 from tripwire.streams.replay import run_records
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

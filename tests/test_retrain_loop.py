@@ -28,11 +28,11 @@ from mlflow import MlflowClient  # noqa: E402
 
 from tests.test_kafka import Worker, read, wait_until  # noqa: E402
 from tests.test_sinks import Receiver, active, alertmanager, alertmanager_alerts, free_port  # noqa: E402,F401
+from tripwire import cli  # noqa: E402
 from tripwire.config import load_config  # noqa: E402
 from tripwire.engine import Engine  # noqa: E402
 from tripwire.events import decode, parse_ts  # noqa: E402
 from tripwire.retrain import TAG, RetrainPolicy  # noqa: E402
-from tripwire.streams import cli  # noqa: E402
 from tripwire.streams.publish import publish  # noqa: E402
 from tripwire.streams.topics import kafka_settings  # noqa: E402
 from tripwire.tracking import resolve_config  # noqa: E402

@@ -22,9 +22,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tripwire.cli import main
+from tripwire.demo import write_demo_config
 from tripwire.events import Rejection, decode
-from tripwire.streams.cli import main
-from tripwire.streams.kafka_cli import write_demo_config
 
 RUN = uuid.uuid4().hex[:8]
 WAIT = 150.0
@@ -51,7 +51,7 @@ def broker_env(kind: str, **overrides: str) -> dict[str, str]:
 
 
 def tripwire(env: dict[str, str], *args: str, timeout: float = WAIT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tripwire.streams.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tripwire.cli", *args], env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -131,7 +131,7 @@ def test_a_debug_log_of_a_sasl_worker_holds_no_password(demo, tmp_path):
     password = env["TRIPWIRE_KAFKA_SASL_PASSWORD"]
     log = tmp_path / "worker.log"
     with log.open("wb") as sink:
-        worker = subprocess.Popen([sys.executable, "-m", "tripwire.streams.cli", "worker", "--config",
+        worker = subprocess.Popen([sys.executable, "-m", "tripwire.cli", "worker", "--config",
                                    str(demo["config"]), "--loglevel", "debug"], stdout=sink, stderr=subprocess.STDOUT,
                                   env=env)
         try:

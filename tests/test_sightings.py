@@ -6,10 +6,10 @@ import itertools
 
 import pytest
 
+from tripwire import demo
 from tripwire.alerts import AlertPolicy, encode_alert
 from tripwire.config import parse_config
 from tripwire.engine import Engine
-from tripwire.streams import demo
 from tripwire.streams.partition import PartitionRunner, decode_checkpoint
 from tripwire.streams.sightings import Sighting, SplitModelDetector
 

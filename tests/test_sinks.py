@@ -310,7 +310,7 @@ def test_sinks_config_defaults_and_overrides() -> None:
 # -- tripwire replay --sinks ------------------------------------------------------------------------
 def test_replay_with_sinks_posts_every_alert_in_order(tmp_path: Path, demo_stream, demo_references) -> None:
     from tests.test_cli import write_demo_files
-    from tripwire.streams.cli import main
+    from tripwire.cli import main
 
     config, events = write_demo_files(tmp_path, demo_stream[0], demo_references)
     receiver = Receiver(free_port())
@@ -327,7 +327,7 @@ def test_replay_with_sinks_posts_every_alert_in_order(tmp_path: Path, demo_strea
 
 
 def test_replay_with_a_wrong_sinks_key_exits_2_naming_it(tmp_path: Path, capsys) -> None:
-    from tripwire.streams.cli import main
+    from tripwire.cli import main
 
     config = tmp_path / "monitor.toml"
     config.write_text('[[models]]\nname = "m"\nreference = "r.json"\n\n[[sinks.webhook]]\nurl = "http://h"\nheader = 1\n')

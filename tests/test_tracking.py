@@ -25,11 +25,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient  # noqa: E402
 
+from tripwire import cli  # noqa: E402
 from tripwire.config import ConfigError, load_config, parse_config  # noqa: E402
 from tripwire.engine import Engine  # noqa: E402
 from tripwire.events import Label, Prediction, format_ts  # noqa: E402
-from tripwire.reference import ReferenceError, build_reference, load_reference  # noqa: E402
-from tripwire.streams import cli  # noqa: E402
+from tripwire.reference import ReferenceError, build_reference  # noqa: E402
 from tripwire.tracking import (  # noqa: E402
     AliasWatcher,
     MlflowReporter,
@@ -37,6 +37,7 @@ from tripwire.tracking import (  # noqa: E402
     metric_key,
     resolve,
     resolve_config,
+    resolve_reference,
     window_metrics,
 )
 
@@ -97,7 +98,7 @@ def store(tmp_path_factory, server):
     experiment_id = client.create_experiment("training", artifact_location=(root / "training").as_uri())
     client.create_experiment("tripwire-monitoring", artifact_location=(root / "monitoring").as_uri())
     previous = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")}
-    os.environ["MLFLOW_TRACKING_URI"] = uri  # what load_reference("runs:/...") uses
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # what resolve_reference("runs:/...") uses
     yield Store(uri, client, experiment_id, root)
     for key, value in previous.items():
         if value is None:
@@ -158,9 +159,9 @@ def test_reference_round_trip_through_runs_uri(store):
     assert run.data.tags["tripwire.reference"] == f"runs:/{run_id}/tripwire/reference.json"
     assert [a.path for a in store.client.list_artifacts(run_id, "tripwire")] == ["tripwire/reference.json"]
     for uri in (f"runs:/{run_id}", f"runs:/{run_id}/tripwire", f"runs:/{run_id}/tripwire/reference.json"):
-        assert load_reference(uri) == reference, uri
+        assert resolve_reference(uri) == reference, uri
     with pytest.raises(ReferenceError, match="has no artifact 'elsewhere/reference.json'"):
-        load_reference(f"runs:/{run_id}/elsewhere")
+        resolve_reference(f"runs:/{run_id}/elsewhere")
 
 
 def test_log_reference_builds_from_a_dataframe_in_the_active_run(store):
@@ -169,7 +170,7 @@ def test_log_reference_builds_from_a_dataframe_in_the_active_run(store):
         uri = log_reference(data, model="fuel", task="regression", target="mpg", prediction="prediction",
                             categorical=["origin"])
     assert uri == f"runs:/{run.info.run_id}/tripwire/reference.json"
-    loaded = load_reference(uri)
+    loaded = resolve_reference(uri)
     assert loaded["features"]["origin"]["kind"] == "categorical"
     assert loaded["n"] == len(data)
 
@@ -182,7 +183,7 @@ def test_cli_reference_log(store, tmp_path, capsys):
                      "--target", "mpg", "--prediction", "prediction", "--tracking-uri", store.uri])
     assert code == 0
     assert f"logged runs:/{run_id}/tripwire/reference.json" in capsys.readouterr().out
-    assert load_reference(f"runs:/{run_id}")["model"] == "fuel"
+    assert resolve_reference(f"runs:/{run_id}")["model"] == "fuel"
     assert "baseline_mae" in store.client.get_run(run_id).data.metrics
 
 
@@ -197,11 +198,11 @@ def test_models_uri_by_version_and_alias(store):
     assert by_version.reference == by_alias.reference == reference
     assert (by_alias.run_id, by_alias.model_version, by_alias.pinned_uri) == (run_id, version,
                                                                               f"models:/fuel-by-alias/{version}")
-    assert load_reference("models:/fuel-by-alias@champion") == reference
+    assert resolve_reference("models:/fuel-by-alias@champion") == reference
     with pytest.raises(ReferenceError, match="has no alias 'nobody'"):
-        load_reference("models:/fuel-by-alias@nobody")
+        resolve_reference("models:/fuel-by-alias@nobody")
     with pytest.raises(ReferenceError, match="has no version 99"):
-        load_reference("models:/fuel-by-alias/99")
+        resolve_reference("models:/fuel-by-alias/99")
 
 
 def test_alias_move_swaps_the_reference_and_resets_the_detectors(store):

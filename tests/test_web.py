@@ -25,7 +25,7 @@ import psutil
 import pytest
 
 from tripwire.config import ConfigError, load_config
-from tripwire.streams.kafka_cli import write_demo_config
+from tripwire.demo import write_demo_config
 from tripwire.streams.web import load_web_config
 
 BOOTSTRAP = os.environ.get("TRIPWIRE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -60,7 +60,7 @@ class RunningWorker:
         self.log = config.with_suffix(".log")
         env = {**os.environ, "TRIPWIRE_KAFKA_BOOTSTRAP": BOOTSTRAP, "PYTHONUNBUFFERED": "1"}
         with self.log.open("wb") as sink:
-            self.process = subprocess.Popen([sys.executable, "-m", "tripwire.streams.cli", "worker", "--config",
+            self.process = subprocess.Popen([sys.executable, "-m", "tripwire.cli", "worker", "--config",
                                              str(config)], stdout=sink, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + WAIT
         while not listening(port):

@@ -462,13 +462,20 @@ def _check_profile(profile: Any, key: str, fail: Any, kind: str | None = None) -
         raise fail(f"{key}.fractions", "are all zero: the profile is empty")
 
 
-def load_reference(location: str | Path) -> dict[str, Any]:
-    """Load a reference from a local JSON file (MLflow URIs are resolved by ``tripwire.tracking``)."""
-    location = str(location)
-    if location.startswith(("runs:/", "models:/")):
-        from tripwire.tracking import resolve_reference
+def is_mlflow_uri(location: str | Path) -> bool:
+    """A ``runs:/`` or ``models:/`` reference: :mod:`tripwire.tracking` resolves it, never this module."""
+    return str(location).startswith(("runs:/", "models:/"))
 
-        return resolve_reference(location)
+
+def load_reference(location: str | Path) -> dict[str, Any]:
+    """Load a reference from a local JSON file.
+
+    MLflow URIs are resolved before the engine is built, by :func:`tripwire.tracking.resolve_config`
+    (every runner does): this module, and so the engine, never reaches MLflow.
+    """
+    if is_mlflow_uri(location):
+        raise ReferenceError(f"{location}: an MLflow reference reached the engine unresolved; resolve it first with "
+                             f"tripwire.tracking.resolve_config(config) and pass Engine(config, references=...)")
     path = Path(location)
     try:
         document = orjson.loads(path.read_bytes())

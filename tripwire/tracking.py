@@ -11,7 +11,9 @@ Three pieces, one per moment of a model's life:
 - reporting: :class:`MlflowReporter` logs every window's statistics to one monitoring run per
   model version (step = window index, timestamp = event time) and the alerts as ``alerts.jsonl``.
 
-MLflow is imported lazily, so a configuration without MLflow URIs never pays for it. The
+Every runner resolves its references with :func:`resolve_config` before it builds the engine, which
+takes them resolved and never imports this module. MLflow is imported lazily, so a configuration
+without MLflow URIs never pays for it. The
 reporter never raises into its caller: when MLflow is unreachable it keeps a bounded buffer and
 retries with exponential backoff.
 """
@@ -33,7 +35,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 import orjson
 
 from tripwire.config import check_references
-from tripwire.reference import ReferenceError, build_reference, dumps_reference, load_reference, validate_reference
+from tripwire.reference import (
+    ReferenceError,
+    build_reference,
+    dumps_reference,
+    is_mlflow_uri,
+    load_reference,
+    validate_reference,
+)
 from tripwire.sinks.delivery import DeliveryRunner, short_error
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,12 +115,8 @@ class ResolvedReference:
     model_version: str | None = None
 
 
-def is_mlflow_uri(location: str) -> bool:
-    return str(location).startswith(("runs:/", "models:/"))
-
-
 def resolve_reference(uri: str, tracking_uri: str | None = None) -> dict[str, Any]:
-    """The reference document behind an MLflow URI (``load_reference`` delegates here).
+    """The reference document behind an MLflow URI (or a file).
 
     ``runs:/<id>`` and ``runs:/<id>/tripwire`` mean ``runs:/<id>/tripwire/reference.json``;
     ``models:/<name>/<version>`` and ``models:/<name>@<alias>`` read the reference of the run that

@@ -16,8 +16,8 @@ import numpy as np
 import orjson
 
 from tripwire.compute.capacity import CapacityMonitor
+from tripwire.demo import DURATION_MINUTES, START
 from tripwire.events import parse_ts
-from tripwire.streams.demo import DURATION_MINUTES, START
 
 SERVICE = "fuel-efficiency"
 REPLICAS = ("fuel-efficiency-0", "fuel-efficiency-1", "fuel-efficiency-2")

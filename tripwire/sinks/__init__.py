@@ -6,7 +6,7 @@ calls for each alert (and ``reference_changed`` event): it only appends to each 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from tripwire.sinks.alertmanager import AlertmanagerSink
 from tripwire.sinks.webhook import WebhookSink
@@ -40,3 +40,16 @@ def start_sinks(sinks: dict[str, list[dict[str, Any]]] | None) -> AlertSinks | N
 
 
 __all__ = ["AlertSinks", "AlertmanagerSink", "WebhookSink", "start_sinks"]
+
+
+def fan_out(*sinks: Callable[[dict[str, Any]], None] | None) -> Callable[[dict[str, Any]], None] | None:
+    """One sink (of windows or alerts) that feeds every given one in order (None when none is given)."""
+    live = [sink for sink in sinks if sink is not None]
+    if len(live) <= 1:
+        return live[0] if live else None
+
+    def feed_all(item: dict[str, Any]) -> None:
+        for sink in live:
+            sink(item)
+
+    return feed_all

@@ -85,9 +85,8 @@ def run_worker(config: MonitorConfig, kafka: KafkaSettings, *, loglevel: str = "
     """Create the topics, resolve the references, run the Faust worker until it is stopped."""
     import faust
 
-    from tripwire.sinks import start_sinks
+    from tripwire.sinks import fan_out, start_sinks
     from tripwire.sinks.actions import RetrainTrigger
-    from tripwire.streams.cli import _fan_out
     from tripwire.tracking import AliasWatcher, MlflowReporter, resolve_config
 
     roles = ("events", "alerts", "deadletter", "metrics", "checkpoints")
@@ -101,7 +100,7 @@ def run_worker(config: MonitorConfig, kafka: KafkaSettings, *, loglevel: str = "
     sinks = start_sinks(config.sinks)  # [sinks]: Alertmanager, webhooks
     trigger = RetrainTrigger.from_config(config, kafka, recover=True)  # [retrain]: requests to the actions topic
     app, worker = create_app(config, kafka, {name: r.reference for name, r in resolved.items()},
-                             _fan_out(reporter.on_window if reporter else None, trigger.on_window if trigger else None))
+                             fan_out(reporter.on_window if reporter else None, trigger.on_window if trigger else None))
     worker.watcher = AliasWatcher.for_config(config, resolved)
     worker.on_alert += [sink for sink in (reporter and reporter.on_alert, sinks and sinks.submit,
                                           trigger and trigger.on_alert) if sink]

@@ -293,7 +293,7 @@ def check_outputs(out: Path, inputs: Iterable[tuple[str, Path]], report: Path | 
 
 def config_inputs(config_path: Path, config: MonitorConfig) -> list[tuple[str, Path]]:
     """The files a replay reads besides its events: the configuration and the local references."""
-    from tripwire.tracking import is_mlflow_uri
+    from tripwire.reference import is_mlflow_uri
 
     return [("the configuration", config_path), *((f"the reference of {m.name}", Path(m.reference))
                                                   for m in config.models if not is_mlflow_uri(m.reference))]

@@ -11,7 +11,8 @@ alerts) are the same as without it.
 
 The stream is a list of JSON records in event-time order, exactly what a serving system would put
 on the input topics, malformed records included, so the demo exercises the same decode path as
-``tripwire replay`` and the worker.
+``tripwire replay`` and the worker. :func:`write_demo_config` writes the references and a
+``monitor.toml`` that run the same three models in ``tripwire worker``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,7 @@ import orjson
 import pandas as pd
 
 from tripwire.events import format_ts
-from tripwire.reference import build_reference
+from tripwire.reference import build_reference, save_reference
 
 START = 1_795_824_000.0  # 2026-11-28T00:00:00Z
 ORIGINS = ("USA", "Europe", "Japan")
@@ -337,3 +339,39 @@ def score_incidents(alerts: list[tuple[int, dict[str, Any]]], first_index: dict[
     first = min(first_index.values())
     early = sum(1 for i, a in alerts if i < first and a["status"] == "firing")
     return caught, early
+
+
+DEMO_CONFIG = """\
+# Written by `tripwire demo --write-config`: the demo's three models, for `tripwire worker`.
+[defaults]
+performance_window = 1000
+
+[[models]]
+name = "fuel-efficiency"
+reference = "fuel-efficiency.json"
+
+[[models]]
+name = "credit"
+reference = "credit.json"
+
+[[models]]
+name = "triage"
+reference = "triage.json"
+
+[kafka]
+bootstrap_servers = "127.0.0.1:9092"   # or TRIPWIRE_KAFKA_BOOTSTRAP
+
+[worker]
+app_id = "tripwire-demo"
+"""
+
+
+def write_demo_config(directory: Path, seed: int = 7, broker: str | None = None) -> Path:
+    """Write the demo's references and a ``monitor.toml`` naming them into ``directory``; return the config's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, reference in training_references(seed).items():
+        save_reference(reference, directory / f"{name}.json")
+    path = directory / "monitor.toml"
+    text = DEMO_CONFIG if not broker else DEMO_CONFIG.replace('"127.0.0.1:9092"', f'"{broker}"')
+    path.write_text(text, encoding="utf-8")
+    return path
