@@ -64,7 +64,7 @@ def statistic_over_time(detection: dict[str, Any], carloan: dict[str, Any], path
     top.axhline(psi_critical, color="red", linewidth=1, label=f"critical {psi_critical}")
     top.axvspan(25_000 // window - 0.5, len(next(iter(carloan["psi_series"].values()))) - 0.5, color="grey", alpha=0.12,
                 label="after the shift (truth)")
-    for index, signal, status, _severity in carloan["alerts"]:
+    for index, _signal, status, _severity in carloan["alerts"]:
         if status == "firing":
             w = ((index + 1) // 2 - 1) // window
             top.plot([w], [psi_critical * 1.5], marker="v", color="black", markersize=6)

@@ -32,11 +32,11 @@ from sklearn.linear_model import LinearRegression
 
 from tests.test_client import BOOTSTRAP, records
 from tests.test_kafka import Worker, model_alerts, read, wait_until
-from tripwire.config import load_config
+from tripwire.cli import main as tripwire_cli
 from tripwire.client.mlflow import log_monitored_model
+from tripwire.config import load_config
 from tripwire.events import Prediction, decode, parse_ts
 from tripwire.reference import build_reference, save_reference
-from tripwire.cli import main as tripwire_cli
 from tripwire.streams.topics import kafka_settings
 
 MODEL = "fuel-efficiency"

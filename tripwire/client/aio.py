@@ -51,7 +51,7 @@ class AsyncClient(Recorder):
         self._loop_thread: int | None = None
         self._sender: asyncio.Task[None] | None = None
 
-    async def start(self) -> "AsyncClient":
+    async def start(self) -> AsyncClient:
         """Start the sender task on the running loop; returns at once, also when the broker is down."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -144,7 +144,7 @@ class AsyncClient(Recorder):
         if left:
             logging.getLogger("tripwire.client").warning("tripwire client closed with %d undelivered events", left)
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return await self.start()
 
     async def __aexit__(self, *_exc: Any) -> None:

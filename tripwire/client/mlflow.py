@@ -29,7 +29,7 @@ _MODEL_VERSION_URI = re.compile(r"^models:/[^/@]+/(\d+)$")
 _report = RateLimitedLog(logging.getLogger("tripwire.client.mlflow"))
 
 
-class MonitoredModel(mlflow.pyfunc.PythonModel):
+class MonitoredModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]  # pyfunc is imported lazily by mlflow
     """The wrapping pyfunc; configured by the ``model_config`` that :func:`log_monitored_model` writes."""
 
     def load_context(self, context: Any) -> None:
@@ -47,7 +47,7 @@ class MonitoredModel(mlflow.pyfunc.PythonModel):
         self.client = Client(topic=config.get("topic"), key_by=config.get("key_by"))
 
     # No annotations on predict: MLflow would derive (and warn about) a schema from them.
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(self, context, model_input, params=None):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         request_ids = self._request_ids(frame)
         if self.request_id_column in frame.columns:

@@ -184,7 +184,7 @@ class Client(Recorder):
         if left:
             logging.getLogger("tripwire.client").warning("tripwire client closed with %d undelivered events", left)
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *_exc: Any) -> None:

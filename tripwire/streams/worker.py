@@ -101,7 +101,8 @@ class MonitorWorker:
         # What the web port serves: Prometheus metrics at /metrics, the status board at /status.
         self.metrics = WorkerMetrics()
         self.status = StatusBoard(self.worker_id)
-        self._window_sinks = [self.metrics.observe_window, self.status.observe_window]
+        self._window_sinks: list[Callable[[dict[str, Any]], None]] = [self.metrics.observe_window,
+                                                                      self.status.observe_window]
         if on_window is not None:
             self._window_sinks.append(on_window)
         self.app_id = self.settings["app_id"]
@@ -159,7 +160,7 @@ class MonitorWorker:
 
         worker = self
 
-        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+        class Listener(ConsumerRebalanceListener):
             async def on_partitions_revoked(self, revoked: Any) -> None:
                 await worker.on_partitions_revoked(revoked)
 
@@ -571,7 +572,7 @@ class MonitorWorker:
     def _forget(self, partition: int) -> None:
         for table in (self.runners, self.checkpointed, self.last_checkpoint, self.inflight, self.unpublished,
                       self.retry_at):
-            table.pop(partition, None)  # type: ignore[attr-defined]
+            table.pop(partition, None)
         self.paused.discard(partition)
 
     # -- utilization -----------------------------------------------------------------------------
