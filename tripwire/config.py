@@ -6,6 +6,7 @@ what is allowed, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,8 +94,14 @@ def _positive_int(value: Any) -> int:
 
 
 def _non_negative_number(value: Any) -> float:
-    if type(value) not in (int, float) or value < 0:
-        raise TypeError("must be a number >= 0")
+    if type(value) not in (int, float) or not 0 <= value < math.inf:
+        raise TypeError("must be a finite number >= 0")
+    return float(value)
+
+
+def _positive_number(value: Any) -> float:
+    if type(value) not in (int, float) or not 0 < value < math.inf:
+        raise TypeError("must be a finite number > 0")
     return float(value)
 
 
@@ -148,6 +155,11 @@ MODEL_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "window_seconds": (_non_negative_number, 0.0, "event-time length of a data window, aligned to the epoch; 0 = count only"),
     "performance_window": (_positive_int, 1000, "labelled outcomes per performance / fairness window"),
     "label_ttl_seconds": (_non_negative_number, 7 * 24 * 3600.0, "how long a prediction waits for its label (event time)"),
+    "label_join_max_pending": (_positive_int, 100_000, "predictions (and labels) waiting in the label join; the oldest "
+                                                       "is evicted past it"),
+    "allowed_lateness_seconds": (_non_negative_number, 3600.0, "how far behind the model's event time a record may "
+                                                               "be and still count (in the open window)"),
+    "max_future_seconds": (_positive_number, 86400.0, "how far ahead of the model's event time a record may be"),
     "min_samples": (_positive_int, 100, "a window with fewer samples never changes an alert"),
     "cooldown_windows": (_non_negative_int, 0, "windows after a resolve before the same signal may fire again"),
     "resolve_windows": (_positive_int, 2, "consecutive good windows before a firing alert resolves"),
@@ -171,12 +183,6 @@ def _bool(value: Any) -> bool:
     if type(value) is not bool:
         raise TypeError("must be true or false")
     return value
-
-
-def _positive_number(value: Any) -> float:
-    if type(value) not in (int, float) or value <= 0:
-        raise TypeError("must be a number > 0")
-    return float(value)
 
 
 # The [mlflow] table: where references resolve and where the monitor reports window metrics.
@@ -292,6 +298,9 @@ class ModelConfig:
     window_seconds: float = 0.0
     performance_window: int = 1000
     label_ttl_seconds: float = 7 * 24 * 3600.0
+    label_join_max_pending: int = 100_000
+    allowed_lateness_seconds: float = 3600.0
+    max_future_seconds: float = 86400.0
     min_samples: int = 100
     cooldown_windows: int = 0
     resolve_windows: int = 2
