@@ -985,6 +985,14 @@ class Engine:
                 "reference": uri, "previous_version": old.model_version, "previous_reference": old.reference_uri,
                 "closed_alerts": [a["alert_id"] for a in old.policy.open_alerts()], "ts": format_ts(self._last_ts)}
 
+    def bookkeeping(self) -> dict[str, int]:
+        """Over all models: records refused by the event clock and the label join, and the join's size."""
+        clocks = [m.clock for m in self.monitors.values()]
+        joins = [m.join for m in self.monitors.values()]
+        return {"late": sum(c.late for c in clocks), "far_future": sum(c.far_future for c in clocks),
+                "clock_jumps": sum(c.jumps for c in clocks), "duplicates": sum(j.duplicates for j in joins),
+                "join_evicted": sum(j.evicted for j in joins), "join_pending": sum(j.pending for j in joins)}
+
     def open_alerts(self) -> list[Alert]:
         found = [a for m in self.monitors.values() for a in m.policy.open_alerts()]
         return found + self._stream_policy.open_alerts()

@@ -41,15 +41,14 @@ LATEST_TS = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp()
 class EventClock:
     """One model's event-time high-water mark and the admission rule above; counts what it refuses."""
 
-    __slots__ = ("allowed_lateness", "max_future", "now", "late", "far_future", "out_of_range", "jumps", "_far_side")
+    __slots__ = ("allowed_lateness", "max_future", "now", "late", "far_future", "jumps", "_far_side")
 
     def __init__(self, allowed_lateness: float, max_future: float) -> None:
         self.allowed_lateness = allowed_lateness
         self.max_future = max_future
         self.now: float | None = None  # no record yet: the first one sets it
         self.late = 0
-        self.far_future = 0
-        self.out_of_range = 0
+        self.far_future = 0  # (counts include the times outside the years 1-9999, by their side)
         self.jumps = 0  # times a second far record in a row moved the clock
         self._far_side = 0  # +1 / -1: the previous record was refused far ahead / far behind; 0: it was not
 
@@ -62,7 +61,10 @@ class EventClock:
                 self.now = ts
             return None
         if not EARLIEST_TS <= ts <= LATEST_TS:
-            self.out_of_range += 1
+            if ts > LATEST_TS:
+                self.far_future += 1
+            else:
+                self.late += 1
             return (f"field 'ts' is outside the years 1-9999 in UTC ({ts:.0f} s from 1970); "
                     f"an event time must be one an alert can carry")
         if now is None:
@@ -84,10 +86,10 @@ class EventClock:
                 f"({format_ts(now)}; allowed_lateness_seconds = {self.allowed_lateness:g})")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"now": self.now, "counts": [self.late, self.far_future, self.out_of_range, self.jumps],
+        return {"now": self.now, "counts": [self.late, self.far_future, self.jumps],
                 "far_side": self._far_side}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.now = state["now"]
-        self.late, self.far_future, self.out_of_range, self.jumps = state["counts"]
+        self.late, self.far_future, self.jumps = state["counts"]
         self._far_side = state["far_side"]

@@ -35,6 +35,7 @@ class Summary:
     alerts: int = 0
     seconds: float = 0.0
     alerts_by_kind: dict[tuple[str, str], int] = field(default_factory=dict)
+    bookkeeping: dict[str, int] = field(default_factory=dict)  # see Engine.bookkeeping
 
     @property
     def records_per_second(self) -> float:
@@ -46,6 +47,11 @@ class Summary:
             f"unmonitored models {self.unmonitored:,}  alerts {self.alerts:,}  "
             f"{self.records_per_second:,.0f} records/s over {self.seconds:.2f} s",
         ]
+        if self.bookkeeping:
+            b = self.bookkeeping
+            lines.append(f"event time: late {b['late']:,}  far future {b['far_future']:,}  clock jumps "
+                         f"{b['clock_jumps']:,}   label join: pending {b['join_pending']:,}  evicted "
+                         f"{b['join_evicted']:,}  duplicate request_ids {b['duplicates']:,}")
         for (kind, severity), count in sorted(self.alerts_by_kind.items()):
             lines.append(f"  {kind:<22} {severity:<9} {count}")
         return "\n".join(lines)
@@ -81,7 +87,8 @@ def run_batches(engine: Engine, batches: Iterable[Sequence[bytes]], on_alert: Al
         if freeze:
             gc.unfreeze()
     return Summary(records=before, events=engine.events, rejected=engine.rejected, unmonitored=engine.unmonitored,
-                   alerts=alerts, seconds=time.perf_counter() - started, alerts_by_kind=dict(engine.alerts_by_kind))
+                   alerts=alerts, seconds=time.perf_counter() - started, alerts_by_kind=dict(engine.alerts_by_kind),
+                   bookkeeping=engine.bookkeeping())
 
 
 def _run(engine: Engine, batches: Iterable[Sequence[bytes]], on_alert: AlertSink,
