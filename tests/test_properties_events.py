@@ -28,7 +28,7 @@ from tripwire.streams.replay import deadletter_path, replay_file
 
 T0 = datetime(2026, 11, 28, tzinfo=timezone.utc).timestamp()
 MODELS = ("fuel-efficiency", "credit")
-PROPERTY_SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
+PROPERTY_SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, database=None,
                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
