@@ -10,9 +10,12 @@ Example counts are small: the suite runs in seconds.
 
 from __future__ import annotations
 
+import io
 import json
 import string
+from contextlib import redirect_stdout
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,7 +27,9 @@ from tripwire.alerts import encode_alert
 from tripwire.config import parse_config
 from tripwire.engine import Engine
 from tripwire.events import Rejection, decode, format_ts
-from tripwire.streams.replay import deadletter_path, replay_file
+from tripwire.reference import save_reference
+from tripwire.streams.cli import main
+from tripwire.streams.replay import deadletter_path
 
 T0 = datetime(2026, 11, 28, tzinfo=timezone.utc).timestamp()
 MODELS = ("fuel-efficiency", "credit")
@@ -88,19 +93,33 @@ def test_no_record_stops_the_engine_and_every_rejection_has_a_reason(demo_refere
     orjson.dumps(subject.state())
 
 
+@pytest.fixture(scope="module")
+def replay_config(demo_references, tmp_path_factory) -> Path:
+    """``monitor.toml`` with time windows, and the references as files, as a user runs ``tripwire replay``."""
+    folder = tmp_path_factory.mktemp("config")
+    for name in MODELS:
+        save_reference(demo_references[name], folder / f"{name}.json")
+    models = "".join(f'[[models]]\nname = "{m}"\nreference = "{m}.json"\n\n' for m in MODELS)
+    (folder / "monitor.toml").write_text(f"[defaults]\nwindow_events = 300\nwindow_seconds = 60\n\n{models}")
+    return folder / "monitor.toml"
+
+
 @settings(PROPERTY_SETTINGS, max_examples=10)
 @given(batch=st.lists(records, min_size=1, max_size=60))
-def test_replay_dead_letters_every_rejected_line_with_its_reason(demo_references, tmp_path_factory, batch):
+def test_replay_dead_letters_every_rejected_line_with_its_reason(replay_config, tmp_path_factory, batch):
     folder = tmp_path_factory.mktemp("replay")
     events_file, out = folder / "events.jsonl", folder / "alerts.jsonl"
     lines = [record for record in batch if b"\n" not in record and b"\r" not in record] or [b"{}"]
     events_file.write_bytes(b"".join(line + b"\n" for line in lines))
-    summary = replay_file(engine(demo_references, 60), events_file, out, progress=False)
+    with redirect_stdout(io.StringIO()) as printed:
+        code = main(["replay", str(events_file), "--config", str(replay_config), "--out", str(out), "--no-progress"])
+    assert code == 0
     dead = [orjson.loads(line) for line in deadletter_path(out).read_bytes().splitlines()]
-    assert summary.records == len(lines) and summary.rejected == len(dead)
-    assert summary.events + summary.rejected == len(lines)
+    assert f"records {len(lines):,}  " in printed.getvalue() and f"rejected {len(dead):,}  " in printed.getvalue()
     assert all(entry["reason"] and not entry["reason"].startswith("engine error") for entry in dead)
     assert [entry["line"] for entry in dead] == sorted(entry["line"] for entry in dead)
+    for line in out.read_bytes().splitlines():
+        orjson.loads(line)
 
 
 # -- bad records interleaved into a clean stream ------------------------------------------------
