@@ -195,3 +195,12 @@ def test_nonsense_time_setting_exits_2_before_any_work(tmp_path, capsys):
     assert main(["replay", str(events), "--config", str(config), "--out", str(tmp_path / "alerts.jsonl")]) == 2
     assert "max_future_seconds must be a finite number > 0" in capsys.readouterr().err
     assert not (tmp_path / "alerts.jsonl").exists()
+
+
+def test_a_time_window_of_year_1_is_written_from_year_1(demo_references):
+    windows = []
+    engine = engine_for(demo_references, on_window=windows.append, window_seconds=7, window_events=3, min_samples=1)
+    records = [prediction(f"r{i}", f"0001-01-01T00:00:0{i}Z") for i in range(4)]
+    alerts, rejections = feed(engine, records)
+    assert rejections == [] and format_ts(windows[0]["start"]) == "0001-01-01T00:00:00.000Z"
+    assert all(alert["window"]["start"].startswith("0001-01-01") for alert in alerts)

@@ -228,7 +228,8 @@ class ModelMonitor:
     def _open_data_window(self, ts: float) -> None:
         if self._n == 0:
             seconds = self.config.window_seconds
-            self._start = math.floor(ts / seconds) * seconds if seconds else ts
+            # (never before the earliest time an alert can carry: a window of year 1 aligns no further back)
+            self._start = max(math.floor(ts / seconds) * seconds, EARLIEST_TS) if seconds else ts
             self._end = ts
         elif ts > self._end:  # a late record (within the allowed lateness) does not move the window's end back
             self._end = ts
