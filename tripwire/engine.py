@@ -619,9 +619,8 @@ class ModelMonitor:
         self.change = {s: ChangeDetector.from_dict(d) for s, d in state["change"].items()}
         self._event_streams = [(s, d) for s, d in self.change.items() if s != "error"]
         self.join = LabelJoin.from_dict(state["join"], self.config.label_join_max_pending)
-        # A checkpoint from before the event clock starts the clock afresh at the next record.
         self._join_counts_shown = tuple(state.get("join_counts_shown", (self.join.evicted, self.join.duplicates)))
-        if "clock" in state:
+        if "clock" in state:  # (a checkpoint from before the event clock starts it afresh at the next record)
             self.clock.restore(state["clock"])
         self.policy.restore(state["policy"])
 
@@ -646,7 +645,8 @@ class ModelMonitor:
         A classifier's prediction and label are put in the reference's class form (see
         :meth:`_admit_classes`); a regression model's must be numbers. Then the event's time must
         suit the model's event clock (late or far-future records are refused, see
-        :class:`tripwire.event_time.EventClock`): only an admitted event moves the clock.
+        :class:`tripwire.event_time.EventClock`); an event that passes moves the clock, even one the
+        label join refuses afterwards as a duplicate (admission runs ahead of processing in a batch).
         """
         if type(event) is not Features:
             if self.classes is not None:
