@@ -14,7 +14,7 @@ import pytest
 
 from tripwire.config import ConfigError, parse_config
 from tripwire.engine import Engine
-from tripwire.events import decode, format_ts
+from tripwire.events import Rejection, decode, format_ts
 from tripwire.streams.cli import main
 from tripwire.streams.partition import PartitionRunner
 
@@ -204,3 +204,31 @@ def test_a_time_window_of_year_1_is_written_from_year_1(demo_references):
     alerts, rejections = feed(engine, records)
     assert rejections == [] and format_ts(windows[0]["start"]) == "0001-01-01T00:00:00.000Z"
     assert all(alert["window"]["start"].startswith("0001-01-01") for alert in alerts)
+
+
+
+def test_replay_of_the_issue_stream_runs_to_its_summary(tmp_path, demo_stream, demo_references, capsys):
+    """Issue #11: an hours-late record and one dated 9999-12-31T23:59:59-01:00, with ``window_seconds``
+    set, stopped ``tripwire replay`` with a traceback; now both are dead letters with their reasons and
+    every model alert is the clean stream's."""
+    from tests.test_cli import write_demo_files
+
+    clean = [r for r in demo_stream[0][:20000] if type(decode(r)) is not Rejection]
+    late = prediction("hours-late", T0 - 5 * 3600, value=1, model="credit", score=0.5, attributes={"group": "A"})
+    unwritable = prediction("year-10000", "9999-12-31T23:59:59-01:00", value=0, model="credit", score=0.5)
+    dirty = clean[:8000] + [late] + clean[8000:15000] + [unwritable] + clean[15000:]
+    alerts = {}
+    for name, stream in (("clean", clean), ("dirty", dirty)):
+        (tmp_path / name).mkdir()
+        config, events = write_demo_files(tmp_path / name, stream, demo_references)
+        config.write_text(config.read_text().replace("[defaults]\n", "[defaults]\nwindow_seconds = 30\n"))
+        out = tmp_path / name / "alerts.jsonl"
+        assert main(["replay", str(events), "--config", str(config), "--out", str(out)]) == 0
+        alerts[name] = [{**a, "reference": None} for a in map(orjson.loads, out.read_bytes().splitlines())
+                        if a["model"] != "*"]  # (the reference's path names the run's folder)
+    assert alerts["clean"] and alerts["dirty"] == alerts["clean"]
+    dead = [orjson.loads(line) for line in (tmp_path / "dirty" / "alerts.deadletter.jsonl").read_bytes().splitlines()]
+    assert [entry["line"] for entry in dead] == [8001, 15002]
+    assert dead[0]["reason"].startswith("late: ts 2026-11-27T19:00:00.000Z is ")
+    assert dead[1]["reason"].startswith("field 'ts' is outside the years 1-9999 in UTC")
+    assert "event time: late 1  far future 1" in capsys.readouterr().out
