@@ -878,6 +878,8 @@ class Engine:
         stop, limit = first, min(len(items), first + room)
         while stop < limit and type(items[stop]) is Prediction and items[stop].model == model:
             stop += 1
+        if stop - first < 2:
+            return 0
         stop = first + monitor.join.not_waiting(items, first, stop)
         if stop - first < 2:
             return 0

@@ -14,6 +14,9 @@ from itertools import islice
 from typing import Any, Sequence
 
 
+SHORT_RUN = 8  # runs of predictions up to this long are checked one by one in not_waiting: fewer calls
+
+
 @dataclass(slots=True)
 class Outcome:
     """A prediction with its label: what performance, fairness and concept-drift detectors consume."""
@@ -117,8 +120,9 @@ class LabelJoin:
         ``request_id``, and none repeats a pending, joined or earlier one of them."""
         ids = [events[position].request_id for position in range(first, stop)]
         predictions, labels, joined = self._predictions, self._labels, self._joined
-        if (len(set(ids)) == len(ids) and labels.keys().isdisjoint(ids) and predictions.keys().isdisjoint(ids)
-                and joined.keys().isdisjoint(ids)):
+        # A long run is checked whole in C first (the common case: nothing in it repeats or joins).
+        if (len(ids) > SHORT_RUN and len(set(ids)) == len(ids) and labels.keys().isdisjoint(ids)
+                and predictions.keys().isdisjoint(ids) and joined.keys().isdisjoint(ids)):
             return len(ids)
         seen: set[str] = set()
         for offset, request_id in enumerate(ids):
