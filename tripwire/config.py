@@ -93,20 +93,19 @@ def _positive_int(value: Any) -> int:
     return value
 
 
+def _is_finite_number(value: Any) -> bool:
+    """An int or a finite float: TOML allows nan and inf, which no setting means."""
+    return type(value) is int or (type(value) is float and math.isfinite(value))
+
+
 def _non_negative_number(value: Any) -> float:
-    if type(value) not in (int, float) or not 0 <= value < math.inf:
-        raise TypeError("must be a finite number >= 0")
-    return float(value)
-
-
-def _positive_number(value: Any) -> float:
-    if type(value) not in (int, float) or not 0 < value < math.inf:
-        raise TypeError("must be a finite number > 0")
+    if not _is_finite_number(value) or value < 0:
+        raise TypeError("must be a number >= 0 and finite")
     return float(value)
 
 
 def _probability(value: Any) -> float:
-    if type(value) not in (int, float) or not 0 < value < 1:
+    if not _is_finite_number(value) or not 0 < value < 1:
         raise TypeError("must be a number strictly between 0 and 1")
     return float(value)
 
@@ -159,7 +158,9 @@ MODEL_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
                                                        "is evicted past it"),
     "allowed_lateness_seconds": (_non_negative_number, 3600.0, "how far behind the model's event time a record may "
                                                                "be and still count (in the open window)"),
-    "max_future_seconds": (_positive_number, 86400.0, "how far ahead of the model's event time a record may be"),
+    # (_positive_number is defined with the other tables' parsers, below)
+    "max_future_seconds": (lambda value: _positive_number(value), 86400.0,
+                           "how far ahead of the model's event time a record may be"),
     "min_samples": (_positive_int, 100, "a window with fewer samples never changes an alert"),
     "cooldown_windows": (_non_negative_int, 0, "windows after a resolve before the same signal may fire again"),
     "resolve_windows": (_positive_int, 2, "consecutive good windows before a firing alert resolves"),
@@ -183,6 +184,12 @@ def _bool(value: Any) -> bool:
     if type(value) is not bool:
         raise TypeError("must be true or false")
     return value
+
+
+def _positive_number(value: Any) -> float:
+    if not _is_finite_number(value) or value <= 0:
+        raise TypeError("must be a number > 0 and finite")
+    return float(value)
 
 
 # The [mlflow] table: where references resolve and where the monitor reports window metrics.
