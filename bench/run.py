@@ -6,7 +6,8 @@ the timed ones run on an otherwise idle interpreter:
 
 1. speed: replay of 1,000,000 events vs bare ``orjson.loads`` (bench/replay_throughput.py), the
    Kafka path (bench/kafka_throughput.py, when present and a broker can run), car-loan rows/s vs
-   NannyML and Evidently, engine memory per model and per feature; the serving client's added
+   NannyML and Evidently, engine memory per model and per feature, peak RSS of 10^6 unlabelled
+   predictions under the label join's bound (bench/join_memory.py); the serving client's added
    latency per ``log_prediction`` call, broker up and down (bench/client_latency.py);
 2. detection quality on streams with known drift points (bench/detection.py) and on the car-loan
    data per feature and window;
@@ -32,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import client_latency
+from bench import client_latency, join_memory
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -165,6 +166,7 @@ def render_speed(r: dict[str, Any]) -> str:
                  f"{mem['per_model_built_bytes'] / 1024:,.0f} KiB built per model (12 features)",
                  f"{mem['per_feature_built_bytes'] / 1024:.1f} KiB built, {mem['per_feature_peak_bytes'] / 1024:.0f} KiB peak per feature",
                  f"{fmt(mem['per_pending_label_bytes'])} B per prediction in the label join"])
+    rows += join_memory.render(r["join_memory"])
     table = md_table(["speed / memory", "tripwire", "anchor", "note"], rows)
     if kafka.get("status") == "ok":
         table += "\n\nbench/kafka_throughput.py, as it printed in this run:\n```\n" + kafka["figures"]["report"] + "\n```"
@@ -316,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     r["client"] = timed("client latency", lambda: client_latency.run(start_broker=not args.no_kafka), seconds)
     r["carloan_speed"] = timed("car-loan rows/s", speed.carloan_throughput, seconds)
     r["memory"] = timed("engine memory", speed.memory_table, seconds)
+    r["join_memory"] = timed("label join bound, 10^6 unlabelled predictions", join_memory.run, seconds)
     r["detection"] = timed("detection streams", lambda: detection.run(), seconds)
     r["carloan_detection"] = timed("car-loan windows", lambda: detection.carloan(
         r["carloan_speed"]["nannyml_result"], r["carloan_speed"]["evidently_result"]), seconds)

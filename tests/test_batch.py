@@ -81,10 +81,10 @@ def test_fast_timestamps_equal_parse_ts():
 def one_at_a_time(engine: Engine, records: list[bytes]) -> tuple[list[bytes], list[tuple[int, str, str | None]]]:
     alerts, rejections = [], []
     for index, record in enumerate(records):
-        event = engine.admit(decode(record))
-        if type(event) is Rejection:
-            rejections.append((index, event.reason, event.model))
-        alerts += [encode_alert(alert) for alert in engine.handle(event)]
+        raised, rejection = engine.step(decode(record))
+        if rejection is not None:
+            rejections.append((index, rejection.reason, rejection.model))
+        alerts += [encode_alert(alert) for alert in raised]
     return alerts, rejections
 
 

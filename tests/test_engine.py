@@ -82,13 +82,14 @@ def test_malformed_records_are_rejected_with_reasons_and_change_nothing_else(dem
 def test_odd_but_valid_values_never_stop_the_engine(demo_references):
     engine = Engine(parse_config(demo.demo_config()), references=demo_references)
     base = {"schema": 1, "model": "fuel-efficiency", "ts": "2026-11-28T00:00:00Z"}
-    records = [
-        {**base, "type": "prediction", "request_id": "a", "prediction": "high", "features": {"weight": "heavy"}},
-        {**base, "type": "label", "request_id": "a", "label": "unknown"},
-        {**base, "type": "prediction", "request_id": "b", "prediction": 20.0, "features": {"origin": 3, "extra": [1]}},
-        {**base, "type": "label", "request_id": "b", "label": True},
-        {**base, "type": "features", "request_id": "c", "features": {"cylinders": None}},
+    records = [  # (a string or boolean outcome of this regression model is refused: tests/test_event_time.py)
+        [{**base, "type": "prediction", "request_id": f"a{i}", "prediction": 21, "features": {"weight": "heavy"}},
+         {**base, "type": "label", "request_id": f"a{i}", "label": 20.5},
+         {**base, "type": "prediction", "request_id": f"b{i}", "prediction": 20.0, "features": {"origin": 3, "extra": [1]}},
+         {**base, "type": "label", "request_id": f"b{i}", "label": 0},
+         {**base, "type": "features", "request_id": f"c{i}", "features": {"cylinders": None}}]
+        for i in range(400)
     ]
-    alerts, engine = run([orjson.dumps(r) for r in records] * 400, demo_references, engine)
+    alerts, engine = run([orjson.dumps(r) for group in records for r in group], demo_references, engine)
     assert engine.events == 2000 and engine.rejected == 0
     assert {a["detector"] for _i, a in alerts} >= {"type_error_rate"}

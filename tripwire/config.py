@@ -195,6 +195,13 @@ MODEL_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "window_seconds": (_non_negative_number, 0.0, "event-time length of a data window, aligned to the epoch; 0 = count only"),
     "performance_window": (_positive_int, 1000, "labelled outcomes per performance / fairness window"),
     "label_ttl_seconds": (_non_negative_number, 7 * 24 * 3600.0, "how long a prediction waits for its label (event time)"),
+    "label_join_max_pending": (_positive_int, 100_000, "predictions (and labels) waiting in the label join; the oldest "
+                                                       "is evicted past it"),
+    "allowed_lateness_seconds": (_non_negative_number, 3600.0, "how far behind the model's event time a record may "
+                                                               "be and still count (in the open window)"),
+    # (_positive_number is defined with the other tables' parsers, below)
+    "max_future_seconds": (lambda value: _positive_number(value), 86400.0,
+                           "how far ahead of the model's event time a record may be"),
     "min_samples": (_positive_int, 100, "a window with fewer samples never changes an alert"),
     "cooldown_windows": (_non_negative_int, 0, "windows after a resolve before the same signal may fire again"),
     "resolve_windows": (_positive_int, 2, "consecutive good windows before a firing alert resolves"),
@@ -339,6 +346,9 @@ class ModelConfig:
     window_seconds: float = 0.0
     performance_window: int = 1000
     label_ttl_seconds: float = 7 * 24 * 3600.0
+    label_join_max_pending: int = 100_000
+    allowed_lateness_seconds: float = 3600.0
+    max_future_seconds: float = 86400.0
     min_samples: int = 100
     cooldown_windows: int = 0
     resolve_windows: int = 2

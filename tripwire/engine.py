@@ -29,6 +29,7 @@ from tripwire.detectors.multiple_testing import benjamini_hochberg, bonferroni
 from tripwire.detectors.performance import ClassificationWindow, RegressionWindow
 from tripwire.detectors.quality import FeatureQuality
 from tripwire.detectors.serving import ServingWindow
+from tripwire.event_time import EARLIEST_TS, LATEST_TS, EventClock
 from tripwire.events import Event, Features, Label, Prediction, Rejection, decode_batch, format_ts
 from tripwire.join import LabelJoin, Outcome
 from tripwire.reference import is_multiclass, load_reference, validate_reference
@@ -71,6 +72,15 @@ def _is_number(value: Any) -> bool:
     return type(value) is float or type(value) is int
 
 
+class Refused(Exception):
+    """Raised by :meth:`Engine.process` for an event its state refuses (a duplicate ``request_id``), before
+    the event changed anything: reject ``rejection`` (dead-letter it) instead."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.reason)
+        self.rejection = rejection
+
+
 def degradation(metric: str, current: float, baseline: float) -> float:
     """How much worse than the baseline, as a fraction of it (absolute when the baseline is 0)."""
     worse = current - baseline if metric in ERROR_METRICS else baseline - current
@@ -101,7 +111,9 @@ class ModelMonitor:
         self.model_version: str | None = None
         self.on_window = on_window
         self.policy = AlertPolicy(config.min_samples, config.resolve_windows, config.cooldown_windows)
-        self.join = LabelJoin(config.label_ttl_seconds)
+        self.join = LabelJoin(config.label_ttl_seconds, config.label_join_max_pending)
+        self.clock = EventClock(config.allowed_lateness_seconds, config.max_future_seconds)
+        self._join_counts_shown = (0, 0)  # (evicted, duplicates) at the last data window: see _join_stats
 
         profiles = reference["features"]
         self.drift = {n: drift_detector_for(p) for n, p in profiles.items() if config.enabled("drift", f"feature:{n}")}
@@ -151,6 +163,9 @@ class ModelMonitor:
 
     # -- events ----------------------------------------------------------------------------
     def on_prediction(self, event: Prediction) -> list[Alert]:
+        duplicate = self.join.prediction_refusal(event.request_id)
+        if duplicate is not None:
+            raise Refused(Rejection(duplicate, event.model))
         alerts = self._maybe_close_by_time(event.ts) if self.config.window_seconds else []
         self.model_version = event.model_version or self.model_version
         self._open_data_window(event.ts)
@@ -189,8 +204,8 @@ class ModelMonitor:
         if versions:
             self.model_version = versions[-1]
         if self._n == 0:
-            self._start = events[0].ts
-        self._end = events[-1].ts
+            self._start = self._end = events[0].ts
+        self._end = max(self._end, max([e.ts for e in events]))  # a record may be late (see EventClock)
         self._n += len(events)
         self._rows += [e.features for e in events if e.features]
         self._predictions += [e.prediction for e in events]
@@ -207,6 +222,9 @@ class ModelMonitor:
         return alerts
 
     def on_label(self, event: Label) -> list[Alert]:
+        duplicate = self.join.label_refusal(event.request_id)
+        if duplicate is not None:
+            raise Refused(Rejection(duplicate, event.model))
         outcome = self.join.add_label(event.request_id, event.ts, event.label)
         alerts = self._on_outcome(outcome, event.ts) if outcome is not None else []
         window = self._unmatched_window
@@ -254,13 +272,19 @@ class ModelMonitor:
     def _open_data_window(self, ts: float) -> None:
         if self._n == 0:
             seconds = self.config.window_seconds
-            self._start = math.floor(ts / seconds) * seconds if seconds else ts
-        self._end = ts
+            # (never before the earliest time an alert can carry: a window of year 1 aligns no further back)
+            self._start = max(math.floor(ts / seconds) * seconds, EARLIEST_TS) if seconds else ts
+            self._end = ts
+        elif ts > self._end:  # a late record (within the allowed lateness) does not move the window's end back
+            self._end = ts
         self._n += 1
 
     def _maybe_close_by_time(self, ts: float) -> list[Alert]:
         seconds = self.config.window_seconds
-        if seconds and self._n and ts >= self._start + seconds:
+        # A record before the window by more than the allowed lateness comes after the event clock
+        # moved back (see EventClock): it starts a window of its own too.
+        if seconds and self._n and not (self._start - self.config.allowed_lateness_seconds <= ts
+                                        < self._start + seconds):
             return self.close_data_window(ts)
         return []
 
@@ -289,8 +313,9 @@ class ModelMonitor:
     def _on_outcome(self, outcome: Outcome, ts: float) -> list[Alert]:
         alerts: list[Alert] = []
         if self._perf_n == 0:
-            self._perf_start = ts
-        self._perf_end = ts
+            self._perf_start = self._perf_end = ts
+        elif ts > self._perf_end:
+            self._perf_end = ts
         self._perf_n += 1
         self._label_lags.append(outcome.label_lag)
         if self.task == "classification":
@@ -299,10 +324,8 @@ class ModelMonitor:
                 group = outcome.attributes.get(attribute)
                 if group is not None:
                     window.update(str(group), outcome.prediction, outcome.label)
-        elif _is_number(outcome.prediction) and _is_number(outcome.label):
+        else:  # a regression prediction and label are numbers (see admit)
             self.performance.update(outcome.prediction, outcome.label)
-        else:
-            self._unscorable += 1  # a regression label or prediction that is not a number
         error_stream = self.change.get("error")
         if error_stream is not None:
             if error_stream.update(self._error(outcome)):
@@ -315,8 +338,6 @@ class ModelMonitor:
         """Per-event error on a scale the change detectors' defaults suit: 0/1, or |error| / baseline MAE."""
         if self.task == "classification":
             return float(outcome.prediction != outcome.label)
-        if not (_is_number(outcome.prediction) and _is_number(outcome.label)):
-            return 0.0
         scale = self.reference["baseline"].get("mae") or 1.0
         return abs(outcome.prediction - outcome.label) / scale
 
@@ -349,7 +370,6 @@ class ModelMonitor:
         self._perf_end = 0.0
         self._label_lags: list[float] = []
         self._change_hits: dict[str, int] = {}
-        self._unscorable = 0
 
     def close_data_window(self, ts: float) -> list[Alert]:
         """Fold the buffered window into the detectors, judge every signal, start a new window."""
@@ -387,6 +407,7 @@ class ModelMonitor:
             findings += self._serving_findings(start, end, stats)
 
         alerts = [a for a in (self._evaluate(f, ts) for f in findings) if a]
+        self._join_stats(stats)
         self._emit_window("data", self.window_index, start, end, n, stats)
         self.window_index += 1
         self._reset_data_window()
@@ -430,7 +451,6 @@ class ModelMonitor:
         stats["labels_pending"] = self.join.pending
         stats["predictions_expired_unlabelled"] = self.join.expired_predictions
         stats["labels_unmatched"] = self.join.expired_labels
-        stats["outcomes_unscorable"] = self._unscorable
         alerts = [a for a in (self._evaluate(f, ts) for f in findings) if a]
         self._emit_window("performance", self.performance_index, start, end, n, stats)
         self.performance_index += 1
@@ -618,12 +638,13 @@ class ModelMonitor:
             "window": {"rows": self._rows, "predictions": self._predictions, "scores": self._scores,
                        "latencies": self._latencies, "n": self._n, "start": self._start, "end": self._end},
             "performance_window": {"n": self._perf_n, "start": self._perf_start, "end": self._perf_end,
-                                   "label_lags": self._label_lags, "change_hits": self._change_hits,
-                                   "unscorable": self._unscorable},
+                                   "label_lags": self._label_lags, "change_hits": self._change_hits},
             "performance": self.performance.to_dict(),
             "fairness": {a: w.to_dict() for a, w in self.fairness.items()},
             "change": {s: d.to_dict() for s, d in self.change.items()},
             "join": self.join.to_dict(),
+            "join_counts_shown": list(self._join_counts_shown),
+            "clock": self.clock.to_dict(),
             "policy": self.policy.to_dict(),
             "unmatched_labels": list(self._unmatched_window),
         }
@@ -636,24 +657,60 @@ class ModelMonitor:
         self._latencies, self._n, self._start, self._end = window["latencies"], window["n"], window["start"], window["end"]
         perf = state["performance_window"]
         self._perf_n, self._perf_start, self._perf_end = perf["n"], perf["start"], perf["end"]
-        self._label_lags, self._change_hits, self._unscorable = perf["label_lags"], perf["change_hits"], perf["unscorable"]
+        self._label_lags, self._change_hits = perf["label_lags"], perf["change_hits"]
         self.performance = type(self.performance).from_dict(state["performance"])
         self.fairness = {a: FairnessWindow.from_dict(w) for a, w in state["fairness"].items()}
         self.change = {s: ChangeDetector.from_dict(d) for s, d in state["change"].items()}
         self._event_streams = [(s, d) for s, d in self.change.items() if s != "error"]
-        self.join = LabelJoin.from_dict(state["join"])
+        self.join = LabelJoin.from_dict(state["join"], self.config.label_join_max_pending)
+        self._join_counts_shown = tuple(state.get("join_counts_shown", (self.join.evicted, self.join.duplicates)))
+        if "clock" in state:  # (a checkpoint from before the event clock starts it afresh at the next record)
+            self.clock.restore(state["clock"])
         self.policy.restore(state["policy"])
         fresh = [0, self.join.joined, self.join.expired_labels, None]  # a checkpoint from before this rule
         since, joined, expired, start = state.get("unmatched_labels") or fresh
         self._unmatched_window = [int(since), int(joined), int(expired), None if start is None else float(start)]
+
+    def _join_stats(self, stats: dict[str, Any]) -> None:
+        """The label join's size, and its evictions and duplicates since the last data window (counters add these up)."""
+        evicted, duplicates = self.join.evicted, self.join.duplicates
+        shown_evicted, shown_duplicates = self._join_counts_shown
+        stats["labels_pending"] = self.join.pending
+        stats["join_evicted"] = evicted - shown_evicted
+        stats["request_ids_duplicate"] = duplicates - shown_duplicates
+        self._join_counts_shown = (evicted, duplicates)
 
     def _emit_window(self, family: str, index: int, start: float, end: float, n: int, stats: dict[str, Any]) -> None:
         if self.on_window is not None:
             self.on_window({"model": self.config.name, "model_version": self.model_version, "family": family,
                             "index": index, "start": start, "end": end, "n": n, "stats": stats})
 
-    # -- admission: a classifier's events in the reference's class form -------------------------
+    # -- admission: values in the reference's form, times on the model's event clock ----------------
     def admit(self, event: Event) -> Event | Rejection:
+        """The event, checked and in canonical form, or a rejection saying why not.
+
+        A classifier's prediction and label are put in the reference's class form (see
+        :meth:`_admit_classes`); a regression model's must be numbers. Then the event's time must
+        suit the model's event clock (late or far-future records are refused, see
+        :class:`tripwire.event_time.EventClock`); an event that passes moves the clock, even one the
+        label join refuses afterwards as a duplicate (admission runs ahead of processing in a batch).
+        """
+        if type(event) is not Features:
+            if self.classes is not None:
+                event = self._admit_classes(event)
+            elif not _is_number(event.prediction if type(event) is Prediction else event.label):
+                event = self._number_rejection(event)
+            if type(event) is Rejection:
+                return event
+        refusal = self.clock.refusal(event.ts, self.config.name)
+        return event if refusal is None else Rejection(refusal, self.config.name)
+
+    def _number_rejection(self, event: Prediction | Label) -> Rejection:
+        role, value = ("prediction", event.prediction) if type(event) is Prediction else ("label", event.label)
+        return Rejection(f"{role} {value!r} of regression model {self.config.name!r} is not a number (an outcome "
+                         f"that cannot be scored is refused, never counted as right or wrong)", self.config.name)
+
+    def _admit_classes(self, event: Prediction | Label) -> Prediction | Label | Rejection:
         """The event with its classes in the reference's spelling, or a rejection saying why it has none.
 
         ``"1"``, ``1`` and ``1.0`` are one class, ``"true"`` and ``True`` too (see
@@ -664,8 +721,6 @@ class ModelMonitor:
         carry. A binary prediction with ``scores`` but no ``score`` gets the positive class's.
         """
         classes = self.classes
-        if classes is None or type(event) is Features:
-            return event
         if type(event) is Label:
             label = classes.canonical(event.label)
             if label is None:
@@ -764,8 +819,13 @@ class Engine:
         self._stream_policy = AlertPolicy(config.rejection_min_samples)
 
     def process(self, event: Event) -> list[Alert]:
-        self.events += 1
-        self._last_ts = event.ts
+        """Route an admitted event (see :meth:`admit`) to its model's monitor; the alerts it raised.
+
+        Raises
+        ------
+        Refused
+            When the model's label join refuses it (a duplicate ``request_id``), before anything changed.
+        """
         monitor = self.monitors.get(event.model)
         if monitor is None:
             self.unmonitored += 1
@@ -776,6 +836,9 @@ class Engine:
             alerts = monitor.on_label(event)
         else:
             alerts = monitor.on_features(event)
+        self.events += 1
+        if event.ts > self._last_ts:  # a late record does not move the record window's end back
+            self._last_ts = event.ts
         self._records += 1
         if self._records == 1:
             self._window_start = event.ts
@@ -792,29 +855,38 @@ class Engine:
         if type(event) is Rejection:
             return event
         monitor = self.monitors.get(event.model)
-        return event if monitor is None else monitor.admit(event)
+        if monitor is not None:
+            return monitor.admit(event)
+        if not EARLIEST_TS <= event.ts <= LATEST_TS:  # no model's clock, but the record window's end is one
+            return Rejection(f"field 'ts' is outside the years 1-9999 in UTC ({event.ts:.0f} s from 1970)", event.model)
+        return event
+
+    def step(self, event: Event | Rejection) -> tuple[list[Alert], Rejection | None]:
+        """Whatever ``decode`` returned, admitted and processed: the alerts, and the rejection to
+        dead-letter (None when the event was processed)."""
+        event = self.admit(event)
+        if type(event) is not Rejection:
+            try:
+                return self.process(event), None
+            except Refused as refused:
+                event = refused.rejection
+        return self.reject(event), event
 
     def handle(self, event: Event | Rejection) -> list[Alert]:
-        """Whatever ``decode`` returned: an event is admitted and processed, a rejection counted."""
-        event = self.admit(event)
-        return self.reject(event) if type(event) is Rejection else self.process(event)
+        """:meth:`step` without the rejection: an event is admitted and processed, a rejection counted."""
+        return self.step(event)[0]
 
     def process_records(self, records: Sequence[bytes]) -> BatchResult:
         """Decode and process a batch of raw records (JSON lines, Kafka values; a tombstone as ``b""``).
 
-        Alerts, rejections and state are exactly those of ``handle(admit(decode(r)))`` for each
+        Alerts, rejections and state are exactly those of :meth:`step` of ``decode(r)`` for each
         record in order; the batch is only faster (see :func:`tripwire.events.decode_batch`). A
         record on which the engine itself fails is rejected with the error, and the batch goes on.
         """
         result = BatchResult()
         alerts, alert_records = result.alerts, result.alert_records
-        items = decode_batch(records)
-        monitors = self.monitors
-        for position, item in enumerate(items):  # admit(), inlined: it runs per record
-            if type(item) is not Rejection and type(item) is not Features:
-                monitor = monitors.get(item.model)
-                if monitor is not None and monitor.classes is not None:
-                    items[position] = monitor.admit(item)
+        admit = self.admit
+        items = [admit(item) for item in decode_batch(records)]
         index, count = 0, len(items)
         while index < count:
             item = items[index]
@@ -829,10 +901,13 @@ class Engine:
                 result.rejections.append((index, item))
                 raised = self.reject(item)
             else:
-                result.events += 1
-                result.last_ts = item.ts
                 try:
                     raised = self.process(item)
+                    result.events += 1
+                    result.last_ts = item.ts
+                except Refused as refused:
+                    result.rejections.append((index, refused.rejection))
+                    raised = self.reject(refused.rejection)
                 except Exception as error:  # a bug must not stop a runner: dead-letter the record, go on
                     result.rejections.append((index, Rejection(f"engine error: {type(error).__name__}: {error}",
                                                                item.model)))
@@ -854,13 +929,15 @@ class Engine:
         stop, limit = first, min(len(items), first + room)
         while stop < limit and type(items[stop]) is Prediction and items[stop].model == model:
             stop += 1
+        if stop - first < 2:
+            return 0
         stop = first + monitor.join.not_waiting(items, first, stop)
         if stop - first < 2:
             return 0
         run = items[first:stop]
         monitor.on_predictions(run)
         self.events += len(run)
-        self._last_ts = run[-1].ts
+        self._last_ts = max(self._last_ts, monitor._end)  # the run's latest time: the window's end is its max
         if self._records == 0:
             self._window_start = run[0].ts
         self._records += len(run)
@@ -962,9 +1039,17 @@ class Engine:
                 "reference": uri, "previous_version": old.model_version, "previous_reference": old.reference_uri,
                 "closed_alerts": [a["alert_id"] for a in old.policy.open_alerts()], "ts": format_ts(self._last_ts)}
 
+    def bookkeeping(self) -> dict[str, int]:
+        """Over all models: records refused by the event clock and the label join, and the join's size."""
+        clocks = [m.clock for m in self.monitors.values()]
+        joins = [m.join for m in self.monitors.values()]
+        return {"late": sum(c.late for c in clocks), "far_future": sum(c.far_future for c in clocks),
+                "clock_jumps": sum(c.jumps for c in clocks), "duplicates": sum(j.duplicates for j in joins),
+                "join_evicted": sum(j.evicted for j in joins), "join_pending": sum(j.pending for j in joins)}
+
     def open_alerts(self) -> list[Alert]:
         found = [a for m in self.monitors.values() for a in m.policy.open_alerts()]
         return found + self._stream_policy.open_alerts()
 
 
-__all__ = ["BatchResult", "Engine", "ModelMonitor", "degradation", "Threshold"]
+__all__ = ["BatchResult", "Engine", "ModelMonitor", "Refused", "degradation", "Threshold"]

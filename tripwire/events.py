@@ -83,7 +83,7 @@ def format_ts(epoch_seconds: float) -> str:
     """Epoch seconds to ISO 8601 UTC with millisecond precision, e.g. ``2026-11-28T05:00:00.120Z``."""
     millis = round(epoch_seconds * 1000)
     moment = datetime.fromtimestamp(millis // 1000, tz=timezone.utc)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{millis % 1000:03d}Z"
+    return f"{moment.year:04d}{moment:-%m-%dT%H:%M:%S}.{millis % 1000:03d}Z"  # (%Y drops a year's leading zeros)
 
 
 def decode(raw: bytes | str) -> Event | Rejection:

@@ -1,9 +1,20 @@
-"""Join late labels to their predictions by ``request_id`` within a time-to-live, in event time."""
+"""Join late labels to their predictions by ``request_id`` within a time-to-live, in event time.
+
+The join holds at most ``max_pending`` predictions waiting for a label (and as many labels
+waiting for a prediction): past that the oldest is evicted and counted, so memory stays bounded
+however many predictions are never labelled. A ``request_id`` is one request: a second prediction
+while one waits, a second label while one waits, or either for a request already joined (kept
+for the TTL) is refused as a duplicate, so a reused id never joins the wrong label.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Sequence
+
+
+SHORT_RUN = 8  # runs of predictions up to this long are checked one by one in not_waiting: fewer calls
 
 
 @dataclass(slots=True)
@@ -27,72 +38,147 @@ class LabelJoin:
     """Predictions wait ``ttl`` seconds of event time for a label; labels that come first wait too.
 
     Both sides are dicts in arrival order, so expiry pops from the front and stops at the first
-    entry still alive: amortised O(1) per event on an event-time ordered stream.
+    entry still alive: amortised O(1) per event on an event-time ordered stream; eviction pops the
+    front too.
+
+    >>> join = LabelJoin(ttl_seconds=60, max_pending=2)
+    >>> [join.add_prediction(r, 0.0, 1, None, {}) for r in ("a", "b", "c")]  # "a" is evicted
+    [None, None, None]
+    >>> join.evicted_predictions, join.add_label("a", 5.0, 1), join.add_label("c", 5.0, 0).label
+    (1, None, 0)
+    >>> join.prediction_refusal("c")
+    "duplicate request_id 'c': it was already predicted and labelled"
     """
 
-    def __init__(self, ttl_seconds: float) -> None:
+    def __init__(self, ttl_seconds: float, max_pending: int) -> None:
         self.ttl = ttl_seconds
+        self.max_pending = max_pending
         self._predictions: dict[str, tuple[float, Any, float | None, dict[str, Any]]] = {}
         self._labels: dict[str, tuple[float, Any]] = {}
+        self._joined: dict[str, tuple[float]] = {}  # request_id -> (labelled at,): refused again for the TTL
         self.joined = 0
         self.expired_predictions = 0
         self.expired_labels = 0
+        self.evicted_predictions = 0
+        self.evicted_labels = 0
+        self.duplicates = 0
+
+    def prediction_refusal(self, request_id: str) -> str | None:
+        """Why a prediction for ``request_id`` may not enter the join (counted), or None: it may."""
+        if request_id in self._predictions:
+            why = "a prediction for it is already waiting for its label"
+        elif request_id in self._joined:
+            why = "it was already predicted and labelled"
+        else:
+            return None
+        self.duplicates += 1
+        return f"duplicate request_id {request_id!r}: {why}"
+
+    def label_refusal(self, request_id: str) -> str | None:
+        """Why a label for ``request_id`` may not enter the join (counted), or None: it may."""
+        if request_id in self._labels:
+            why = "a label for it is already waiting for its prediction"
+        elif request_id in self._joined:
+            why = "it is already labelled"
+        else:
+            return None
+        self.duplicates += 1
+        return f"duplicate request_id {request_id!r}: {why}"
 
     def add_prediction(self, request_id: str, ts: float, prediction: Any, score: float | None,
                        attributes: dict[str, Any]) -> Outcome | None:
+        """Join a prediction that :meth:`prediction_refusal` let in."""
         waiting = self._labels.pop(request_id, None)
         if waiting is not None:
-            self.joined += 1
+            self._mark_joined(request_id, waiting[0])
             return Outcome(request_id, prediction, waiting[1], score, attributes, ts, waiting[0])
         self._predictions[request_id] = (ts, prediction, score, attributes)
+        if len(self._predictions) > self.max_pending:
+            self.evicted_predictions += _drop_oldest(self._predictions, self.max_pending)
         return None
 
     def add_label(self, request_id: str, ts: float, label: Any) -> Outcome | None:
+        """Join a label that :meth:`label_refusal` let in."""
         waiting = self._predictions.pop(request_id, None)
         if waiting is not None:
-            self.joined += 1
+            self._mark_joined(request_id, ts)
             predicted_at, prediction, score, attributes = waiting
             return Outcome(request_id, prediction, label, score, attributes, predicted_at, ts)
         self._labels[request_id] = (ts, label)
+        if len(self._labels) > self.max_pending:
+            self.evicted_labels += _drop_oldest(self._labels, self.max_pending)
         return None
 
+    def _mark_joined(self, request_id: str, labelled_at: float) -> None:
+        self.joined += 1
+        self._joined[request_id] = (labelled_at,)
+        if len(self._joined) > self.max_pending:
+            _drop_oldest(self._joined, self.max_pending)  # forgotten, not lost: nothing waits there
+
     def not_waiting(self, events: Sequence[Any], first: int, stop: int) -> int:
-        """How many of ``events[first:stop]`` in a row have no label waiting for their ``request_id``."""
-        labels = self._labels
-        if labels:
-            for position in range(first, stop):
-                if events[position].request_id in labels:
-                    return position - first
-        return stop - first
+        """How many of ``events[first:stop]`` in a row would only wait: no label waits for their
+        ``request_id``, and none repeats a pending, joined or earlier one of them."""
+        ids = [events[position].request_id for position in range(first, stop)]
+        predictions, labels, joined = self._predictions, self._labels, self._joined
+        # A long run is checked whole in C first (the common case: nothing in it repeats or joins).
+        if (len(ids) > SHORT_RUN and len(set(ids)) == len(ids) and labels.keys().isdisjoint(ids)
+                and predictions.keys().isdisjoint(ids) and joined.keys().isdisjoint(ids)):
+            return len(ids)
+        seen: set[str] = set()
+        for offset, request_id in enumerate(ids):
+            if request_id in labels or request_id in predictions or request_id in joined or request_id in seen:
+                return offset
+            seen.add(request_id)
+        return len(ids)
 
     def add_predictions(self, events: Sequence[Any]) -> None:
-        """:meth:`add_prediction` for predictions no label waits for (see :meth:`not_waiting`): they all wait."""
+        """:meth:`add_prediction` for predictions that only wait (see :meth:`not_waiting`)."""
         self._predictions.update(
             (e.request_id, (e.ts, e.prediction, e.score, e.attributes)) for e in events)
+        if len(self._predictions) > self.max_pending:
+            self.evicted_predictions += _drop_oldest(self._predictions, self.max_pending)
 
     def expire(self, now: float) -> None:
         horizon = now - self.ttl
         self.expired_predictions += _drop_older(self._predictions, horizon)
         self.expired_labels += _drop_older(self._labels, horizon)
+        _drop_older(self._joined, horizon)
 
     @property
     def pending(self) -> int:
         return len(self._predictions) + len(self._labels)
 
+    @property
+    def evicted(self) -> int:
+        return self.evicted_predictions + self.evicted_labels
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "ttl": self.ttl,
+            "max_pending": self.max_pending,
             "predictions": [[k, *v] for k, v in self._predictions.items()],
             "labels": [[k, *v] for k, v in self._labels.items()],
-            "counts": [self.joined, self.expired_predictions, self.expired_labels],
+            "joined": [[k, *v] for k, v in self._joined.items()],
+            "counts": [self.joined, self.expired_predictions, self.expired_labels, self.evicted_predictions,
+                       self.evicted_labels, self.duplicates],
         }
 
     @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> "LabelJoin":
-        join = cls(state["ttl"])
+    def from_dict(cls, state: dict[str, Any], max_pending: int) -> "LabelJoin":
+        """The join of :meth:`to_dict`, bounded by ``max_pending`` (the configuration's, which may have changed).
+
+        A checkpoint from before the bound and the duplicate rule (no ``joined``, three counts) is read too.
+        """
+        join = cls(state["ttl"], max_pending)
         join._predictions = {k: (ts, p, s, a) for k, ts, p, s, a in state["predictions"]}
         join._labels = {k: (ts, label) for k, ts, label in state["labels"]}
-        join.joined, join.expired_predictions, join.expired_labels = state["counts"]
+        join._joined = {k: (ts,) for k, ts in state.get("joined", ())}
+        counts = list(state["counts"]) + [0] * (6 - len(state["counts"]))
+        (join.joined, join.expired_predictions, join.expired_labels, join.evicted_predictions,
+         join.evicted_labels, join.duplicates) = counts
+        join.evicted_predictions += _drop_oldest(join._predictions, max_pending)
+        join.evicted_labels += _drop_oldest(join._labels, max_pending)
+        _drop_oldest(join._joined, max_pending)
         return join
 
 
@@ -105,3 +191,13 @@ def _drop_older(waiting: dict[str, tuple], horizon: float) -> int:
         del waiting[oldest]
         dropped += 1
     return dropped
+
+
+def _drop_oldest(waiting: dict[str, Any], keep: int) -> int:
+    """Drop the oldest entries (the front: arrival order) until ``keep`` are left; how many went."""
+    excess = len(waiting) - keep
+    if excess <= 0:
+        return 0
+    for request_id in list(islice(waiting, excess)):
+        del waiting[request_id]
+    return excess

@@ -56,6 +56,14 @@ class WorkerMetrics:
         self.recommended_replicas = Gauge("tripwire_recommended_replicas", "Replicas a service should run (the HPA "
                                           "rule with scale-down stabilisation, tripwire.compute).", ["service"],
                                           registry=self.registry)
+        # Counted per data window by the engine (see ModelMonitor._join_stats): window stat -> counter.
+        self.join_counters = {
+            "join_evicted": Counter("tripwire_join_evicted", "Predictions and labels evicted from a model's label "
+                                    "join, oldest first, past label_join_max_pending.", ["model"], registry=self.registry),
+            "request_ids_duplicate": Counter("tripwire_request_ids_duplicate", "Predictions and labels refused "
+                                             "(dead-lettered) for a request_id already waiting or joined.", ["model"],
+                                             registry=self.registry),
+        }
         self._series: set[tuple[str, str, str]] = set()
         self._process = psutil.Process()
 
@@ -91,6 +99,10 @@ class WorkerMetrics:
 
     def observe_window(self, window: dict[str, Any]) -> None:
         model = window["model"]
+        for key, counter in self.join_counters.items():
+            count = window["stats"].get(key)
+            if count:
+                counter.labels(model=model).inc(count)
         for key, value in window["stats"].items():
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue

@@ -42,12 +42,14 @@ class Summary:
     alerts_by_kind: dict[tuple[str, str], int] = field(default_factory=dict)
     blank: int = 0  # blank lines skipped (a file replay)
     stopped: str | None = None  # why the replay stopped before the end of its input
+    bookkeeping: dict[str, int] = field(default_factory=dict)  # see Engine.bookkeeping
 
     @classmethod
     def of(cls, engine: Engine, records: int, alerts: int, seconds: float) -> Summary:
         """The engine's counts after ``records`` records that raised ``alerts`` alerts."""
         return cls(records=records, events=engine.events, rejected=engine.rejected, unmonitored=engine.unmonitored,
-                   alerts=alerts, seconds=seconds, alerts_by_kind=dict(engine.alerts_by_kind))
+                   alerts=alerts, seconds=seconds, alerts_by_kind=dict(engine.alerts_by_kind),
+                   bookkeeping=engine.bookkeeping())
 
     @property
     def all_rejected(self) -> bool:
@@ -65,6 +67,11 @@ class Summary:
         ]
         if self.blank:
             lines[0] += f"  blank lines skipped {self.blank:,}"
+        if self.bookkeeping:
+            b = self.bookkeeping
+            lines.append(f"event time: late {b['late']:,}  far future {b['far_future']:,}  clock jumps "
+                         f"{b['clock_jumps']:,}   label join: pending {b['join_pending']:,}  evicted "
+                         f"{b['join_evicted']:,}  duplicate request_ids {b['duplicates']:,}")
         for (kind, severity), count in sorted(self.alerts_by_kind.items()):
             lines.append(f"  {kind:<22} {severity:<9} {count}")
         if self.all_rejected:

@@ -88,10 +88,10 @@ async def replay_topics(settings: KafkaSettings, topics: list[str], engine_for: 
                 origin = {"topic": tp.topic, "partition": tp.partition, "offset": offset}
                 engine = engines.get(tp.partition) or engines.setdefault(tp.partition, engine_for(tp.partition))
                 records += 1
-                event = engine.admit(event)  # a class the reference does not know is a rejection too
-                if type(event) is Rejection and on_reject is not None:
-                    on_reject(event, record, origin)
-                for alert in engine.reject(event) if type(event) is Rejection else engine.process(event):
+                raised, rejection = engine.step(event)  # the engine may refuse an event too (a class, a time, a duplicate)
+                if rejection is not None and on_reject is not None:
+                    on_reject(rejection, record, origin)
+                for alert in raised:
                     alerts += 1
                     on_alert(alert, origin)
 
