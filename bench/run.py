@@ -83,7 +83,7 @@ def environment() -> dict[str, Any]:
             return "absent"
 
     return {
-        "date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cores": os.cpu_count(),
         "cpu": _cpu_model(),
         "python": platform.python_version(),

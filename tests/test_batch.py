@@ -7,7 +7,7 @@ their reasons, the engine's checkpoint, the dead-letter file.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import orjson
@@ -17,7 +17,7 @@ from tripwire import demo
 from tripwire.alerts import encode_alert
 from tripwire.config import parse_config
 from tripwire.engine import Engine
-from tripwire.events import Rejection, decode, decode_batch, format_ts, parse_ts
+from tripwire.events import decode, decode_batch, format_ts, parse_ts
 from tripwire.streams.replay import deadletter_line, deadletter_path, replay_file, run_records
 
 STAMP = "2026-11-28T00:10:00.250Z"
@@ -69,7 +69,7 @@ def test_decode_batch_equals_decode_record_by_record(demo_stream):
 
 def test_fast_timestamps_equal_parse_ts():
     rng = random.Random(5)
-    start = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    start = datetime(1970, 1, 1, tzinfo=UTC)
     stamps = [format_ts((start + timedelta(days=rng.uniform(0, 83_000), milliseconds=rng.randrange(1000))).timestamp())
               for _ in range(20_000)]
     stamps += ["2024-02-29T23:59:59.999Z", "2000-02-29T00:00:00.000Z", "2199-12-31T23:59:59.999Z", "1970-01-01T00:00:00.000Z"]

@@ -7,18 +7,18 @@ a time (``Engine.step``) too.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
+from tripwire.streams.cli import main
 
 from tripwire.config import ConfigError, parse_config
 from tripwire.engine import Engine
 from tripwire.events import Rejection, decode, format_ts
-from tripwire.streams.cli import main
 from tripwire.streams.partition import PartitionRunner
 
-T0 = datetime(2026, 11, 28, tzinfo=timezone.utc).timestamp()
+T0 = datetime(2026, 11, 28, tzinfo=UTC).timestamp()
 FEATURES = {"cylinders": 4, "displacement": 150.0, "horsepower": 95.0, "weight": 2800.0, "acceleration": 16.0,
             "model_year": 76, "origin": "USA"}
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from tests.test_event_time import T0, engine_for, feed, label, one_by_one, prediction
 from tripwire.join import LabelJoin
 from tripwire.streams.metrics import WorkerMetrics
 from tripwire.streams.replay import run_records
-
-from tests.test_event_time import T0, engine_for, feed, label, one_by_one, prediction
 
 
 def test_a_label_that_comes_first_waits_for_its_prediction():

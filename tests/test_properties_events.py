@@ -14,7 +14,7 @@ import io
 import json
 import string
 from contextlib import redirect_stdout
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +22,16 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tripwire.streams.cli import main
 
 from tripwire.alerts import encode_alert
 from tripwire.config import parse_config
 from tripwire.engine import Engine
 from tripwire.events import Rejection, decode, format_ts, parse_ts
 from tripwire.reference import save_reference
-from tripwire.streams.cli import main
 from tripwire.streams.replay import deadletter_path
 
-T0 = datetime(2026, 11, 28, tzinfo=timezone.utc).timestamp()
+T0 = datetime(2026, 11, 28, tzinfo=UTC).timestamp()
 MODELS = ("fuel-efficiency", "credit")
 PROPERTY_SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, database=None,
                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

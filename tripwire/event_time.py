@@ -28,14 +28,14 @@ limits): the clock moves to that second record, which is accepted; only the firs
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from tripwire.events import format_ts
 
 # The range format_ts can write (with room for its rounding to milliseconds).
-EARLIEST_TS = datetime(1, 1, 1, tzinfo=timezone.utc).timestamp()
-LATEST_TS = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp()
+EARLIEST_TS = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+LATEST_TS = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
 
 class EventClock:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Optional, Sequence, Union
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Sequence, Union
 
 import msgspec
 import numpy as np
@@ -75,14 +75,14 @@ def parse_ts(value: Any) -> float:
     except ValueError:
         raise ContractError(f"field 'ts' is not an ISO 8601 timestamp: {value[:40]!r}") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 
 def format_ts(epoch_seconds: float) -> str:
     """Epoch seconds to ISO 8601 UTC with millisecond precision, e.g. ``2026-11-28T05:00:00.120Z``."""
     millis = round(epoch_seconds * 1000)
-    moment = datetime.fromtimestamp(millis // 1000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(millis // 1000, tz=UTC)
     return f"{moment.year:04d}{moment:-%m-%dT%H:%M:%S}.{millis % 1000:03d}Z"  # (%Y drops a year's leading zeros)
 
 
@@ -126,7 +126,7 @@ def from_object(obj: dict[str, Any]) -> Event:
         features = obj.get("features")
         if type(features) is not dict:
             features = _features(features, required=False)
-        prediction = obj.get("prediction")
+        prediction: Scalar = obj.get("prediction")  # type: ignore[assignment]  # checked on the next line
         if type(prediction) not in _SCALARS:
             prediction = _require_scalar(obj, "prediction")
         score = obj.get("score")
@@ -210,10 +210,10 @@ class _WirePrediction(msgspec.Struct, tag_field="type", tag="prediction", forbid
     model: _NonEmpty
     ts: str
     prediction: _WireScalar
-    model_version: Optional[str] = None
+    model_version: str | None = None
     features: dict[str, _WireValue] = {}
-    score: Optional[_Probability] = None
-    scores: Optional[dict[str, Union[_IntProbability, _Probability]]] = None
+    score: _Probability | None = None
+    scores: dict[str, _IntProbability | _Probability] | None = None
     latency_ms: _Latency = None
     attributes: dict[str, _WireValue] = {}
 

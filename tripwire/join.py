@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Sequence
 
-
 SHORT_RUN = 8  # runs of predictions up to this long are checked one by one in not_waiting: fewer calls
 
 
@@ -164,7 +163,7 @@ class LabelJoin:
         }
 
     @classmethod
-    def from_dict(cls, state: dict[str, Any], max_pending: int) -> "LabelJoin":
+    def from_dict(cls, state: dict[str, Any], max_pending: int) -> LabelJoin:
         """The join of :meth:`to_dict`, bounded by ``max_pending`` (the configuration's, which may have changed).
 
         A checkpoint from before the bound and the duplicate rule (no ``joined``, three counts) is read too.

@@ -15,7 +15,7 @@ from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, Sequence
+from typing import IO, Any, Callable, Iterable, Iterator, Sequence, cast
 
 import orjson
 from tqdm import tqdm
@@ -147,7 +147,7 @@ def open_events(path: str | Path) -> IO[bytes]:
         return path.open("rb")
     if head and head != GZIP_MAGIC:
         raise PathError(f"{path}: named .gz but not gzip-compressed (it starts with {head!r}); rename it or compress it")
-    return gzip.open(path, "rb")
+    return cast(IO[bytes], gzip.open(path, "rb"))
 
 
 class LineReader:
