@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from tripwire.streams.cli import main
 
+from tripwire.cli import main
 from tripwire.config import ConfigError, parse_config
 from tripwire.engine import Engine
 from tripwire.events import Rejection, decode, format_ts
