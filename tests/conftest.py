@@ -19,6 +19,17 @@ def demo_references() -> dict:
     return demo.training_references(seed=7)
 
 
+@pytest.fixture(autouse=True)
+def log_repeats_forgotten_between_tests():
+    """The command line installs tripwire.logs' repeat limiter process-wide: a warning another test
+    made in the last 10 s must not hide this test's first one."""
+    from tripwire import logs
+
+    for limiter in logs._installed:
+        limiter._kinds.clear()
+    yield
+
+
 @pytest.fixture(autouse=True, scope="module")
 def mlflow_tracking_uri_stays_in_its_module():
     """A module that points MLflow at its store (``mlflow.set_tracking_uri``) must not point the next one there."""

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from tripwire.client import plain
+import tripwire.client.plain as plain
 from tripwire.events import ContractError, Rejection, decode, format_ts
 
 log = logging.getLogger("tripwire.client")
