@@ -9,8 +9,8 @@ for the TTL) is refused as a duplicate, so a reused id never joins the wrong lab
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any, Sequence
 
 SHORT_RUN = 8  # runs of predictions up to this long are checked one by one in not_waiting: fewer calls
@@ -52,9 +52,11 @@ class LabelJoin:
     def __init__(self, ttl_seconds: float, max_pending: int) -> None:
         self.ttl = ttl_seconds
         self.max_pending = max_pending
-        self._predictions: dict[str, tuple[float, Any, float | None, dict[str, Any]]] = {}
-        self._labels: dict[str, tuple[float, Any]] = {}
-        self._joined: dict[str, tuple[float]] = {}  # request_id -> (labelled at,): refused again for the TTL
+        # Ordered dicts, not dicts: the oldest entry leaves from the front once per event when the
+        # bound is reached, and a plain dict finds its front by scanning the slots deleted before it.
+        self._predictions: OrderedDict[str, tuple[float, Any, float | None, dict[str, Any]]] = OrderedDict()
+        self._labels: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._joined: OrderedDict[str, tuple[float]] = OrderedDict()  # request_id -> (labelled at,): refused again for the TTL
         self.joined = 0
         self.expired_predictions = 0
         self.expired_labels = 0
@@ -169,9 +171,9 @@ class LabelJoin:
         A checkpoint from before the bound and the duplicate rule (no ``joined``, three counts) is read too.
         """
         join = cls(state["ttl"], max_pending)
-        join._predictions = {k: (ts, p, s, a) for k, ts, p, s, a in state["predictions"]}
-        join._labels = {k: (ts, label) for k, ts, label in state["labels"]}
-        join._joined = {k: (ts,) for k, ts in state.get("joined", ())}
+        join._predictions = OrderedDict((k, (ts, p, s, a)) for k, ts, p, s, a in state["predictions"])
+        join._labels = OrderedDict((k, (ts, label)) for k, ts, label in state["labels"])
+        join._joined = OrderedDict((k, (ts,)) for k, ts in state.get("joined", ()))
         counts = list(state["counts"]) + [0] * (6 - len(state["counts"]))
         (join.joined, join.expired_predictions, join.expired_labels, join.evicted_predictions,
          join.evicted_labels, join.duplicates) = counts
@@ -181,7 +183,7 @@ class LabelJoin:
         return join
 
 
-def _drop_older(waiting: dict[str, tuple], horizon: float) -> int:
+def _drop_older(waiting: OrderedDict[str, Any], horizon: float) -> int:
     dropped = 0
     while waiting:
         oldest = next(iter(waiting))
@@ -192,11 +194,9 @@ def _drop_older(waiting: dict[str, tuple], horizon: float) -> int:
     return dropped
 
 
-def _drop_oldest(waiting: dict[str, Any], keep: int) -> int:
+def _drop_oldest(waiting: OrderedDict[str, Any], keep: int) -> int:
     """Drop the oldest entries (the front: arrival order) until ``keep`` are left; how many went."""
     excess = len(waiting) - keep
-    if excess <= 0:
-        return 0
-    for request_id in list(islice(waiting, excess)):
-        del waiting[request_id]
-    return excess
+    for _ in range(excess):
+        waiting.popitem(last=False)
+    return max(excess, 0)
