@@ -12,10 +12,11 @@ had one).
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 from typing import Any
+
+from bench.replay_throughput import vm_hwm_bytes
 
 CASES = ("default bound", "no bound")
 
@@ -50,7 +51,8 @@ def measure(case: str, predictions: int) -> dict[str, Any]:
 
 
 def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+    # VmHWM, not ru_maxrss: the child's ru_maxrss starts at the parent's (the whole bench's) at fork.
+    return vm_hwm_bytes()
 
 
 def run(predictions: int = 1_000_000) -> dict[str, Any]:
