@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from tests.guards_files import event_lines, replay, write_setup
-from tripwire.events import decode
+from tripwire.events import decode, decode_batch
 from tripwire.streams.replay import LineReader
 
 
@@ -92,3 +92,15 @@ def test_every_line_rejected_is_its_own_exit_code(tmp_path):
     assert code == 5
     assert "every one of the 3 records was rejected" in stdout and f"every record of {events} was rejected" in stderr
     assert len((tmp_path / "alerts.deadletter.jsonl").read_bytes().splitlines()) == 3
+
+
+def test_a_repeated_key_keeps_its_last_value_on_every_path():
+    # The documented rule (README, "Bad input"): a key repeated within a record keeps its last value,
+    # the same in decode() and in the batch path, so replay and worker read the record alike.
+    record = (b'{"type":"label","schema":1,"request_id":"r1","model":"m","ts":"2026-01-01T00:00:00.000Z",'
+              b'"label":0,"label":1}')
+    nested = (b'{"type":"prediction","schema":1,"request_id":"r2","model":"m","ts":"2026-01-01T00:00:00.000Z",'
+              b'"prediction":1,"features":{"x":1.0,"x":2.0}}')
+    one_by_one = [decode(record), decode(nested)]
+    assert one_by_one == decode_batch([record, nested])
+    assert one_by_one[0].label == 1 and one_by_one[1].features == {"x": 2.0}
