@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from tripwire.config import ConfigError, _non_negative_number, _parse, _positive_int, _positive_number
+from tripwire.config import ConfigError, _non_negative_number, _positive_int, _positive_number, _table_with_defaults
 
 
 def _fraction(value: Any) -> float:
@@ -57,13 +57,7 @@ class CapacitySettings:
 
 def capacity_table(raw: Any, where: str = "config") -> dict[str, Any]:
     """The ``[capacity]`` table with every key present; a wrong key or value names it."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: 'capacity' must be a table")
-    values = {key: default for key, (_parser, default, _doc) in CAPACITY_KEYS.items()}
-    for key, value in raw.items():
-        if key not in CAPACITY_KEYS:
-            raise ConfigError(f"{where}: capacity.{key}: unknown key; allowed: {', '.join(CAPACITY_KEYS)}")
-        values[key] = _parse(CAPACITY_KEYS[key][0], value, f"{where}: capacity.{key}")
+    values = _table_with_defaults(raw, CAPACITY_KEYS, "capacity", where)
     if values["min_replicas"] > values["max_replicas"]:
         raise ConfigError(f"{where}: capacity.min_replicas ({values['min_replicas']}) is above "
                           f"capacity.max_replicas ({values['max_replicas']})")
