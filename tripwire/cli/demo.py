@@ -27,7 +27,7 @@ def add_parser(commands: Any) -> None:
     demo.add_argument("--seed", type=int, default=7, help="seed of the generated stream (default 7)")
     demo.add_argument("--quiet", action="store_true", help="print only the final table")
     demo.add_argument("--report", type=Path, help="also write the HTML report (timelines, histograms, alerts) here")
-    demo.add_argument("--broker", help="publish the demo stream to the input topics of this broker (host:port) "
+    demo.add_argument("--broker", help="publish the demo stream to the events topic of this broker (host:port) "
                                        "instead of running the monitor in-process")
     demo.add_argument("--config", type=Path, help="with --broker: topic names and security from this config")
     demo.add_argument("--topic", help="with --broker: publish every record to this one topic")
