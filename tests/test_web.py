@@ -205,7 +205,8 @@ def test_web_settings_parse_and_resolve_against_the_config_file(tmp_path):
 def test_compose_workers_open_their_web_port_to_prometheus_only_inside_the_compose_network():
     import yaml
 
-    from tripwire.config import WORKER_KEYS, _parse
+    from tripwire.config import WORKER_KEYS
+    from tripwire.config_values import _parse
     from tripwire.streams.topics import worker_env_name
 
     services = yaml.safe_load((Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text())["services"]

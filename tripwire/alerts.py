@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from tripwire.config import Threshold
 from tripwire.events import format_ts
+from tripwire.thresholds import Threshold
 
 SEVERITY_RANK = {"warning": 1, "critical": 2}
 KINDS = (

@@ -6,137 +6,39 @@ what is allowed, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from tripwire.config_tables import KAFKA_KEYS, MLFLOW_KEYS, MONITOR_KEYS, WORKER_KEYS
+from tripwire.config_values import (
+    ConfigError,
+    KeySpec,
+    _non_negative_int,
+    _non_negative_number,
+    _one_of,
+    _parse,
+    _positive_int,
+    _positive_number,
+    _probability,
+    _string,
+    _string_list,
+    _table,
+    _table_with_defaults,
+    _threshold,
+)
+from tripwire.thresholds import DEFAULT_THRESHOLDS, Threshold
+
+# The names other modules import from here, though they are defined in the modules above.
+__all__ = ["DEFAULT_THRESHOLDS", "KAFKA_KEYS", "MLFLOW_KEYS", "MODEL_KEYS", "MONITOR_KEYS", "WORKER_KEYS",
+           "ConfigError", "ModelConfig", "MonitorConfig", "Threshold", "check_references", "load_config",
+           "parse_config"]
 
 DETECTOR_FAMILIES = ("drift", "quality", "change", "performance", "fairness", "estimated", "serving")
 DRIFT_STATISTICS = ("psi", "js", "wasserstein")
 CORRECTIONS = ("benjamini-hochberg", "bonferroni", "none")
 CHANGE_METHODS = ("adwin", "page_hinkley")
-
-
-@dataclass(frozen=True)
-class Threshold:
-    warning: float | None
-    critical: float | None
-    direction: str = "above"  # "below" for ratios where smaller is worse
-
-    def severity(self, value: float) -> str | None:
-        def crossed(limit: float | None) -> bool:
-            if limit is None:
-                return False
-            return value >= limit if self.direction == "above" else value <= limit
-
-        if crossed(self.critical):
-            return "critical"
-        if crossed(self.warning):
-            return "warning"
-        return None
-
-    def limit(self, severity: str) -> float | None:
-        return self.critical if severity == "critical" else self.warning
-
-
-# Built-in thresholds per detector. Relative degradations are fractions of the baseline metric.
-DEFAULT_THRESHOLDS: dict[str, Threshold] = {
-    "psi": Threshold(0.1, 0.25),
-    "js": Threshold(0.1, 0.2),
-    "wasserstein": Threshold(0.1, 0.3),
-    "missing_rate": Threshold(0.05, 0.2),
-    "type_error_rate": Threshold(0.01, 0.05),
-    "out_of_range_rate": Threshold(0.05, 0.2),
-    "unseen_rate": Threshold(0.01, 0.05),
-    "mae": Threshold(0.1, 0.25),
-    "rmse": Threshold(0.1, 0.25),
-    "mape": Threshold(0.1, 0.25),
-    "log_loss": Threshold(0.1, 0.25),
-    "accuracy": Threshold(0.05, 0.1),
-    "precision": Threshold(0.05, 0.1),
-    "recall": Threshold(0.05, 0.1),
-    "f1": Threshold(0.05, 0.1),
-    "macro_precision": Threshold(0.05, 0.1),
-    "macro_recall": Threshold(0.05, 0.1),
-    "macro_f1": Threshold(0.05, 0.1),
-    "weighted_f1": Threshold(0.05, 0.1),
-    "roc_auc": Threshold(0.05, 0.1),
-    "estimated_accuracy": Threshold(0.05, 0.1),
-    "estimated_f1": Threshold(0.05, 0.1),
-    "estimated_macro_f1": Threshold(0.05, 0.1),
-    "demographic_parity_difference": Threshold(0.1, 0.2),
-    "equalized_odds_difference": Threshold(0.1, 0.2),
-    "disparate_impact_ratio": Threshold(0.8, 0.6, "below"),
-    "latency_p95": Threshold(250.0, 1000.0),
-    "latency_p99": Threshold(None, None),
-    "throughput_per_s": Threshold(None, None, "below"),
-    "adwin": Threshold(1, None),
-    "page_hinkley": Threshold(1, None),
-    "rejection_rate": Threshold(0.01, 0.05),
-    "unmatched_label_rate": Threshold(0.1, 0.5),
-    "label_coverage": Threshold(None, None, "below"),
-    "cpu_percent": Threshold(85.0, 95.0),
-    "memory_percent": Threshold(85.0, 95.0),
-    "event_loop_lag_ms": Threshold(250.0, 1000.0),
-    "consumer_lag_growth": Threshold(10_000, 100_000),
-    "unpublished": Threshold(1, 1000),
-}
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the key."""
-
-
-def _positive_int(value: Any) -> int:
-    if type(value) is not int or value <= 0:
-        raise TypeError("must be a positive integer")
-    return value
-
-
-def _is_finite_number(value: Any) -> bool:
-    """An int or a finite float: TOML allows nan and inf, which no setting means."""
-    return type(value) is int or (type(value) is float and math.isfinite(value))
-
-
-def _non_negative_number(value: Any) -> float:
-    if not _is_finite_number(value) or value < 0:
-        raise TypeError("must be a number >= 0 and finite")
-    return float(value)
-
-
-def _probability(value: Any) -> float:
-    if not _is_finite_number(value) or not 0 < value < 1:
-        raise TypeError("must be a number strictly between 0 and 1")
-    return float(value)
-
-
-def _non_negative_int(value: Any) -> int:
-    if type(value) is not int or value < 0:
-        raise TypeError("must be an integer >= 0")
-    return value
-
-
-def _string(value: Any) -> str:
-    if type(value) is not str or not value:
-        raise TypeError("must be a non-empty string")
-    return value
-
-
-def _string_list(value: Any) -> tuple[str, ...]:
-    if type(value) is not list or not all(type(item) is str for item in value):
-        raise TypeError("must be a list of strings")
-    return tuple(value)
-
-
-def _one_of(*allowed: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if value not in allowed:
-            raise TypeError(f"must be one of {', '.join(repr(a) for a in allowed)}")
-        return value
-
-    return check
-
 
 def _detector_switches(value: Any) -> dict[str, bool]:
     if type(value) is not dict:
@@ -190,7 +92,7 @@ def _change_streams(value: Any) -> tuple[str, ...]:
 
 
 # key -> (parser, default, description). The README's configuration table mirrors this.
-MODEL_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
+MODEL_KEYS: KeySpec = {
     "window_events": (_positive_int, 1000, "events (predictions + features) per data window"),
     "window_seconds": (_non_negative_number, 0.0, "event-time length of a data window, aligned to the epoch; 0 = count only"),
     "performance_window": (_positive_int, 1000, "labelled outcomes per performance / fairness window"),
@@ -199,9 +101,7 @@ MODEL_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
                                                        "is evicted past it"),
     "allowed_lateness_seconds": (_non_negative_number, 3600.0, "how far behind the model's event time a record may "
                                                                "be and still count (in the open window)"),
-    # (_positive_number is defined with the other tables' parsers, below)
-    "max_future_seconds": (lambda value: _positive_number(value), 86400.0,
-                           "how far ahead of the model's event time a record may be"),
+    "max_future_seconds": (_positive_number, 86400.0, "how far ahead of the model's event time a record may be"),
     "min_samples": (_positive_int, 100, "a window with fewer samples never changes an alert"),
     "cooldown_windows": (_non_negative_int, 0, "windows after a resolve before the same signal may fire again"),
     "resolve_windows": (_positive_int, 2, "consecutive good windows before a firing alert resolves"),
@@ -220,122 +120,6 @@ MODEL_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "signals": (lambda v: v, {}, "per signal (e.g. \"feature:weight\"): enabled = false and/or per-detector thresholds"),
 }
 
-
-def _bool(value: Any) -> bool:
-    if type(value) is not bool:
-        raise TypeError("must be true or false")
-    return value
-
-
-def _positive_number(value: Any) -> float:
-    if not _is_finite_number(value) or value <= 0:
-        raise TypeError("must be a number > 0 and finite")
-    return float(value)
-
-
-# The [mlflow] table: where references resolve and where the monitor reports window metrics.
-MLFLOW_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
-    "tracking_uri": (_string, None, "MLflow tracking URI (default: MLFLOW_TRACKING_URI, else MLflow's own default)"),
-    "experiment": (_string, "tripwire-monitoring", "experiment of the monitoring runs (one run per model version)"),
-    "report": (_bool, False, "log window statistics and alerts to MLflow"),
-    "flush_windows": (_positive_int, 10, "windows buffered before a log_batch call (and at close)"),
-    "buffer_windows": (_positive_int, 10_000, "windows kept while MLflow is unreachable; the oldest are dropped past it"),
-    "alias_check_seconds": (_positive_number, 60.0, "how often the worker checks whether a models:/NAME@ALIAS moved"),
-}
-
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-# Topic roles and their default names; [kafka.topics] renames any of them.
-DEFAULT_TOPICS = {role: f"tripwire.{role}" for role in
-                  ("events", "alerts", "deadletter", "metrics", "checkpoints", "actions")}
-INFRASTRUCTURE_DETECTORS = ("cpu_percent", "memory_percent", "event_loop_lag_ms", "consumer_lag_growth", "unpublished")
-
-
-def _servers(value: Any) -> str:
-    if type(value) is list and value and all(type(v) is str and v for v in value):
-        value = ",".join(value)
-    if type(value) is not str or not all(":" in part and part.strip() for part in value.split(",")):
-        raise TypeError("must be \"host:port[,host:port...]\" or a list of \"host:port\" strings")
-    return ",".join(part.strip() for part in value.split(","))
-
-
-def _topics(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise TypeError(f"must be a table of {', '.join(DEFAULT_TOPICS)} = \"topic name\"")
-    for role, name in value.items():
-        if role in ("predictions", "features", "labels"):
-            raise TypeError(f"has {role!r}: predictions, features and labels now share one input topic, "
-                            "[kafka.topics] events (its log order is the order the engine sees)")
-        if role not in DEFAULT_TOPICS:
-            raise TypeError(f"has unknown topic role {role!r}; allowed: {', '.join(DEFAULT_TOPICS)}")
-        if type(name) is not str or not name:
-            raise TypeError(f"{role} must be a non-empty topic name")
-    return {**DEFAULT_TOPICS, **value}
-
-
-def _infrastructure_thresholds(value: Any) -> dict[str, Threshold]:
-    if not isinstance(value, dict):
-        raise TypeError(f"must be a table of {', '.join(INFRASTRUCTURE_DETECTORS)} = {{warning = x, critical = y}}")
-    thresholds = {}
-    for detector, spec in value.items():
-        if detector not in INFRASTRUCTURE_DETECTORS:
-            raise TypeError(f"has unknown detector {detector!r}; allowed: {', '.join(INFRASTRUCTURE_DETECTORS)}")
-        try:
-            thresholds[detector] = _threshold(spec, detector, detector)
-        except ConfigError as error:
-            raise TypeError(f"is wrong: {error}") from None
-    return thresholds
-
-
-# The [kafka] table: where the broker is and how to reach it. Every scalar key can also come from
-# the environment as TRIPWIRE_KAFKA_<KEY> (TRIPWIRE_KAFKA_BOOTSTRAP for bootstrap_servers), which wins.
-KAFKA_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
-    "bootstrap_servers": (_servers, "127.0.0.1:9092", "brokers, \"host:port[,host:port]\" (env TRIPWIRE_KAFKA_BOOTSTRAP)"),
-    "client_id": (_string, "tripwire", "client id the broker sees"),
-    "security_protocol": (_one_of(*SECURITY_PROTOCOLS), "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
-    "sasl_mechanism": (_one_of(*SASL_MECHANISMS), "PLAIN", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL_* protocols)"),
-    "sasl_username": (_string, None, "SASL user (SASL_* protocols)"),
-    "sasl_password": (_string, None, "SASL password; prefer the environment, TRIPWIRE_KAFKA_SASL_PASSWORD"),
-    "ssl_cafile": (_string, None, "CA bundle that signed the brokers' certificates (SSL, SASL_SSL)"),
-    "ssl_certfile": (_string, None, "client certificate, for brokers that require mutual TLS"),
-    "ssl_keyfile": (_string, None, "the client certificate's private key"),
-    "ssl_password": (_string, None, "password of ssl_keyfile, if it is encrypted"),
-    "ssl_check_hostname": (_bool, True, "verify that the broker's certificate matches its host name"),
-    "partitions": (_positive_int, 4, "partitions of the topics tripwire creates (and Faust's topic_partitions)"),
-    "replication_factor": (_positive_int, 1, "replication factor of the topics tripwire creates"),
-    "create_topics": (_bool, True, "create missing topics at start (else they must exist)"),
-    "topics": (_topics, DEFAULT_TOPICS, "[kafka.topics] events, alerts, deadletter, metrics, checkpoints, actions"),
-}
-
-# The [worker] table: the Faust worker's batching, checkpoints and utilization sampling.
-WORKER_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
-    "app_id": (_string, "tripwire", "Faust app id = Kafka consumer group; workers with one id share the partitions"),
-    "worker_id": (_string, None, "name in utilization samples and alerts (env TRIPWIRE_WORKER_ID; default host-pid)"),
-    "batch_size": (_positive_int, 5000, "most records one fetch hands the engine"),
-    "batch_seconds": (_positive_number, 0.1, "longest wait of a fetch for records"),
-    "checkpoint_seconds": (_non_negative_number, 5.0, "checkpoint a partition's engine at most this often; 0 = every batch"),
-    "checkpoint_records": (_non_negative_int, 0, "also checkpoint once this many records were processed (0 = off)"),
-    "max_unpublished": (_positive_int, 10_000, "outputs of a partition awaiting a failed publish's retry before its "
-                                               "consumption pauses"),
-    "auto_offset_reset": (_one_of("earliest", "latest"), "earliest", "where a new consumer group starts"),
-    "session_timeout_seconds": (_positive_number, 30.0, "a worker silent this long (e.g. killed) leaves the group; "
-                                                       "its partitions move with their checkpoints"),
-    "utilization_seconds": (_positive_number, 5.0, "how often the worker samples CPU, memory, loop lag, consumer lag"),
-    "utilization_window_seconds": (_positive_number, 60.0, "how long a utilization signal must stay bad to alert"),
-    "thresholds": (_infrastructure_thresholds, {}, "cpu_percent, memory_percent, event_loop_lag_ms, consumer_lag_growth, "
-                                                   "unpublished"),
-    "web_port": (_non_negative_int, 0, "Faust's web server port; 0 = no web server"),
-    "web_bind": (_string, "127.0.0.1", "address the web server listens on; another one (0.0.0.0, a host's address) "
-                                       "opts into the network"),
-    "web_config": (_string, None, "YAML web config, as Prometheus exporters read: tls_server_config {cert_file, "
-                                  "key_file}, basic_auth_users {user: bcrypt hash}; relative to the config file"),
-    "web_faust_pages": (_bool, False, "also serve Faust's own pages (/router/, /table/, /graph/, statistics)"),
-}
-
-MONITOR_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
-    "rejection_window": (_positive_int, 1000, "records per window of the dead-letter rate"),
-    "rejection_min_samples": (_positive_int, 100, "minimum records in that window"),
-}
 
 
 @dataclass
@@ -533,31 +317,11 @@ def check_references(config: MonitorConfig, references: dict[str, dict[str, Any]
                 raise unknown(f"signals.{signal!r}", signal, [f"{prefix}:{n}" for n in named[prefix]])
 
 
-def _table_with_defaults(raw: Any, keys: dict[str, tuple[Callable[[Any], Any], Any, str]], name: str,
-                         where: str) -> dict[str, Any]:
-    """A settings table ([kafka], [worker]) with every key present, defaults filled in."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: '{name}' must be a table")
-    values = {key: default for key, (_parser, default, _doc) in keys.items()}
-    for key, value in raw.items():
-        if key not in keys:
-            raise ConfigError(f"{where}: {name}.{key}: unknown key; allowed: {', '.join(keys)}")
-        values[key] = _parse(keys[key][0], value, f"{where}: {name}.{key}")
-    return values
-
-
 def _check_model_keys(raw: dict[str, Any], label: str, *, allow_identity: bool) -> None:
     allowed = set(MODEL_KEYS) | ({"name", "reference"} if allow_identity else set())
     for key in raw:
         if key not in allowed:
             raise ConfigError(f"{label}.{key}: unknown key; allowed: {', '.join(sorted(allowed))}")
-
-
-def _parse(parser: Callable[[Any], Any], value: Any, label: str) -> Any:
-    try:
-        return parser(value)
-    except TypeError as error:
-        raise ConfigError(f"{label} {error}, got {value!r}") from None
 
 
 def _model(raw: dict[str, Any], label: str) -> ModelConfig:
@@ -589,11 +353,6 @@ def _model(raw: dict[str, Any], label: str) -> ModelConfig:
     return ModelConfig(**values)
 
 
-def _table(value: Any, label: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{label} must be a table, got {value!r}")
-    return value
-
 
 def _signal(name: str, label: str) -> None:
     """A key of [signals] must have the form of a signal the engine raises (``PLAIN_SIGNALS``, ``NAMED_SIGNALS``)."""
@@ -601,29 +360,3 @@ def _signal(name: str, label: str) -> None:
         return
     raise ConfigError(f"{label}: unknown signal {name!r}; allowed: {', '.join(PLAIN_SIGNALS)}, "
                       f"{', '.join(f'{prefix}:NAME' for prefix in NAMED_SIGNALS)}")
-
-
-def _threshold(spec: Any, detector: str, label: str) -> Threshold:
-    if detector not in DEFAULT_THRESHOLDS:
-        raise ConfigError(f"{label}: unknown detector {detector!r}; allowed: {', '.join(DEFAULT_THRESHOLDS)}")
-    spec = _table(spec, label)
-    base = DEFAULT_THRESHOLDS[detector]
-    for key, value in spec.items():
-        if key not in ("warning", "critical"):
-            raise ConfigError(f"{label}.{key}: unknown key; allowed: warning, critical")
-        if value is not False and not _is_finite_number(value):
-            raise ConfigError(f"{label}.{key} must be a finite number (or false to switch that level off), "
-                              f"got {value!r}")
-    def level(key: str) -> float | None:
-        value = spec.get(key, base.warning if key == "warning" else base.critical)
-        return None if value is False else value
-
-    threshold = Threshold(level("warning"), level("critical"), base.direction)
-    warning, critical = threshold.warning, threshold.critical
-    # Critical must be the worse level, else a value past it is critical before it is ever a warning.
-    if warning is not None and critical is not None and (
-            warning > critical if base.direction == "above" else warning < critical):
-        order = "at most" if base.direction == "above" else "at least"
-        raise ConfigError(f"{label}: warning {warning} must be {order} critical {critical} ({detector} alerts on "
-                          f"values {base.direction} the limit; set both levels if you move one)")
-    return threshold

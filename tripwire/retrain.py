@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from tripwire.alerts import SEVERITY_RANK, alert_id
-from tripwire.config import (
+from tripwire.config_values import (
     ConfigError,
     _bool,
     _non_negative_int,

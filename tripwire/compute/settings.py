@@ -13,7 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from tripwire.config import ConfigError, _non_negative_number, _positive_int, _positive_number, _table_with_defaults
+from tripwire.config_values import (
+    ConfigError,
+    _non_negative_number,
+    _positive_int,
+    _positive_number,
+    _table_with_defaults,
+)
 
 
 def _fraction(value: Any) -> float:

@@ -17,7 +17,7 @@ config is read, so a token never has to sit in the file::
 
     headers = { Authorization = "Bearer ${ALERT_WEBHOOK_TOKEN}" }
 
-A wrong key or value raises :class:`~tripwire.config.ConfigError` naming it (``sinks.webhook[0].url``).
+A wrong key or value raises :class:`~tripwire.config_values.ConfigError` naming it (``sinks.webhook[0].url``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import os
 import re
 from typing import Any, Callable, Mapping
 
-from tripwire.config import ConfigError, _bool, _non_negative_number, _parse, _positive_int, _positive_number
+from tripwire.config_values import ConfigError, _bool, _non_negative_number, _parse, _positive_int, _positive_number
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 STATUSES = ("firing", "escalated", "resolved", "reference_changed")

@@ -15,7 +15,8 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from tripwire.config import KAFKA_KEYS, ConfigError, MonitorConfig, _parse
+from tripwire.config import KAFKA_KEYS, ConfigError, MonitorConfig
+from tripwire.config_values import _parse
 
 ENV_PREFIX = "TRIPWIRE_KAFKA_"
 # A checkpoint is one record per partition: compacted, so only the latest stays; segments roll
