@@ -26,8 +26,9 @@ import time
 from typing import Any, Mapping
 
 from tripwire.alerts import AlertPolicy, Finding
-from tripwire.config import DEFAULT_THRESHOLDS, INFRASTRUCTURE_DETECTORS, Threshold
+from tripwire.config_tables import INFRASTRUCTURE_DETECTORS
 from tripwire.events import format_ts
+from tripwire.thresholds import DEFAULT_THRESHOLDS, Threshold
 
 SUSTAINED = ("cpu_percent", "memory_percent", "event_loop_lag_ms", "unpublished")
 UNITS = {"cpu_percent": "% of a core", "memory_percent": "% of host memory", "event_loop_lag_ms": " ms",
