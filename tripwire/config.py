@@ -28,6 +28,7 @@ from tripwire.config_values import (
     _table_with_defaults,
     _threshold,
 )
+from tripwire.detectors import registry
 from tripwire.thresholds import DEFAULT_THRESHOLDS, Threshold
 
 # The names other modules import from here, though they are defined in the modules above.
@@ -35,17 +36,16 @@ __all__ = ["DEFAULT_THRESHOLDS", "KAFKA_KEYS", "MLFLOW_KEYS", "MODEL_KEYS", "MON
            "ConfigError", "ModelConfig", "MonitorConfig", "Threshold", "check_references", "load_config",
            "parse_config"]
 
-DETECTOR_FAMILIES = ("drift", "quality", "change", "performance", "fairness", "estimated", "serving")
 DRIFT_STATISTICS = ("psi", "js", "wasserstein")
 CORRECTIONS = ("benjamini-hochberg", "bonferroni", "none")
 CHANGE_METHODS = ("adwin", "page_hinkley")
 
 def _detector_switches(value: Any) -> dict[str, bool]:
     if type(value) is not dict:
-        raise TypeError(f"must be a table of {', '.join(DETECTOR_FAMILIES)} = true|false")
+        raise TypeError(f"must be a table of {', '.join(registry.family_names())} = true|false")
     for name, on in value.items():
-        if name not in DETECTOR_FAMILIES:
-            raise TypeError(f"has unknown detector family {name!r}; allowed: {', '.join(DETECTOR_FAMILIES)}")
+        if name not in registry.family_names():
+            raise TypeError(f"has unknown detector family {name!r}; allowed: {', '.join(registry.family_names())}")
         if type(on) is not bool:
             raise TypeError(f"{name} must be true or false")
     return dict(value)
@@ -59,9 +59,6 @@ PERFORMANCE_METRICS = {
 }
 PER_CLASS_METRICS = ("precision", "recall", "f1")  # multi-class: METRIC:CLASS, one-vs-rest
 CHANGE_STREAMS = ("error", "score", "prediction")  # and feature:NAME
-# Signals a model's alerts carry: these, and PREFIX:NAME for each of NAMED_SIGNALS.
-PLAIN_SIGNALS = ("prediction", "score", "serving")
-NAMED_SIGNALS = ("feature", "score", "change", "performance", "estimated", "fairness")
 
 
 def _performance_metrics(value: Any) -> tuple[str, ...]:
@@ -168,7 +165,7 @@ class ModelConfig:
         metric, _, per_class = detector.partition(":")
         if per_class and detector not in DEFAULT_THRESHOLDS:
             return self.threshold(metric, signal)
-        return DEFAULT_THRESHOLDS[detector]
+        return registry.default_threshold(detector)
 
 
 @dataclass
@@ -313,7 +310,7 @@ def check_references(config: MonitorConfig, references: dict[str, dict[str, Any]
             prefix, _, name = signal.partition(":")
             if prefix in ("performance", "estimated") and _metric_of(name, kind, classes):
                 continue
-            if name and name not in named[prefix]:
+            if name and prefix in named and name not in named[prefix]:  # a registered family's: any name
                 raise unknown(f"signals.{signal!r}", signal, [f"{prefix}:{n}" for n in named[prefix]])
 
 
@@ -355,8 +352,9 @@ def _model(raw: dict[str, Any], label: str) -> ModelConfig:
 
 
 def _signal(name: str, label: str) -> None:
-    """A key of [signals] must have the form of a signal the engine raises (``PLAIN_SIGNALS``, ``NAMED_SIGNALS``)."""
-    if name in PLAIN_SIGNALS or (name.partition(":")[0] in NAMED_SIGNALS and name.partition(":")[2]):
+    """A key of [signals] must have the form of a signal the engine raises (see :mod:`tripwire.detectors.registry`)."""
+    prefixes = registry.signal_prefixes()
+    if name in registry.PLAIN_SIGNALS or (name.partition(":")[0] in prefixes and name.partition(":")[2]):
         return
-    raise ConfigError(f"{label}: unknown signal {name!r}; allowed: {', '.join(PLAIN_SIGNALS)}, "
-                      f"{', '.join(f'{prefix}:NAME' for prefix in NAMED_SIGNALS)}")
+    raise ConfigError(f"{label}: unknown signal {name!r}; allowed: {', '.join(registry.PLAIN_SIGNALS)}, "
+                      f"{', '.join(f'{prefix}:NAME' for prefix in prefixes)}")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from tripwire.thresholds import DEFAULT_THRESHOLDS, Threshold
+from tripwire.detectors import registry
+from tripwire.thresholds import Threshold
 
 # key -> (parser, default, description): how every table declares its keys (the README's tables mirror them).
 KeySpec = dict[str, tuple[Callable[[Any], Any], Any, str]]
@@ -114,10 +115,10 @@ def _table_with_defaults(raw: Any, keys: KeySpec, name: str,
 
 
 def _threshold(spec: Any, detector: str, label: str) -> Threshold:
-    if detector not in DEFAULT_THRESHOLDS:
-        raise ConfigError(f"{label}: unknown detector {detector!r}; allowed: {', '.join(DEFAULT_THRESHOLDS)}")
+    if detector not in registry.known_statistics():
+        raise ConfigError(f"{label}: unknown detector {detector!r}; allowed: {', '.join(registry.known_statistics())}")
     spec = _table(spec, label)
-    base = DEFAULT_THRESHOLDS[detector]
+    base = registry.default_threshold(detector)
     for key, value in spec.items():
         if key not in ("warning", "critical"):
             raise ConfigError(f"{label}.{key}: unknown key; allowed: warning, critical")

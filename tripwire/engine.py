@@ -28,6 +28,7 @@ from tripwire.detectors.multiclass import MulticlassWindow
 from tripwire.detectors.multiple_testing import benjamini_hochberg, bonferroni
 from tripwire.detectors.performance import ClassificationWindow, RegressionWindow
 from tripwire.detectors.quality import FeatureQuality
+from tripwire.detectors.registry import DataWindow, PerformanceWindow, detectors_for, judge_window
 from tripwire.detectors.serving import ServingWindow
 from tripwire.event_time import EARLIEST_TS, LATEST_TS, EventClock
 from tripwire.events import Event, Features, Label, Prediction, Rejection, decode_batch, format_ts
@@ -152,6 +153,9 @@ class ModelMonitor:
                        if config.enabled("change", f"change:{s}")}
         # Streams fed per prediction; "error" is fed per labelled outcome instead.
         self._event_streams = [(s, d) for s, d in self.change.items() if s != "error"]
+        # Families registered in tripwire.detectors.registry; the outcomes are kept only for one that judges them.
+        self.registered = detectors_for(config, reference)
+        self._keeps_outcomes = any(family.window == "performance" for family, _ in self.registered)
         self.window_index = 0
         self.performance_index = 0
         self._reset_data_window()
@@ -318,6 +322,8 @@ class ModelMonitor:
             self._perf_end = ts
         self._perf_n += 1
         self._label_lags.append(outcome.label_lag)
+        if self._keeps_outcomes:
+            self._outcomes.append(outcome)
         if self.task == "classification":
             self.performance.update(outcome.prediction, outcome.label, outcome.score)
             for attribute, window in self.fairness.items():
@@ -370,6 +376,7 @@ class ModelMonitor:
         self._perf_end = 0.0
         self._label_lags: list[float] = []
         self._change_hits: dict[str, int] = {}
+        self._outcomes: list[Outcome] = []  # for the registered families that judge performance windows
 
     def close_data_window(self, ts: float) -> list[Alert]:
         """Fold the buffered window into the detectors, judge every signal, start a new window."""
@@ -405,6 +412,10 @@ class ModelMonitor:
             findings += self._estimate_findings(start, end, stats)
         if self.config.enabled("serving", "serving"):
             findings += self._serving_findings(start, end, stats)
+        if self.registered:
+            window = DataWindow(self.config.name, start, end, n, self._rows, self._predictions, self._scores,
+                                self._latencies)
+            findings += judge_window(self.registered, window, self.config, stats)
 
         alerts = [a for a in (self._evaluate(f, ts) for f in findings) if a]
         self._join_stats(stats)
@@ -447,6 +458,9 @@ class ModelMonitor:
                 threshold=self.config.threshold(method, f"change:{stream}"), window_start=start, window_end=end,
                 n=n, message=f"{method} on the {stream} stream of {self.config.name}",
             ))
+        if self.registered:
+            window = PerformanceWindow(self.config.name, start, end, n, self._outcomes)
+            findings += judge_window(self.registered, window, self.config, stats)
         stats["label_lag_p50_s"] = float(np.median(self._label_lags)) if self._label_lags else None
         stats["labels_pending"] = self.join.pending
         stats["predictions_expired_unlabelled"] = self.join.expired_predictions
@@ -638,7 +652,8 @@ class ModelMonitor:
             "window": {"rows": self._rows, "predictions": self._predictions, "scores": self._scores,
                        "latencies": self._latencies, "n": self._n, "start": self._start, "end": self._end},
             "performance_window": {"n": self._perf_n, "start": self._perf_start, "end": self._perf_end,
-                                   "label_lags": self._label_lags, "change_hits": self._change_hits},
+                                   "label_lags": self._label_lags, "change_hits": self._change_hits,
+                                   "outcomes": [dataclasses.astuple(o) for o in self._outcomes]},
             "performance": self.performance.to_dict(),
             "fairness": {a: w.to_dict() for a, w in self.fairness.items()},
             "change": {s: d.to_dict() for s, d in self.change.items()},
@@ -658,6 +673,7 @@ class ModelMonitor:
         perf = state["performance_window"]
         self._perf_n, self._perf_start, self._perf_end = perf["n"], perf["start"], perf["end"]
         self._label_lags, self._change_hits = perf["label_lags"], perf["change_hits"]
+        self._outcomes = [Outcome(*fields) for fields in perf.get("outcomes", ())]
         self.performance = type(self.performance).from_dict(state["performance"])
         self.fairness = {a: FairnessWindow.from_dict(w) for a, w in state["fairness"].items()}
         self.change = {s: ChangeDetector.from_dict(d) for s, d in state["change"].items()}

@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any, Callable, Mapping, Sequence
 
 from tripwire.config import DRIFT_STATISTICS, ModelConfig, MonitorConfig, Threshold
+from tripwire.detectors.registry import families, family_of_statistic
 from tripwire.engine import ERROR_METRICS, QUALITY_CHECKS, degradation
 from tripwire.report.text import alert_time, anchor, fmt
 from tripwire.statistic_keys import split_statistic
@@ -34,6 +35,19 @@ GROUPS = {  # group -> (title, family switch in the config)
     "class": ("per class", None),  # a multi-class model's precision / recall of each class, as context
     "labels": ("labels", None),
 }
+
+
+def group_title(group: str) -> str:
+    """A report group's title: a built-in one's, or a registered family's (its title, else its name)."""
+    if group in GROUPS:
+        return GROUPS[group][0]
+    registered = next((f for f in families() if f.name == group), None)
+    return (registered.title or registered.name) if registered is not None else group
+
+
+def group_family(group: str) -> str | None:
+    """The [detectors] switch of a report group (a registered family's group is its name)."""
+    return GROUPS[group][1] if group in GROUPS else group
 
 
 class WindowLog:
@@ -211,10 +225,12 @@ def _new_series(model: str, signal: str, statistic: str, config: ModelConfig,
         group, detector = "change", config.change_method
     elif signal.startswith("class:"):
         group, detector = "class", None
+    elif (registered := family_of_statistic(statistic)) is not None and signal.startswith(f"{registered.signal_prefix}:"):
+        group, detector = registered.name, statistic
     else:
         group, detector = "labels", None
     series = Series(model, signal, statistic, group, detector)
-    family = GROUPS[group][1]
+    family = group_family(group)
     if detector is None or family is None or not config.enabled(family, signal):
         series.detector = None
         return series

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from tripwire.config import ModelConfig, MonitorConfig
 from tripwire.report.assets import CSS, JS
-from tripwire.report.data import GROUPS, STREAM_MODEL, Alert, Series, Window, build_series, rank_key
+from tripwire.report.data import STREAM_MODEL, Alert, Series, Window, build_series, group_title, rank_key
 from tripwire.report.draw import distribution_figure, ratio_bar, sparkline_svg, timeline_svg
 from tripwire.report.text import alert_time, anchor, esc, fmt, ratio_text, short_ts, utc_time
 
@@ -49,7 +49,7 @@ def _signal_row(series: Series, x0: float, x1: float, open_: bool, dots: bool = 
             f'{" open" if open_ else ""}><summary><span class="caret">\u25b8</span><span class="dot {series.state}" '
             f'title="{series.state}"></span><span class="signame" title="{esc(series.label)}">{esc(series.signal)} '
             f'<span class="muted">\u00b7 {esc(series.statistic)}</span>'
-            f'<span class="group">{GROUPS[series.group][0]}</span>'
+            f'<span class="group">{group_title(series.group)}</span>'
             f'</span><span class="num">{fmt(worst.y if worst else None)}</span>{ratio_bar(series.worst_ratio)}'
             f'{sparkline_svg(series)}<span>{badges}</span></summary><div class="sigbody">'
             f'<p class="note">{esc(note)}</p>{timeline_svg(series, x0, x1, dots=dots)}</div></details>')

@@ -13,10 +13,12 @@ from typing import Any
 import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from tripwire.detectors.registry import family_of_statistic
 from tripwire.statistic_keys import split_statistic
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-# Window statistics worth a time series; p-values and counts stay in the report and MLflow.
+# Window statistics worth a time series, with those of the registered detector families (their thresholded
+# statistics); p-values and counts stay in the report and MLflow.
 EXPORTED_STATISTICS = frozenset({
     "psi", "js", "wasserstein", "missing_rate", "type_error_rate", "out_of_range_rate", "unseen_rate",
     "latency_p50", "latency_p95", "latency_p99", "throughput_per_s", "demographic_parity_difference",
@@ -107,7 +109,8 @@ class WorkerMetrics:
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
             signal, statistic = split_statistic(key)
-            if statistic not in EXPORTED_STATISTICS and not signal.startswith(("performance", "estimated")):
+            if (statistic not in EXPORTED_STATISTICS and not signal.startswith(("performance", "estimated"))
+                    and family_of_statistic(statistic) is None):
                 continue
             series = (model, signal, statistic)
             if series not in self._series:
