@@ -1,4 +1,4 @@
-"""A detector family registered here, as a test fixture, reaches the alerts, the report and /metrics.
+"""A detector family registered here, as a test fixture, reaches the alerts, the report, /metrics and the status page.
 
 Nothing in engine.py, config.py, report/ or the exporter names these families: the registry
 (tripwire.detectors.registry) is the only place they are made known. Their statistics are compared
@@ -25,6 +25,7 @@ from tripwire.report import WindowLog, build_series, render_report
 from tripwire.report.text import anchor
 from tripwire.streams.metrics import WorkerMetrics
 from tripwire.streams.replay import run_records
+from tripwire.streams.status import StatusBoard
 from tripwire.thresholds import Threshold
 
 MODEL = "fuel-efficiency"
@@ -111,22 +112,25 @@ def config_data(**model: Any) -> dict[str, Any]:
 
 def replay(config_dict: dict[str, Any], references: dict[str, Any], records: list[bytes]):
     config = parse_config(config_dict)
-    log, metrics = WindowLog(config), WorkerMetrics()
+    log, metrics, board = WindowLog(config), WorkerMetrics(), StatusBoard("w1")
 
     def on_window(window: dict[str, Any]) -> None:
         log(window)
         metrics.observe_window(window)
+        board.observe_window(window)
 
     engine = Engine(config, references={MODEL: references[MODEL]}, on_window=on_window)
     alerts: list[dict[str, Any]] = []
     run_records(engine, records, lambda alert, _i: alerts.append(alert), lambda *_: None)
-    return config, engine, log, metrics, alerts
+    for alert in alerts:
+        board.observe_alert(alert)
+    return config, engine, log, (metrics, board), alerts
 
 
 def test_a_registered_family_reaches_alerts_report_and_metrics(toy_families, demo_references):
     records, values = fuel_stream()
     # The test's own thresholds for the toy statistics: the configuration knows them from the registry.
-    config, engine, log, metrics, alerts = replay(
+    config, engine, log, (metrics, board), alerts = replay(
         config_data(detectors={"shift": True}, thresholds={"mean_shift_sd": {"warning": 0.5, "critical": 1.0}}),
         demo_references, records)
 
@@ -157,6 +161,10 @@ def test_a_registered_family_reaches_alerts_report_and_metrics(toy_families, dem
               if family.name == "tripwire_window_statistic" for s in family.samples}
     assert gauges[("shift:weight", "mean_shift_sd")] == pytest.approx(expected[2], rel=1e-9)
     assert engine.alerts_by_kind[("data_drift", "critical")] >= 1
+    # The status page charts it, and shows the signal firing.
+    status = board.models[MODEL]
+    assert list(status["history"]["shift:weight.mean_shift_sd"]) == pytest.approx(expected, rel=1e-9)
+    assert status["signals"]["shift:weight"]["status"] == "critical"
 
 
 def test_a_performance_window_family_judges_the_outcomes_and_survives_a_checkpoint(toy_families, demo_references):

@@ -11,13 +11,15 @@ from collections import deque
 from typing import Any
 
 from tripwire.alerts import SEVERITY_RANK
+from tripwire.detectors.registry import family_of_statistic
 from tripwire.events import format_ts
 from tripwire.statistic_keys import split_statistic
 
 HISTORY = 60  # windows kept per series for the charts
 SERIES_PER_MODEL = 16
 # The statistics worth a chart: effect sizes, metrics, fairness gaps, latency (not the many quality rates);
-# "recall" charts a multi-class model's recall of each class ("class:<class>.recall").
+# "recall" charts a multi-class model's recall of each class ("class:<class>.recall"); and the
+# statistics of the registered detector families (tripwire.detectors.registry).
 CHARTED = ("psi", "accuracy", "f1", "roc_auc", "mae", "rmse", "mape", "log_loss", "estimated_accuracy",
            "estimated_f1", "macro_f1", "estimated_macro_f1", "recall", "demographic_parity_difference",
            "disparate_impact_ratio", "latency_p95")
@@ -47,7 +49,8 @@ class StatusBoard:
                 continue
             signal, statistic = split_statistic(key)
             model["signals"].setdefault(signal, {"status": "ok", "detector": None, "value": None})
-            if statistic not in CHARTED or (key not in history and len(history) >= SERIES_PER_MODEL):
+            charted = statistic in CHARTED or family_of_statistic(statistic) is not None
+            if not charted or (key not in history and len(history) >= SERIES_PER_MODEL):
                 continue
             history.setdefault(key, deque(maxlen=HISTORY)).append(value)
 
