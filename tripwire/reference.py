@@ -132,7 +132,8 @@ def build_reference(
     predictions = data[prediction].tolist()
     if task == "regression":
         labels, predictions = _numbers(data[target], target), _numbers(data[prediction], prediction)
-    classes = class_set = None
+    classes: list[Any] = []  # a classifier's, in the order of the reference
+    class_set: ClassSet | None = None
     columns_by_class: dict[int, str] = {}
     if task == "classification":
         classes = distinct_classes([*labels, *predictions])
@@ -142,7 +143,7 @@ def build_reference(
         labels = _canonical_column(class_set, labels, target)
         predictions = _canonical_column(class_set, predictions, prediction)
         columns_by_class = score_columns(class_set, [str(c) for c in data.columns], class_scores, class_scores_prefix)
-    multiclass = classes is not None and len(classes) > 2
+    multiclass = len(classes) > 2
     if multiclass and score:
         raise ReferenceError(f"{len(classes)} classes: give each class's probability (--scores / --scores-prefix), "
                              "not one --score column")
@@ -163,11 +164,12 @@ def build_reference(
 
     score_column_list = [columns_by_class[i] for i in range(len(classes))] if multiclass and columns_by_class else None
     class_score_profiles = class_calibrations = None
-    if task == "classification":
+    if class_set is not None:
         positive_class = _positive_class(class_set, positive_class, required=not multiclass)
-        if not multiclass and score is None and columns_by_class:
+        position = class_set.index(positive_class)
+        if not multiclass and score is None and position is not None:
             # A binary model that gives both class probabilities: its score is the positive one's.
-            score = columns_by_class.get(class_set.index(positive_class))
+            score = columns_by_class.get(position)
         prediction_profile = categorical_profile(predictions)
     else:
         prediction_profile = numeric_profile(predictions, bins)
@@ -201,7 +203,7 @@ def build_reference(
         "target": target,
         "prediction": prediction,
         "score": score,
-        "classes": [_plain(c) for c in classes] if classes is not None else None,
+        "classes": [_plain(c) for c in classes] if class_set is not None else None,
         "positive_class": _plain(positive_class),
         "n": len(data),
         "features": profiles,
