@@ -48,9 +48,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from tripwire.config import ModelConfig
     from tripwire.join import Outcome
 
-__all__ = ["BUILTIN_FAMILIES", "DataWindow", "Family", "PerformanceWindow", "Verdict", "WindowDetector",
-           "default_threshold", "detectors_for", "families", "family_names", "family_of_statistic", "judge_window",
-           "known_statistics", "register", "signal_prefixes", "unregister"]
+__all__ = ["BUILTIN_FAMILIES", "NAMED_SIGNALS", "PLAIN_SIGNALS", "DataWindow", "Family", "PerformanceWindow", "Verdict",
+           "WindowDetector", "default_threshold", "detectors_for", "families", "family_names", "family_of_statistic",
+           "judge_window", "known_statistics", "register", "signal_prefixes", "unregister"]
 
 # The families built into the engine: the [detectors] switches every configuration knows.
 BUILTIN_FAMILIES = ("drift", "quality", "change", "performance", "fairness", "estimated", "serving")
