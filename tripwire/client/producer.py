@@ -23,6 +23,10 @@ from confluent_kafka import KafkaException, Producer
 from tripwire.client.recorder import DEFAULT_TOPIC, RateLimitedLog, Recorder
 from tripwire.streams.topics import KafkaSettings, kafka_settings
 
+# The sender thread wakes this often to build and send the calls handed off meanwhile (10 at
+# 1,000 calls/s), at most this many per hold of the GIL.
+HAND_OFF_INTERVAL_S = 0.01
+HAND_OFF_BATCH = 32
 CLIENT_ENV = {"topic": "TRIPWIRE_CLIENT_TOPIC", "key_by": "TRIPWIRE_CLIENT_KEY_BY",
               "buffer_events": "TRIPWIRE_CLIENT_BUFFER_EVENTS", "delivery_timeout_s": "TRIPWIRE_CLIENT_DELIVERY_TIMEOUT_S"}
 # librdkafka errors that mean "no broker to talk to right now". One connection dropping
@@ -85,11 +89,12 @@ class Client(Recorder):
                  settings: KafkaSettings | None = None, producer_config: Mapping[str, Any] | None = None,
                  environ: Mapping[str, str] | None = None) -> None:
         environ = os.environ if environ is None else environ
+        buffer_events = buffer_events or int(environ.get(CLIENT_ENV["buffer_events"], 100_000))
         super().__init__(topic=topic or environ.get(CLIENT_ENV["topic"]) or DEFAULT_TOPIC,
-                         key_by=key_by or environ.get(CLIENT_ENV["key_by"]) or "model", strict=strict)
+                         key_by=key_by or environ.get(CLIENT_ENV["key_by"]) or "model", strict=strict,
+                         hand_off_limit=buffer_events)
         settings = settings or kafka_settings(broker=bootstrap_servers, environ=environ)
         self.bootstrap_servers = settings.bootstrap_servers
-        buffer_events = buffer_events or int(environ.get(CLIENT_ENV["buffer_events"], 100_000))
         delivery_timeout_s = delivery_timeout_s or float(environ.get(CLIENT_ENV["delivery_timeout_s"], 120))
         config = {
             **librdkafka_config(settings),
@@ -141,7 +146,7 @@ class Client(Recorder):
             self._broker_error(f"broker {self.bootstrap_servers}: topic {self.topic}: {error.args[0].str()}", down=False)
 
     def _queued(self) -> int:
-        return len(self._producer)
+        return len(self._producer) + len(self._handed_off or ())
 
     def _delivered_count(self) -> int:
         # Every accepted record is delivered, dropped or still queued. A record is counted as
@@ -158,10 +163,14 @@ class Client(Recorder):
                            down=error.name() in _OUTAGE_CODES)
 
     def _poll_until_closed(self) -> None:
-        """Serve error callbacks off the prediction path; notice when deliveries resume after an outage."""
+        """Build and send the handed-off calls, serve error callbacks; notice when deliveries resume after an outage."""
         delivered = 0
         while not self._closed.is_set():
-            self._producer.poll(1.0)  # returns at once on an error; a quiet broker wakes this thread once a second
+            self._producer.poll(HAND_OFF_INTERVAL_S)  # returns at once on an error; releases the GIL while it waits
+            # A bounded batch at a time, then the GIL is offered back (poll(0) releases it): a
+            # serving thread that wants it meanwhile waits for one batch, not for a backlog.
+            while self._drain(HAND_OFF_BATCH) == HAND_OFF_BATCH:
+                self._producer.poll(0)
             delivered, before = self._delivered_count(), delivered
             if delivered > before and not self._broker_available:
                 self._broker_back()
@@ -171,15 +180,21 @@ class Client(Recorder):
 
     def flush(self, timeout: float = 10.0) -> int:
         """Wait up to ``timeout`` seconds for buffered events to be delivered; returns how many are left."""
+        self._drain()
         return self._producer.flush(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Flush for up to ``timeout`` seconds and stop the background thread (idempotent)."""
+        """Flush for up to ``timeout`` seconds and stop the background thread (idempotent).
+
+        Calls made after it are built and sent on the caller's thread (there is no sender thread left).
+        """
         if self._closed.is_set():
             return
-        left = self.flush(timeout)
         self._closed.set()
         self._poller.join(timeout=2)
+        self._drain()
+        self._handed_off = None
+        left = self._producer.flush(timeout)
         atexit.unregister(self.close)
         if left:
             logging.getLogger("tripwire.client").warning("tripwire client closed with %d undelivered events", left)
