@@ -25,7 +25,7 @@ from tripwire.streams.topics import KafkaSettings, kafka_settings
 
 # The sender thread wakes this often to build and send the calls handed off meanwhile (10 at
 # 1,000 calls/s), at most this many per hold of the GIL.
-HAND_OFF_INTERVAL_S = 0.01
+HAND_OFF_INTERVAL_S = 0.005
 HAND_OFF_BATCH = 32
 CLIENT_ENV = {"topic": "TRIPWIRE_CLIENT_TOPIC", "key_by": "TRIPWIRE_CLIENT_KEY_BY",
               "buffer_events": "TRIPWIRE_CLIENT_BUFFER_EVENTS", "delivery_timeout_s": "TRIPWIRE_CLIENT_DELIVERY_TIMEOUT_S"}
