@@ -1,15 +1,21 @@
-"""The serving client on librdkafka (confluent-kafka): ``produce()`` into a bounded in-process queue.
+"""The serving client on librdkafka (confluent-kafka): a hand-off to one sender thread, then ``produce()``.
+
+A ``log_*`` call does the least it can on the caller's thread: it takes a request id and the time,
+copies the dicts it was given and appends that tuple to a bounded deque (about 5 µs at 1,000
+calls/s on a busy machine's cold caches, against 25 µs for building, validating and producing the
+record there). Our one daemon thread wakes every 5 ms, builds, validates (exactly as before:
+:mod:`tripwire.client.recorder`) and produces what was handed off, and serves librdkafka's error
+callbacks. Each of its batches holds the GIL (about 60 µs for the 5 records of 5 ms at 1,000
+calls/s; a backlog goes 32 records at a time); a serving thread that wants the GIL meanwhile
+waits for the batch to end (bench.client_latency times the batches).
 
 Why librdkafka in a serving process: ``Producer.produce()`` is a C call that copies the record
 into librdkafka's queue and returns (no I/O, no lock held across the network); batching,
 compression, retries and reconnects happen on librdkafka's own threads, outside the GIL. A full
 queue is an immediate ``BufferError``, never a wait — exactly the "never block the caller" rule.
-One daemon thread of ours calls ``poll()`` so that errors are counted off the prediction path.
-librdkafka reports failed deliveries only: a Python callback per delivered record would make that
-thread take the GIL hundreds of times a second, and a serving thread that wants the GIL back then
-waits for it (on a busy machine, for as long as the poll thread is descheduled holding it).
+librdkafka reports failed deliveries only: a Python callback per delivered record would make the
+sender thread take the GIL hundreds of times a second.
 """
-
 from __future__ import annotations
 
 import atexit
@@ -62,15 +68,16 @@ class Client(Recorder):
         ``TRIPWIRE_CLIENT_TOPIC``, then ``tripwire.events``.
     buffer_events:
         Records held while the broker is slow or down; past it new records are dropped and counted.
+        The hand-off to the sender thread has the same bound (it fills only if that thread stalls).
     delivery_timeout_s:
         How long a buffered record keeps being retried before it is dropped and counted.
     linger_ms:
         How long librdkafka gathers records into a batch (default 1 s, as telemetry SDKs batch:
         OpenTelemetry's span exporter waits 5 s). The ``produce()`` that finds a batch due wakes
-        librdkafka's sending thread, and on a busy machine that wakeup can cost the calling thread
-        its time slice: 5 ms batches at 1,000 calls/s put one call in 5 at that risk, 1 s batches
-        one in 1,000 (p99 added 348-833 µs vs 78-112 µs in bench.client_latency on the loaded
-        build machine). The worker sees a record up to this much later.
+        librdkafka's sending thread, and on a busy machine that wakeup can cost the producing
+        thread its time slice (p99 added 348-833 µs at 5 ms vs 78-112 µs at 1 s in
+        bench.client_latency, measured when the caller produced; our sender thread does now).
+        The worker sees a record up to this much later.
     producer_config:
         Extra librdkafka settings, applied last.
 
@@ -167,8 +174,8 @@ class Client(Recorder):
         delivered = 0
         while not self._closed.is_set():
             self._producer.poll(HAND_OFF_INTERVAL_S)  # returns at once on an error; releases the GIL while it waits
-            # A bounded batch at a time, then the GIL is offered back (poll(0) releases it): a
-            # serving thread that wants it meanwhile waits for one batch, not for a backlog.
+            # A backlog (after a stall) goes a bounded batch at a time, the GIL released between
+            # batches (poll(0)) so that a serving thread running on the other core can take it.
             while self._drain(HAND_OFF_BATCH) == HAND_OFF_BATCH:
                 self._producer.poll(0)
             delivered, before = self._delivered_count(), delivered

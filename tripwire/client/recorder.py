@@ -9,6 +9,10 @@ A record is validated by encoding it exactly as it will travel and running the e
 (numpy scalars, a NaN that JSON turns into ``null``, ... are judged as the engine will see them).
 Calls with plain arguments (:mod:`tripwire.client.plain`) skip the decode: the engine's verdict on
 them is known once they are encoded.
+
+A transport may take the work off the caller's thread (``hand_off_limit``, as ``Client`` does): a
+call then only appends its arguments (the dicts copied) to a bounded deque, and the same build,
+validation and send run later, in call order, on the transport's thread.
 """
 
 from __future__ import annotations
