@@ -70,7 +70,8 @@ def serving_loop(client: Any, calls: int, rate: float, warmup: int = 500) -> dic
     clock, cpu = time.perf_counter_ns, time.thread_time_ns
     period = 1e9 / rate
     batches = sender_batches(client) if client is not None else None
-    start = tick = clock()
+    start = clock()
+    tick = float(start)
     for i in range(calls + warmup):
         # Asleep until the request is due, as a server waits on its socket with the GIL released;
         # how late it resumes is the OS's timer plus any wait for the GIL (the sender's batches).
