@@ -238,3 +238,16 @@ def test_calls_keep_their_order_across_the_hand_off_and_past_its_limit_drops_are
     stats = recorder.stats()
     assert (stats.accepted, stats.dropped_buffer_full, stats.invalid) == (6, 2, 0)
     assert [decode(value).request_id for _, value, _ in recorder.sent] == ids[:3] + [ids[0]]
+
+
+def test_an_argument_that_fails_oddly_is_counted_and_the_calls_after_it_are_sent():
+    class Broken(datetime):
+        def isoformat(self, *args: Any, **kwargs: Any) -> str:
+            raise RuntimeError("not today")
+
+    recorder = InMemory()
+    recorder.log_prediction("m", 1.0, ts=Broken(2026, 1, 1, tzinfo=UTC))  # returns: the record is built later
+    after = recorder.log_prediction("m", 2.0, ts=1e9)
+    stats = recorder.stats()
+    assert (stats.invalid, stats.accepted) == (1, 1)
+    assert [decode(value).request_id for _, value, _ in recorder.sent] == [after]

@@ -236,6 +236,10 @@ class Recorder:
                     call[0](*call[1:])
                 except ContractError:  # counted; made before a switch to strict, it is not this thread's to raise
                     pass
+                except Exception as error:  # a caller's object that fails oddly must not stop the sender thread
+                    with self._lock:
+                        self._invalid += 1
+                    self._report(logging.WARNING, "invalid", "tripwire client: an event could not be built: %r", error)
                 done += 1
         return done
 
