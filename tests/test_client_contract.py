@@ -6,7 +6,9 @@ integers beyond 64 bits, numpy scalars, empty and unencodable strings, nested or
 features, out-of-range timestamps...) and checks each call against a reference built here: the
 record encoded with orjson as the contract describes, judged by :func:`tripwire.events.decode`.
 Only validation is under test, so the records go to an in-memory transport; delivery through a
-real broker is tests/test_client.py's.
+real broker is tests/test_client.py's. The transport takes the path :class:`tripwire.client.Client`
+takes: each call hands its arguments off, and the record is built and judged later (here when
+``stats()`` drains the hand-off; in ``Client``, on its sender thread).
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ from tripwire.events import ContractError, Event, decode, format_ts
 
 
 class InMemory(Recorder):
-    """A transport that keeps what it is handed."""
+    """A transport that keeps what it is handed; calls are handed off as in ``Client`` unless told otherwise."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**{"hand_off_limit": 1000, **kwargs})
         self.sent: list[tuple[bytes, bytes, int]] = []
 
     def _send(self, key: bytes, value: bytes, timestamp_ms: int) -> None:
@@ -55,15 +57,16 @@ def check(recorder: InMemory, obj: dict[str, Any], returned: str) -> None:
     """The recorder's verdict on one call equals the engine's on the reference record."""
     expected = reference(obj)
     verdict = decode(expected) if isinstance(expected, bytes) else None
+    stats = recorder.stats()  # builds and judges the handed-off call
     if isinstance(verdict, Event):
-        assert recorder.stats().invalid == 0, f"refused what the engine accepts: {expected!r}"
+        assert stats.invalid == 0, f"refused what the engine accepts: {expected!r}"
         [(key, value, timestamp_ms)] = recorder.sent
         assert orjson.loads(value) == orjson.loads(expected)  # the same record (keys in any order)
         assert key == (returned if recorder._key_by_request else obj["model"]).encode()
         assert timestamp_ms == round(verdict.ts * 1000)
     else:
         assert recorder.sent == [], f"sent what the engine refuses ({verdict or expected!r}): {recorder.sent[0][1]!r}"
-        assert recorder.stats().invalid == 1
+        assert stats.invalid == 1
 
 
 # -- what a caller may pass ---------------------------------------------------------------------
@@ -193,10 +196,12 @@ def test_every_odd_value_of_every_argument_is_judged_as_the_engine_judges_it(nam
                              "ts": label["ts"], "features": label["features"]}, returned)
 
 
-def test_now_is_stamped_when_no_ts_is_given_on_either_check():
-    recorder = InMemory()
+@pytest.mark.parametrize("hand_off_limit", [1000, None])
+def test_now_is_stamped_when_no_ts_is_given_on_either_check(hand_off_limit):
+    recorder = InMemory(hand_off_limit=hand_off_limit)
     recorder.log_prediction("m", 1.0, features={"x": 1.0})  # plain
     recorder.log_prediction("m", np.float32(1.0), features={"x": 1.0})  # judged by decode
+    assert recorder.stats().accepted == 2 and len(recorder.sent) == 2
     for key, value, timestamp_ms in recorder.sent:
         event = decode(value)
         assert isinstance(event, Event) and key == b"m" and timestamp_ms == round(event.ts * 1000)
@@ -209,3 +214,40 @@ def test_now_is_stamped_when_no_ts_is_given_on_either_check():
 def test_strict_mode_raises_the_engine_reason(call):
     with pytest.raises(ContractError, match="field '(prediction|latency_ms|request_id)'"):
         call(InMemory(strict=True))
+
+
+def test_a_handed_off_call_sends_what_it_was_given_though_the_caller_reuses_its_dicts():
+    recorder = InMemory()
+    features, scores, attributes = {"x": 1.0}, {"a": 0.25}, {"region": "eu"}
+    first = recorder.log_prediction("m", "a", features=features, scores=scores, attributes=attributes, ts=1e9)
+    features["x"], scores["a"], attributes["region"] = 2.0, 0.5, "us"  # changed before the record is built
+    features["y"], scores["b"] = 3.0, 0.5
+    second = recorder.log_prediction("m", "b", features=features, scores=scores, attributes=attributes, ts=1e9)
+    assert recorder.stats().accepted == 2
+    sent = [decode(value) for _, value, _ in recorder.sent]
+    assert [(e.request_id, e.features, e.scores, e.attributes) for e in sent] == [
+        (first, {"x": 1.0}, {"a": 0.25}, {"region": "eu"}),
+        (second, {"x": 2.0, "y": 3.0}, {"a": 0.5, "b": 0.5}, {"region": "us"})]
+
+
+def test_calls_keep_their_order_across_the_hand_off_and_past_its_limit_drops_are_counted():
+    recorder = InMemory(hand_off_limit=3)
+    ids = [recorder.log_prediction("m", float(i), ts=1e9) for i in range(5)]  # the last 2 find it full
+    recorder.strict = True  # strict calls run at once, after what was handed off before them
+    ids.append(recorder.log_label("m", ids[0], 1.0, ts=1e9))
+    stats = recorder.stats()
+    assert (stats.accepted, stats.dropped_buffer_full, stats.invalid) == (6, 2, 0)
+    assert [decode(value).request_id for _, value, _ in recorder.sent] == ids[:3] + [ids[0]]
+
+
+def test_an_argument_that_fails_oddly_is_counted_and_the_calls_after_it_are_sent():
+    class Broken(datetime):
+        def isoformat(self, *args: Any, **kwargs: Any) -> str:
+            raise RuntimeError("not today")
+
+    recorder = InMemory()
+    recorder.log_prediction("m", 1.0, ts=Broken(2026, 1, 1, tzinfo=UTC))  # returns: the record is built later
+    after = recorder.log_prediction("m", 2.0, ts=1e9)
+    stats = recorder.stats()
+    assert (stats.invalid, stats.accepted) == (1, 1)
+    assert [decode(value).request_id for _, value, _ in recorder.sent] == [after]

@@ -1,15 +1,21 @@
-"""The serving client on librdkafka (confluent-kafka): ``produce()`` into a bounded in-process queue.
+"""The serving client on librdkafka (confluent-kafka): a hand-off to one sender thread, then ``produce()``.
+
+A ``log_*`` call does the least it can on the caller's thread: it takes a request id and the time,
+copies the dicts it was given and appends that tuple to a bounded deque (about 5 µs at 1,000
+calls/s on a busy machine's cold caches, against 25 µs for building, validating and producing the
+record there). Our one daemon thread wakes every 5 ms, builds, validates (exactly as before:
+:mod:`tripwire.client.recorder`) and produces what was handed off, and serves librdkafka's error
+callbacks. Each of its batches holds the GIL (about 60 µs for the 5 records of 5 ms at 1,000
+calls/s; a backlog goes 32 records at a time); a serving thread that wants the GIL meanwhile
+waits for the batch to end (bench.client_latency times the batches).
 
 Why librdkafka in a serving process: ``Producer.produce()`` is a C call that copies the record
 into librdkafka's queue and returns (no I/O, no lock held across the network); batching,
 compression, retries and reconnects happen on librdkafka's own threads, outside the GIL. A full
 queue is an immediate ``BufferError``, never a wait — exactly the "never block the caller" rule.
-One daemon thread of ours calls ``poll()`` so that errors are counted off the prediction path.
-librdkafka reports failed deliveries only: a Python callback per delivered record would make that
-thread take the GIL hundreds of times a second, and a serving thread that wants the GIL back then
-waits for it (on a busy machine, for as long as the poll thread is descheduled holding it).
+librdkafka reports failed deliveries only: a Python callback per delivered record would make the
+sender thread take the GIL hundreds of times a second.
 """
-
 from __future__ import annotations
 
 import atexit
@@ -23,6 +29,10 @@ from confluent_kafka import KafkaException, Producer
 from tripwire.client.recorder import DEFAULT_TOPIC, RateLimitedLog, Recorder
 from tripwire.streams.topics import KafkaSettings, kafka_settings
 
+# The sender thread wakes this often to build and send the calls handed off meanwhile (10 at
+# 1,000 calls/s), at most this many per hold of the GIL.
+HAND_OFF_INTERVAL_S = 0.005
+HAND_OFF_BATCH = 32
 CLIENT_ENV = {"topic": "TRIPWIRE_CLIENT_TOPIC", "key_by": "TRIPWIRE_CLIENT_KEY_BY",
               "buffer_events": "TRIPWIRE_CLIENT_BUFFER_EVENTS", "delivery_timeout_s": "TRIPWIRE_CLIENT_DELIVERY_TIMEOUT_S"}
 # librdkafka errors that mean "no broker to talk to right now". One connection dropping
@@ -58,15 +68,16 @@ class Client(Recorder):
         ``TRIPWIRE_CLIENT_TOPIC``, then ``tripwire.events``.
     buffer_events:
         Records held while the broker is slow or down; past it new records are dropped and counted.
+        The hand-off to the sender thread has the same bound (it fills only if that thread stalls).
     delivery_timeout_s:
         How long a buffered record keeps being retried before it is dropped and counted.
     linger_ms:
         How long librdkafka gathers records into a batch (default 1 s, as telemetry SDKs batch:
         OpenTelemetry's span exporter waits 5 s). The ``produce()`` that finds a batch due wakes
-        librdkafka's sending thread, and on a busy machine that wakeup can cost the calling thread
-        its time slice: 5 ms batches at 1,000 calls/s put one call in 5 at that risk, 1 s batches
-        one in 1,000 (p99 added 348-833 µs vs 78-112 µs in bench.client_latency on the loaded
-        build machine). The worker sees a record up to this much later.
+        librdkafka's sending thread, and on a busy machine that wakeup can cost the producing
+        thread its time slice (p99 added 348-833 µs at 5 ms vs 78-112 µs at 1 s in
+        bench.client_latency, measured when the caller produced; our sender thread does now).
+        The worker sees a record up to this much later.
     producer_config:
         Extra librdkafka settings, applied last.
 
@@ -85,11 +96,12 @@ class Client(Recorder):
                  settings: KafkaSettings | None = None, producer_config: Mapping[str, Any] | None = None,
                  environ: Mapping[str, str] | None = None) -> None:
         environ = os.environ if environ is None else environ
+        buffer_events = buffer_events or int(environ.get(CLIENT_ENV["buffer_events"], 100_000))
         super().__init__(topic=topic or environ.get(CLIENT_ENV["topic"]) or DEFAULT_TOPIC,
-                         key_by=key_by or environ.get(CLIENT_ENV["key_by"]) or "model", strict=strict)
+                         key_by=key_by or environ.get(CLIENT_ENV["key_by"]) or "model", strict=strict,
+                         hand_off_limit=buffer_events)
         settings = settings or kafka_settings(broker=bootstrap_servers, environ=environ)
         self.bootstrap_servers = settings.bootstrap_servers
-        buffer_events = buffer_events or int(environ.get(CLIENT_ENV["buffer_events"], 100_000))
         delivery_timeout_s = delivery_timeout_s or float(environ.get(CLIENT_ENV["delivery_timeout_s"], 120))
         config = {
             **librdkafka_config(settings),
@@ -141,7 +153,7 @@ class Client(Recorder):
             self._broker_error(f"broker {self.bootstrap_servers}: topic {self.topic}: {error.args[0].str()}", down=False)
 
     def _queued(self) -> int:
-        return len(self._producer)
+        return len(self._producer) + len(self._handed_off or ())
 
     def _delivered_count(self) -> int:
         # Every accepted record is delivered, dropped or still queued. A record is counted as
@@ -158,10 +170,14 @@ class Client(Recorder):
                            down=error.name() in _OUTAGE_CODES)
 
     def _poll_until_closed(self) -> None:
-        """Serve error callbacks off the prediction path; notice when deliveries resume after an outage."""
+        """Build and send the handed-off calls, serve error callbacks; notice when deliveries resume after an outage."""
         delivered = 0
         while not self._closed.is_set():
-            self._producer.poll(1.0)  # returns at once on an error; a quiet broker wakes this thread once a second
+            self._producer.poll(HAND_OFF_INTERVAL_S)  # returns at once on an error; releases the GIL while it waits
+            # A backlog (after a stall) goes a bounded batch at a time, the GIL released between
+            # batches (poll(0)) so that a serving thread running on the other core can take it.
+            while self._drain(HAND_OFF_BATCH) == HAND_OFF_BATCH:
+                self._producer.poll(0)
             delivered, before = self._delivered_count(), delivered
             if delivered > before and not self._broker_available:
                 self._broker_back()
@@ -171,15 +187,21 @@ class Client(Recorder):
 
     def flush(self, timeout: float = 10.0) -> int:
         """Wait up to ``timeout`` seconds for buffered events to be delivered; returns how many are left."""
+        self._drain()
         return self._producer.flush(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Flush for up to ``timeout`` seconds and stop the background thread (idempotent)."""
+        """Flush for up to ``timeout`` seconds and stop the background thread (idempotent).
+
+        Calls made after it are built and sent on the caller's thread (there is no sender thread left).
+        """
         if self._closed.is_set():
             return
-        left = self.flush(timeout)
         self._closed.set()
         self._poller.join(timeout=2)
+        self._drain()
+        self._handed_off = None
+        left = self._producer.flush(timeout)
         atexit.unregister(self.close)
         if left:
             logging.getLogger("tripwire.client").warning("tripwire client closed with %d undelivered events", left)

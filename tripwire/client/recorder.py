@@ -9,10 +9,15 @@ A record is validated by encoding it exactly as it will travel and running the e
 (numpy scalars, a NaN that JSON turns into ``null``, ... are judged as the engine will see them).
 Calls with plain arguments (:mod:`tripwire.client.plain`) skip the decode: the engine's verdict on
 them is known once they are encoded.
+
+A transport may take the work off the caller's thread (``hand_off_limit``, as ``Client`` does): a
+call then only appends its arguments (the dicts copied) to a bounded deque, and the same build,
+validation and send run later, in call order, on the transport's thread.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import random
@@ -113,11 +118,18 @@ class Recorder:
         per-model choices (models not in it: ``"model"``).
     strict:
         Raise :class:`tripwire.events.ContractError` for an invalid event instead of counting it
-        (for development and tests; a serving process should keep the default).
+        (for development and tests; a serving process should keep the default). Strict calls are
+        built and sent on the caller's thread.
+    hand_off_limit:
+        ``None``: each call builds, validates and sends its record before it returns. A number: a
+        call only appends its arguments to a queue of at most this many (past it the record is
+        dropped and counted as ``dropped_buffer_full``) and the transport's thread builds,
+        validates and sends them (:meth:`_drain`); :meth:`stats` drains first, so its counters
+        include every call made before it.
     """
 
     def __init__(self, *, topic: str = DEFAULT_TOPIC, key_by: str | Mapping[str, str] = "model",
-                 strict: bool = False) -> None:
+                 strict: bool = False, hand_off_limit: int | None = None) -> None:
         if isinstance(key_by, str):
             default, per_model = key_by, {}
         else:
@@ -141,6 +153,11 @@ class Recorder:
         self._broker_available = True
         self._last_error: str | None = None
         self._report = RateLimitedLog(log)
+        # The hand-off (``hand_off_limit``): calls wait here as tuples of their arguments until
+        # the transport's thread calls _drain(); None: each call is built and sent at once.
+        self._handed_off: collections.deque[tuple[Any, ...]] | None = None if hand_off_limit is None else collections.deque()
+        self._hand_off_limit = hand_off_limit or 0
+        self._drain_lock = threading.Lock()
 
     # -- the public calls --------------------------------------------------------------------
     def log_prediction(self, model: str, prediction: Any, *, features: Mapping[str, Any] | None = None,
@@ -152,7 +169,91 @@ class Recorder:
 
         Never raises (unless ``strict``) and never waits for the broker.
         """
+        if not request_id:
+            request_id = new_request_id()
+        # Inline, not through _submit: on the cold cache of a serving process each Python call
+        # costs a microsecond or two. The dicts are copied: the caller may reuse them once we return.
+        call = (self._prediction, model, request_id, prediction, _now() if ts is None else ts,
+                features.copy() if type(features) is dict else features, score,
+                scores.copy() if type(scores) is dict else scores, latency_ms,
+                attributes.copy() if type(attributes) is dict else attributes, model_version)
+        handed_off = self._handed_off
+        if handed_off is None or self.strict:
+            self._build_now(call)
+        elif len(handed_off) < self._hand_off_limit:
+            handed_off.append(call)
+        else:
+            self._drop_at_hand_off()
+        return request_id
+
+    def log_features(self, model: str, features: Mapping[str, Any], *, request_id: str | None = None,
+                     ts: float | datetime | str | None = None) -> str:
+        """Send a features event (features known apart from the prediction); returns its request id."""
         request_id = request_id or new_request_id()
+        self._submit((self._features, model, request_id, _now() if ts is None else ts,
+                      features.copy() if type(features) is dict else features))
+        return request_id
+
+    def log_label(self, model: str, request_id: str, label: Any, *, ts: float | datetime | str | None = None) -> str:
+        """Send the true outcome of the prediction ``request_id``; returns the request id."""
+        self._submit((self._label, model, request_id, _now() if ts is None else ts, label))
+        return request_id
+
+    def stats(self) -> ClientStats:
+        """The counters now (a consistent-enough snapshot: each counter is read once)."""
+        self._drain()
+        return ClientStats(self._accepted, self._delivered_count(), self._queued(), self._dropped_buffer_full,
+                           self._dropped_undelivered, self._invalid, self._broker_errors, self._broker_available,
+                           self._last_error)
+
+    # -- the hand-off ---------------------------------------------------------------------------
+    def _submit(self, call: tuple[Any, ...]) -> None:
+        """Queue ``call`` (a builder and its arguments) for the transport's thread, or run it now."""
+        handed_off = self._handed_off
+        if handed_off is None or self.strict:
+            self._build_now(call)
+        elif len(handed_off) < self._hand_off_limit:
+            handed_off.append(call)
+        else:
+            self._drop_at_hand_off()
+
+    def _build_now(self, call: tuple[Any, ...]) -> None:
+        """Build and send ``call`` on the caller's thread, after the calls queued before it (their order is kept)."""
+        if self._handed_off:
+            self._drain()
+        call[0](*call[1:])
+
+    def _drain(self, limit: int | None = None) -> int:
+        """Build, validate and send up to ``limit`` queued calls (all by default), oldest first; how many."""
+        handed_off = self._handed_off
+        if not handed_off:
+            return 0
+        done = 0
+        with self._drain_lock:
+            while handed_off and (limit is None or done < limit):
+                call = handed_off.popleft()
+                try:
+                    call[0](*call[1:])
+                except ContractError:  # counted; made before a switch to strict, it is not this thread's to raise
+                    pass
+                except Exception as error:  # a caller's object that fails oddly must not stop the sender thread
+                    with self._lock:
+                        self._invalid += 1
+                    self._report(logging.WARNING, "invalid", "tripwire client: an event could not be built: %r", error)
+                done += 1
+        return done
+
+    def _drop_at_hand_off(self) -> None:
+        # Counted as accepted and dropped, as a record the transport's full buffer refused.
+        with self._lock:
+            self._accepted += 1
+            self._dropped_buffer_full += 1
+        self._report(logging.WARNING, "full", "tripwire client: %d events wait for the sender thread, events are "
+                     "dropped", len(self._handed_off or ()))
+
+    # -- building a record (on the transport's thread when the calls are handed off) -------------
+    def _prediction(self, model: Any, request_id: Any, prediction: Any, ts: Any, features: Any, score: Any,
+                    scores: Any, latency_ms: Any, attributes: Any, model_version: Any) -> None:
         obj: dict[str, Any] = {"type": "prediction", "schema": 1, "request_id": request_id, "model": model,
                                "ts": ts, "prediction": prediction}
         if model_version is not None:
@@ -170,29 +271,16 @@ class Recorder:
         surely_valid = plain.prediction(model, request_id, prediction, ts, features, latency_ms, model_version,
                                         attributes, score, scores)
         self._emit(obj, model, surely_valid)
-        return request_id
 
-    def log_features(self, model: str, features: Mapping[str, Any], *, request_id: str | None = None,
-                     ts: float | datetime | str | None = None) -> str:
-        """Send a features event (features known apart from the prediction); returns its request id."""
-        request_id = request_id or new_request_id()
+    def _features(self, model: Any, request_id: Any, ts: Any, features: Any) -> None:
         self._emit({"type": "features", "schema": 1, "request_id": request_id, "model": model,
                     "ts": ts, "features": features}, model,
                    plain.text(model) and plain.text(request_id) and type(features) is dict and plain.timestamp(ts))
-        return request_id
 
-    def log_label(self, model: str, request_id: str, label: Any, *, ts: float | datetime | str | None = None) -> str:
-        """Send the true outcome of the prediction ``request_id``; returns the request id."""
+    def _label(self, model: Any, request_id: Any, ts: Any, label: Any) -> None:
         self._emit({"type": "label", "schema": 1, "request_id": request_id, "model": model,
                     "ts": ts, "label": label}, model,
                    plain.text(model) and plain.text(request_id) and plain.scalar(label) and plain.timestamp(ts))
-        return request_id
-
-    def stats(self) -> ClientStats:
-        """The counters now (a consistent-enough snapshot: each counter is read once)."""
-        return ClientStats(self._accepted, self._delivered_count(), self._queued(), self._dropped_buffer_full,
-                           self._dropped_undelivered, self._invalid, self._broker_errors, self._broker_available,
-                           self._last_error)
 
     # -- shared by the transports ------------------------------------------------------------
     def key_for(self, model: str, request_id: str) -> bytes:
@@ -207,8 +295,7 @@ class Recorder:
         """
         try:
             if surely_valid:
-                ts = obj["ts"]
-                timestamp_ms = time.time_ns() // 1_000_000 if ts is None else round(ts * 1000)
+                timestamp_ms = round(obj["ts"] * 1000)  # epoch seconds: the caller's or the call's
                 obj["ts"] = _iso_millis(timestamp_ms)
                 value = orjson.dumps(obj, None, _ENCODE)  # positional: keyword parsing costs more than encoding
                 key_model, request_id = model, obj["request_id"]
@@ -278,10 +365,11 @@ class Recorder:
         return self._delivered
 
 
-def _timestamp(ts: float | datetime | str | None) -> Any:
-    """The contract's ``ts``: now, epoch seconds or a datetime as ISO 8601; a string is passed on as given."""
-    if ts is None:
-        return _iso(time.time())
+_now = time.time  # a call's time, taken on the caller's thread even when its record is built later
+
+
+def _timestamp(ts: float | datetime | str) -> Any:
+    """The contract's ``ts``: epoch seconds or a datetime as ISO 8601; a string is passed on as given."""
     if isinstance(ts, datetime):
         return ts.isoformat()
     if isinstance(ts, (int, float)) and not isinstance(ts, bool):
