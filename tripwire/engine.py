@@ -200,9 +200,20 @@ class ModelMonitor:
         The caller guarantees that they are at most :meth:`bulk_room` and that no label waits for
         any of them in the join (see :meth:`LabelJoin.not_waiting`), so none raises an alert.
         """
+        self.join_predictions(events)
+        self.append_predictions(events)
+
+    def join_predictions(self, events: Sequence[Prediction]) -> None:
+        """The label-join half of :meth:`on_predictions` (and the model version): what a label after
+        them sees. The window half, :meth:`append_predictions`, may follow later in the same run."""
         versions = [e.model_version for e in events if e.model_version]
         if versions:
             self.model_version = versions[-1]
+        self.join.add_predictions(events)
+        self._since_expiry += len(events)
+
+    def append_predictions(self, events: Sequence[Prediction]) -> None:
+        """The data-window half of :meth:`on_predictions`: only a window close reads what it appends."""
         if self._n == 0:
             self._start = self._end = events[0].ts
         self._end = max(self._end, max([e.ts for e in events]))  # a record may be late (see EventClock)
@@ -211,8 +222,6 @@ class ModelMonitor:
         self._predictions += [e.prediction for e in events]
         self._scores += [e.score for e in events if e.score is not None]
         self._latencies += [e.latency_ms for e in events]
-        self.join.add_predictions(events)
-        self._since_expiry += len(events)
 
     def on_features(self, event: Features) -> list[Alert]:
         alerts = self._maybe_close_by_time(event.ts)
@@ -890,11 +899,9 @@ class Engine:
         index, count = 0, len(items)
         while index < count:
             item = items[index]
-            if type(item) is Prediction:
-                taken = self._predictions_in_bulk(items, index)
+            if type(item) is Prediction or type(item) is Label:
+                taken = self._run_in_bulk(items, index, result)
                 if taken:
-                    result.events += taken
-                    result.last_ts = items[index + taken - 1].ts
                     index += taken
                     continue
             if type(item) is Rejection:
@@ -918,30 +925,87 @@ class Engine:
             index += 1
         return result
 
-    def _predictions_in_bulk(self, items: list[Event | Rejection], first: int) -> int:
-        """Process the run of predictions of one model from ``items[first]`` column-wise, as far as none
-        can raise an alert (see :meth:`ModelMonitor.bulk_room`); return how many (0: none taken)."""
+    def _run_in_bulk(self, items: list[Event | Rejection], first: int, result: BatchResult) -> int:
+        """Process the run of one model's predictions and labels from ``items[first]``; return how
+        many items it took (0: none, the caller takes ``items[first]`` one by one).
+
+        The predictions go to the data window column-wise, once for the whole run (see
+        :meth:`ModelMonitor.bulk_room`: no window close or join expiry inside it); before each
+        label, the predictions since the previous one join the label join (see
+        :meth:`ModelMonitor.join_predictions`), so the label meets the join, the model version and
+        the performance window exactly as one-by-one processing leaves them, and whatever it
+        raises is that path's. The run stops before a record that could behave otherwise: a
+        prediction a label waits for or that repeats a request id, a label the join would refuse,
+        another model, another event type, the record that closes the rejection window.
+        """
         model = items[first].model
         monitor = self.monitors.get(model)
         if monitor is None:
             return 0
-        room = min(monitor.bulk_room(), self.config.rejection_window - self._records - 1)
-        stop, limit = first, min(len(items), first + room)
-        while stop < limit and type(items[stop]) is Prediction and items[stop].model == model:
-            stop += 1
-        if stop - first < 2:
-            return 0
-        stop = first + monitor.join.not_waiting(items, first, stop)
-        if stop - first < 2:
-            return 0
-        run = items[first:stop]
-        monitor.on_predictions(run)
-        self.events += len(run)
-        self._last_ts = max(self._last_ts, monitor._end)  # the run's latest time: the window's end is its max
-        if self._records == 0:
-            self._window_start = run[0].ts
-        self._records += len(run)
-        return len(run)
+        join = monitor.join
+        prediction_room = monitor.bulk_room()
+        stop = min(len(items), first + self.config.rejection_window - self._records - 1)
+        predictions: list[Prediction] = []  # the run's predictions, for the data window at the end
+        joined = 0  # how many of them are in the label join already
+        position = first
+        latest = self._last_ts
+        failed: int | None = None  # a label on which the engine failed: dead-lettered, not counted
+        while position < stop:
+            item = items[position]
+            kind = type(item)
+            if kind is Prediction:
+                if item.model != model or len(predictions) >= prediction_room:
+                    break
+                predictions.append(item)
+            elif kind is Label:
+                if item.model != model or join.would_refuse_label(item.request_id):
+                    break
+                if joined < len(predictions):
+                    waiting = len(predictions) - joined
+                    taken = join.not_waiting(predictions, joined, len(predictions))
+                    if taken < waiting:  # from that prediction on, the one-by-one path
+                        position -= waiting - taken
+                        del predictions[joined + taken:]
+                        break
+                    monitor.join_predictions(predictions[joined:])
+                    joined = len(predictions)
+                try:
+                    raised = monitor.on_label(item)
+                except Exception as error:  # a bug must not stop a runner: dead-letter the record, go on
+                    result.rejections.append((position, Rejection(f"engine error: {type(error).__name__}: {error}",
+                                                                  item.model)))
+                    failed = position
+                    position += 1
+                    break
+                if raised:
+                    result.alerts += self._tally(raised)
+                    result.alert_records += [position] * len(raised)
+                if item.ts > latest:
+                    latest = item.ts
+            else:
+                break
+            position += 1
+        if joined < len(predictions):
+            waiting = len(predictions) - joined
+            taken = join.not_waiting(predictions, joined, len(predictions))
+            if taken < waiting:
+                position -= waiting - taken
+                del predictions[joined + taken:]
+            if taken:
+                monitor.join_predictions(predictions[joined:])
+        if predictions:
+            monitor.append_predictions(predictions)
+            latest = max(latest, monitor._end)  # the data window's end is its latest prediction time
+        counted = (position if failed is None else failed) - first
+        if counted:
+            self.events += counted
+            self._last_ts = latest
+            if self._records == 0:
+                self._window_start = items[first].ts
+            self._records += counted
+            result.events += counted
+            result.last_ts = items[first + counted - 1].ts
+        return position - first
 
     def process_batch(self, events: Iterable[Event | Rejection]) -> list[Alert]:
         alerts: list[Alert] = []
