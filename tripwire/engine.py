@@ -197,20 +197,23 @@ class ModelMonitor:
     def on_predictions(self, events: Sequence[Prediction]) -> None:
         """Exactly what :meth:`on_prediction` does for each of ``events``, appended column by column.
 
-        The caller guarantees that they are at most :meth:`bulk_room` and that no label waits for
-        any of them in the join (see :meth:`LabelJoin.not_waiting`), so none raises an alert.
+        The caller guarantees that they are at most :meth:`bulk_room` and that each would only wait
+        in the label join (see :meth:`LabelJoin.add_waiting`), so none raises an alert.
         """
-        self.join_predictions(events)
+        self.join_predictions(events, 0, len(events))
         self.append_predictions(events)
 
-    def join_predictions(self, events: Sequence[Prediction]) -> None:
-        """The label-join half of :meth:`on_predictions` (and the model version): what a label after
-        them sees. The window half, :meth:`append_predictions`, may follow later in the same run."""
-        versions = [e.model_version for e in events if e.model_version]
-        if versions:
-            self.model_version = versions[-1]
-        self.join.add_predictions(events)
-        self._since_expiry += len(events)
+    def join_predictions(self, events: Sequence[Prediction], first: int, stop: int) -> int:
+        """The label-join half of :meth:`on_predictions` (and the model version) for ``events[first:stop]``,
+        as far as each would only wait (see :meth:`LabelJoin.add_waiting`); how many it took. The
+        window half, :meth:`append_predictions`, may follow later in the same run."""
+        taken = self.join.add_waiting(events, first, stop)
+        for position in range(first + taken - 1, first - 1, -1):  # the latest version given
+            if events[position].model_version:
+                self.model_version = events[position].model_version
+                break
+        self._since_expiry += taken
+        return taken
 
     def append_predictions(self, events: Sequence[Prediction]) -> None:
         """The data-window half of :meth:`on_predictions`: only a window close reads what it appends."""
@@ -961,14 +964,11 @@ class Engine:
                 if item.model != model or join.would_refuse_label(item.request_id):
                     break
                 if joined < len(predictions):
-                    waiting = len(predictions) - joined
-                    taken = join.not_waiting(predictions, joined, len(predictions))
-                    if taken < waiting:  # from that prediction on, the one-by-one path
-                        position -= waiting - taken
-                        del predictions[joined + taken:]
+                    joined += monitor.join_predictions(predictions, joined, len(predictions))
+                    if joined < len(predictions):  # from that prediction on, the one-by-one path
+                        position -= len(predictions) - joined
+                        del predictions[joined:]
                         break
-                    monitor.join_predictions(predictions[joined:])
-                    joined = len(predictions)
                 try:
                     raised = monitor.on_label(item)
                 except Exception as error:  # a bug must not stop a runner: dead-letter the record, go on
@@ -986,13 +986,9 @@ class Engine:
                 break
             position += 1
         if joined < len(predictions):
-            waiting = len(predictions) - joined
-            taken = join.not_waiting(predictions, joined, len(predictions))
-            if taken < waiting:
-                position -= waiting - taken
-                del predictions[joined + taken:]
-            if taken:
-                monitor.join_predictions(predictions[joined:])
+            joined += monitor.join_predictions(predictions, joined, len(predictions))
+            position -= len(predictions) - joined
+            del predictions[joined:]
         if predictions:
             monitor.append_predictions(predictions)
             latest = max(latest, monitor._end)  # the data window's end is its latest prediction time
