@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import itemgetter
 from typing import Any, Callable, Iterable, Sequence
 
@@ -222,6 +223,7 @@ class ModelMonitor:
         self._end = max(self._end, max([e.ts for e in events]))  # a record may be late (see EventClock)
         self._n += len(events)
         self._rows += [e.features for e in events if e.features]
+        self._transpose_new_rows()
         self._predictions += [e.prediction for e in events]
         self._scores += [e.score for e in events if e.score is not None]
         self._latencies += [e.latency_ms for e in events]
@@ -369,6 +371,8 @@ class ModelMonitor:
     # -- windows ---------------------------------------------------------------------------
     def _reset_data_window(self) -> None:
         self._rows: list[dict[str, Any]] = []
+        self._column_parts: list[list[tuple[Any, ...]]] = []  # the first `_transposed` rows, as columns
+        self._transposed = 0
         self._predictions: list[Any] = []
         self._scores: list[float] = []
         self._latencies: list[float | None] = []
@@ -427,13 +431,26 @@ class ModelMonitor:
 
     def _feature_columns(self) -> list[Sequence[Any]]:
         """The window's rows as one column per monitored feature (None where a row lacks the feature)."""
-        names, rows = self.monitored_features, self._rows
-        if len(names) > 1 and rows:
+        self._transpose_new_rows()
+        parts = self._column_parts
+        if len(parts) == 1:
+            return parts[0]
+        return [tuple(chain.from_iterable(column)) for column in zip(*parts)]
+
+    def _transpose_new_rows(self) -> None:
+        """Turn the rows appended since the last call into columns, while they are still in the CPU's caches."""
+        rows, names = self._rows, self.monitored_features
+        if self._transposed == len(rows) and self._column_parts:
+            return
+        new = rows[self._transposed:] if self._transposed else rows
+        self._transposed = len(rows)
+        if len(names) > 1 and new:
             try:
-                return list(zip(*map(itemgetter(*names), rows)))  # every row has every feature: C speed
+                self._column_parts.append(list(zip(*map(itemgetter(*names), new))))  # every row has every feature
+                return
             except KeyError:
                 pass
-        return [[row.get(name) for row in rows] for name in names]
+        self._column_parts.append([tuple([row.get(name) for row in new]) for name in names])
 
     def close_performance_window(self, ts: float) -> list[Alert]:
         findings: list[Finding] = []
@@ -666,6 +683,7 @@ class ModelMonitor:
         self.window_index, self.performance_index, self._since_expiry = state["indices"]
         window = state["window"]
         self._rows, self._predictions, self._scores = window["rows"], window["predictions"], window["scores"]
+        self._column_parts, self._transposed = [], 0
         self._latencies, self._n, self._start, self._end = window["latencies"], window["n"], window["start"], window["end"]
         perf = state["performance_window"]
         self._perf_n, self._perf_start, self._perf_end = perf["n"], perf["start"], perf["end"]
