@@ -48,6 +48,8 @@ PER_CLASS_STATS = ("precision", "recall")
 SCORE_ORDERS_KEPT = 16  # key orders of `scores` objects whose class positions a monitor remembers
 QUALITY_CHECKS = ("missing_rate", "type_error_rate", "out_of_range_rate", "unseen_rate")
 EXPIRE_EVERY = 1024
+MIN_RUN = 8  # the batch path takes a run of one model's predictions and labels from this long
+TRANSPOSE_ROWS = 128  # window rows turned into columns once this many are new (see _transpose_new_rows)
 UNATTRIBUTED = "*"
 
 
@@ -223,7 +225,8 @@ class ModelMonitor:
         self._end = max(self._end, max([e.ts for e in events]))  # a record may be late (see EventClock)
         self._n += len(events)
         self._rows += [e.features for e in events if e.features]
-        self._transpose_new_rows()
+        if len(self._rows) - self._transposed >= TRANSPOSE_ROWS:
+            self._transpose_new_rows()
         self._predictions += [e.prediction for e in events]
         self._scores += [e.score for e in events if e.score is not None]
         self._latencies += [e.latency_ms for e in events]
@@ -960,12 +963,18 @@ class Engine:
         another model, another event type, the record that closes the rejection window.
         """
         model = items[first].model
+        stop = min(len(items), first + self.config.rejection_window - self._records - 1)
+        if stop - first < MIN_RUN:
+            return 0
+        for position in range(first + MIN_RUN - 1, first, -1):  # (from the far end: models that alternate fail first)
+            item = items[position]
+            if (type(item) is not Prediction and type(item) is not Label) or item.model != model:
+                return 0  # a short run: its bookkeeping would cost more than the one-by-one path
         monitor = self.monitors.get(model)
         if monitor is None:
             return 0
         join = monitor.join
         prediction_room = monitor.bulk_room()
-        stop = min(len(items), first + self.config.rejection_window - self._records - 1)
         predictions: list[Prediction] = []  # the run's predictions, for the data window at the end
         joined = 0  # how many of them are in the label join already
         position = first
