@@ -253,3 +253,23 @@ def test_runs_of_predictions_and_labels_close_to_each_other(demo_stream, demo_re
         batched = engine()
         assert in_batches(batched, records, [*range(0, len(records), size), len(records)]) == expected
         assert orjson.dumps(batched.state()) == orjson.dumps(reference.state())
+
+
+@pytest.mark.parametrize("window_seconds", [0, 60])
+def test_one_model_stream_in_long_runs(demo_stream, demo_references, window_seconds):
+    """One model's records only (runs of hundreds of predictions and labels), windows of
+    ``window_events`` or of 60 s of event time, the dirty records among them."""
+    records = [r for r in dirty(demo_stream[0])
+               if b'"model":"credit"' in (raw := r if isinstance(r, bytes) else r.encode()) or b'"model"' not in raw]
+    config = demo.demo_config()
+    config["defaults"] = {**config.get("defaults", {}), "window_seconds": window_seconds}
+
+    def engine() -> Engine:
+        return Engine(parse_config(config), references=demo_references)
+
+    reference = engine()
+    expected = one_at_a_time(reference, records)
+    assert len(expected[0]) > 10 and len(expected[1]) > 100
+    batched = engine()
+    assert in_batches(batched, records, [*range(0, len(records), 1000), len(records)]) == expected
+    assert orjson.dumps(batched.state()) == orjson.dumps(reference.state())

@@ -191,11 +191,21 @@ class ModelMonitor:
         """How many predictions in a row :meth:`on_predictions` may take: none that could alert.
 
         Only the last event before a window close or a label-join expiry is left to the one-by-one
-        path; time windows and per-prediction change streams keep every event on it.
+        path; per-prediction change streams keep every event on it, and so does the first event of
+        a time window (it aligns the window's start). Of a time window, take only predictions
+        within :meth:`bulk_span`.
         """
-        if self.config.window_seconds or self._event_streams:
+        if self._event_streams or (self.config.window_seconds and self._n == 0):
             return 0
         return min(self.config.window_events - self._n, EXPIRE_EVERY - self._since_expiry) - 1
+
+    def bulk_span(self) -> tuple[float, float]:
+        """The event times ``[low, high)`` a prediction may have and not close the open time window
+        (see :meth:`_maybe_close_by_time`); any time for a window of ``window_events``."""
+        seconds = self.config.window_seconds
+        if not seconds:
+            return -math.inf, math.inf
+        return self._start - self.config.allowed_lateness_seconds, self._start + seconds
 
     def on_predictions(self, events: Sequence[Prediction]) -> None:
         """Exactly what :meth:`on_prediction` does for each of ``events``, appended column by column.
@@ -954,8 +964,8 @@ class Engine:
         many items it took (0: none, the caller takes ``items[first]`` one by one).
 
         The predictions go to the data window column-wise, once for the whole run (see
-        :meth:`ModelMonitor.bulk_room`: no window close or join expiry inside it); before each
-        label, the predictions since the previous one join the label join (see
+        :meth:`ModelMonitor.bulk_room` and :meth:`~ModelMonitor.bulk_span`: no window close or join
+        expiry inside it); before each label, the predictions since the previous one join the label join (see
         :meth:`ModelMonitor.join_predictions`), so the label meets the join, the model version and
         the performance window exactly as one-by-one processing leaves them, and whatever it
         raises is that path's. The run stops before a record that could behave otherwise: a
@@ -975,6 +985,7 @@ class Engine:
             return 0
         join = monitor.join
         prediction_room = monitor.bulk_room()
+        low, high = monitor.bulk_span()
         predictions: list[Prediction] = []  # the run's predictions, for the data window at the end
         joined = 0  # how many of them are in the label join already
         position = first
@@ -984,7 +995,7 @@ class Engine:
             item = items[position]
             kind = type(item)
             if kind is Prediction:
-                if item.model != model or len(predictions) >= prediction_room:
+                if item.model != model or len(predictions) >= prediction_room or not low <= item.ts < high:
                     break
                 predictions.append(item)
             elif kind is Label:
