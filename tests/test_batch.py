@@ -216,3 +216,60 @@ def test_labels_that_come_before_their_predictions(demo_stream, demo_references)
     for size in (333, 1000):
         engine = demo_engine(demo_references)
         assert in_batches(engine, records, [*range(0, len(records), size), len(records)]) == expected
+
+
+def test_runs_of_predictions_and_labels_close_to_each_other(demo_stream, demo_references):
+    """Labels a few records after their predictions (they join inside a run of the batch path), a
+    label join that evicts between them and performance windows closing inside a run."""
+    stream = demo_stream[0][:30_000]
+    events = [decode(record) for record in stream]
+    rng = random.Random(5)
+    moved: dict[str, bytes] = {}  # request_id -> its label, moved to a few records after the prediction
+    for record, event in zip(stream, events):
+        if type(event).__name__ == "Label" and rng.random() < 0.6:
+            moved[event.request_id] = record
+    records: list[bytes] = []
+    due: list[tuple[int, bytes]] = []
+    for record, event in zip(stream, events):
+        if type(event).__name__ == "Label" and event.request_id in moved:
+            continue
+        records.append(record)
+        if type(event).__name__ == "Prediction" and event.request_id in moved:
+            due.append((len(records) + rng.randrange(0, 6), moved[event.request_id]))
+        while due and due[0][0] <= len(records):
+            records.append(due.pop(0)[1])
+    records += [label for _at, label in due]
+    records[100:100] = [records[120], records[130]]  # two duplicates, refused by the join
+    config = demo.demo_config()
+    config["defaults"] = {"performance_window": 60, "min_samples": 50, "label_join_max_pending": 400}
+
+    def engine() -> Engine:
+        return Engine(parse_config(config), references=demo_references)
+
+    reference = engine()
+    expected = one_at_a_time(reference, records)
+    assert len(expected[0]) > 20 and reference.bookkeeping()["join_evicted"] > 100
+    for size in (1000, 4096):
+        batched = engine()
+        assert in_batches(batched, records, [*range(0, len(records), size), len(records)]) == expected
+        assert orjson.dumps(batched.state()) == orjson.dumps(reference.state())
+
+
+@pytest.mark.parametrize("window_seconds", [0, 60])
+def test_one_model_stream_in_long_runs(demo_stream, demo_references, window_seconds):
+    """One model's records only (runs of hundreds of predictions and labels), windows of
+    ``window_events`` or of 60 s of event time, the dirty records among them."""
+    records = [r for r in dirty(demo_stream[0])
+               if b'"model":"credit"' in (raw := r if isinstance(r, bytes) else r.encode()) or b'"model"' not in raw]
+    config = demo.demo_config()
+    config["defaults"] = {**config.get("defaults", {}), "window_seconds": window_seconds}
+
+    def engine() -> Engine:
+        return Engine(parse_config(config), references=demo_references)
+
+    reference = engine()
+    expected = one_at_a_time(reference, records)
+    assert len(expected[0]) > 10 and len(expected[1]) > 100
+    batched = engine()
+    assert in_batches(batched, records, [*range(0, len(records), 1000), len(records)]) == expected
+    assert orjson.dumps(batched.state()) == orjson.dumps(reference.state())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import itemgetter
 from typing import Any, Callable, Iterable, Sequence
 
@@ -48,6 +49,8 @@ PER_CLASS_STATS = ("precision", "recall")
 SCORE_ORDERS_KEPT = 16  # key orders of `scores` objects whose class positions a monitor remembers
 QUALITY_CHECKS = ("missing_rate", "type_error_rate", "out_of_range_rate", "unseen_rate")
 EXPIRE_EVERY = 1024
+MIN_RUN = 8  # the batch path takes a run of one model's predictions and labels from this long
+TRANSPOSE_ROWS = 128  # window rows turned into columns once this many are new (see _transpose_new_rows)
 UNATTRIBUTED = "*"
 
 
@@ -192,31 +195,55 @@ class ModelMonitor:
         """How many predictions in a row :meth:`on_predictions` may take: none that could alert.
 
         Only the last event before a window close or a label-join expiry is left to the one-by-one
-        path; time windows and per-prediction change streams keep every event on it.
+        path; per-prediction change streams keep every event on it, and so does the first event of
+        a time window (it aligns the window's start). Of a time window, take only predictions
+        within :meth:`bulk_span`.
         """
-        if self.config.window_seconds or self._event_streams:
+        if self._event_streams or (self.config.window_seconds and self._n == 0):
             return 0
         return min(self.config.window_events - self._n, EXPIRE_EVERY - self._since_expiry) - 1
+
+    def bulk_span(self) -> tuple[float, float]:
+        """The event times ``[low, high)`` a prediction may have and not close the open time window
+        (see :meth:`_maybe_close_by_time`); any time for a window of ``window_events``."""
+        seconds = self.config.window_seconds
+        if not seconds:
+            return -math.inf, math.inf
+        return self._start - self.config.allowed_lateness_seconds, self._start + seconds
 
     def on_predictions(self, events: Sequence[Prediction]) -> None:
         """Exactly what :meth:`on_prediction` does for each of ``events``, appended column by column.
 
-        The caller guarantees that they are at most :meth:`bulk_room` and that no label waits for
-        any of them in the join (see :meth:`LabelJoin.not_waiting`), so none raises an alert.
+        The caller guarantees that they are at most :meth:`bulk_room` and that each would only wait
+        in the label join (see :meth:`LabelJoin.add_waiting`), so none raises an alert.
         """
-        versions = [e.model_version for e in events if e.model_version]
-        if versions:
-            self.model_version = versions[-1]
+        self.join_predictions(events, 0, len(events))
+        self.append_predictions(events)
+
+    def join_predictions(self, events: Sequence[Prediction], first: int, stop: int) -> int:
+        """The label-join half of :meth:`on_predictions` (and the model version) for ``events[first:stop]``,
+        as far as each would only wait (see :meth:`LabelJoin.add_waiting`); how many it took. The
+        window half, :meth:`append_predictions`, may follow later in the same run."""
+        taken = self.join.add_waiting(events, first, stop)
+        for position in range(first + taken - 1, first - 1, -1):  # the latest version given
+            if events[position].model_version:
+                self.model_version = events[position].model_version
+                break
+        self._since_expiry += taken
+        return taken
+
+    def append_predictions(self, events: Sequence[Prediction]) -> None:
+        """The data-window half of :meth:`on_predictions`: only a window close reads what it appends."""
         if self._n == 0:
             self._start = self._end = events[0].ts
         self._end = max(self._end, max([e.ts for e in events]))  # a record may be late (see EventClock)
         self._n += len(events)
         self._rows += [e.features for e in events if e.features]
+        if len(self._rows) - self._transposed >= TRANSPOSE_ROWS:
+            self._transpose_new_rows()
         self._predictions += [e.prediction for e in events]
         self._scores += [e.score for e in events if e.score is not None]
         self._latencies += [e.latency_ms for e in events]
-        self.join.add_predictions(events)
-        self._since_expiry += len(events)
 
     def on_features(self, event: Features) -> list[Alert]:
         alerts = self._maybe_close_by_time(event.ts)
@@ -363,6 +390,8 @@ class ModelMonitor:
     # -- windows ---------------------------------------------------------------------------
     def _reset_data_window(self) -> None:
         self._rows: list[dict[str, Any]] = []
+        self._column_parts: list[list[tuple[Any, ...]]] = []  # the first `_transposed` rows, as columns
+        self._transposed = 0
         self._predictions: list[Any] = []
         self._scores: list[float] = []
         self._latencies: list[float | None] = []
@@ -426,13 +455,26 @@ class ModelMonitor:
 
     def _feature_columns(self) -> list[Sequence[Any]]:
         """The window's rows as one column per monitored feature (None where a row lacks the feature)."""
-        names, rows = self.monitored_features, self._rows
-        if len(names) > 1 and rows:
+        self._transpose_new_rows()
+        parts = self._column_parts
+        if len(parts) == 1:
+            return parts[0]
+        return [tuple(chain.from_iterable(column)) for column in zip(*parts)]
+
+    def _transpose_new_rows(self) -> None:
+        """Turn the rows appended since the last call into columns, while they are still in the CPU's caches."""
+        rows, names = self._rows, self.monitored_features
+        if self._transposed == len(rows) and self._column_parts:
+            return
+        new = rows[self._transposed:] if self._transposed else rows
+        self._transposed = len(rows)
+        if len(names) > 1 and new:
             try:
-                return list(zip(*map(itemgetter(*names), rows)))  # every row has every feature: C speed
+                self._column_parts.append(list(zip(*map(itemgetter(*names), new))))  # every row has every feature
+                return
             except KeyError:
                 pass
-        return [[row.get(name) for row in rows] for name in names]
+        self._column_parts.append([tuple([row.get(name) for row in new]) for name in names])
 
     def close_performance_window(self, ts: float) -> list[Alert]:
         findings: list[Finding] = []
@@ -669,6 +711,7 @@ class ModelMonitor:
         self.window_index, self.performance_index, self._since_expiry = state["indices"]
         window = state["window"]
         self._rows, self._predictions, self._scores = window["rows"], window["predictions"], window["scores"]
+        self._column_parts, self._transposed = [], 0
         self._latencies, self._n, self._start, self._end = window["latencies"], window["n"], window["start"], window["end"]
         perf = state["performance_window"]
         self._perf_n, self._perf_start, self._perf_end = perf["n"], perf["start"], perf["end"]
@@ -906,11 +949,9 @@ class Engine:
         index, count = 0, len(items)
         while index < count:
             item = items[index]
-            if type(item) is Prediction:
-                taken = self._predictions_in_bulk(items, index)
+            if type(item) is Prediction or type(item) is Label:
+                taken = self._run_in_bulk(items, index, result)
                 if taken:
-                    result.events += taken
-                    result.last_ts = items[index + taken - 1].ts
                     index += taken
                     continue
             if type(item) is Rejection:
@@ -934,30 +975,87 @@ class Engine:
             index += 1
         return result
 
-    def _predictions_in_bulk(self, items: list[Event | Rejection], first: int) -> int:
-        """Process the run of predictions of one model from ``items[first]`` column-wise, as far as none
-        can raise an alert (see :meth:`ModelMonitor.bulk_room`); return how many (0: none taken)."""
+    def _run_in_bulk(self, items: list[Event | Rejection], first: int, result: BatchResult) -> int:
+        """Process the run of one model's predictions and labels from ``items[first]``; return how
+        many items it took (0: none, the caller takes ``items[first]`` one by one).
+
+        The predictions go to the data window column-wise, once for the whole run (see
+        :meth:`ModelMonitor.bulk_room` and :meth:`~ModelMonitor.bulk_span`: no window close or join
+        expiry inside it); before each label, the predictions since the previous one join the label join (see
+        :meth:`ModelMonitor.join_predictions`), so the label meets the join, the model version and
+        the performance window exactly as one-by-one processing leaves them, and whatever it
+        raises is that path's. The run stops before a record that could behave otherwise: a
+        prediction a label waits for or that repeats a request id, a label the join would refuse,
+        another model, another event type, the record that closes the rejection window.
+        """
         model = items[first].model
+        stop = min(len(items), first + self.config.rejection_window - self._records - 1)
+        if stop - first < MIN_RUN:
+            return 0
+        for position in range(first + MIN_RUN - 1, first, -1):  # (from the far end: models that alternate fail first)
+            item = items[position]
+            if (type(item) is not Prediction and type(item) is not Label) or item.model != model:
+                return 0  # a short run: its bookkeeping would cost more than the one-by-one path
         monitor = self.monitors.get(model)
         if monitor is None:
             return 0
-        room = min(monitor.bulk_room(), self.config.rejection_window - self._records - 1)
-        stop, limit = first, min(len(items), first + room)
-        while stop < limit and type(items[stop]) is Prediction and items[stop].model == model:
-            stop += 1
-        if stop - first < 2:
-            return 0
-        stop = first + monitor.join.not_waiting(items, first, stop)
-        if stop - first < 2:
-            return 0
-        run = items[first:stop]
-        monitor.on_predictions(run)
-        self.events += len(run)
-        self._last_ts = max(self._last_ts, monitor._end)  # the run's latest time: the window's end is its max
-        if self._records == 0:
-            self._window_start = run[0].ts
-        self._records += len(run)
-        return len(run)
+        join = monitor.join
+        prediction_room = monitor.bulk_room()
+        low, high = monitor.bulk_span()
+        predictions: list[Prediction] = []  # the run's predictions, for the data window at the end
+        joined = 0  # how many of them are in the label join already
+        position = first
+        latest = self._last_ts
+        failed: int | None = None  # a label on which the engine failed: dead-lettered, not counted
+        while position < stop:
+            item = items[position]
+            kind = type(item)
+            if kind is Prediction:
+                if item.model != model or len(predictions) >= prediction_room or not low <= item.ts < high:
+                    break
+                predictions.append(item)
+            elif kind is Label:
+                if item.model != model or join.would_refuse_label(item.request_id):
+                    break
+                if joined < len(predictions):
+                    joined += monitor.join_predictions(predictions, joined, len(predictions))
+                    if joined < len(predictions):  # from that prediction on, the one-by-one path
+                        position -= len(predictions) - joined
+                        del predictions[joined:]
+                        break
+                try:
+                    raised = monitor.on_label(item)
+                except Exception as error:  # a bug must not stop a runner: dead-letter the record, go on
+                    result.rejections.append((position, Rejection(f"engine error: {type(error).__name__}: {error}",
+                                                                  item.model)))
+                    failed = position
+                    position += 1
+                    break
+                if raised:
+                    result.alerts += self._tally(raised)
+                    result.alert_records += [position] * len(raised)
+                if item.ts > latest:
+                    latest = item.ts
+            else:
+                break
+            position += 1
+        if joined < len(predictions):
+            joined += monitor.join_predictions(predictions, joined, len(predictions))
+            position -= len(predictions) - joined
+            del predictions[joined:]
+        if predictions:
+            monitor.append_predictions(predictions)
+            latest = max(latest, monitor._end)  # the data window's end is its latest prediction time
+        counted = (position if failed is None else failed) - first
+        if counted:
+            self.events += counted
+            self._last_ts = latest
+            if self._records == 0:
+                self._window_start = items[first].ts
+            self._records += counted
+            result.events += counted
+            result.last_ts = items[first + counted - 1].ts
+        return position - first
 
     def process_batch(self, events: Iterable[Event | Rejection]) -> list[Alert]:
         alerts: list[Alert] = []

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Sequence
 
-SHORT_RUN = 8  # runs of predictions up to this long are checked one by one in not_waiting: fewer calls
+SHORT_RUN = 8  # runs of predictions up to this long are checked one by one in add_waiting: fewer calls
 
 
 @dataclass(slots=True)
@@ -86,6 +87,10 @@ class LabelJoin:
         self.duplicates += 1
         return f"duplicate request_id {request_id!r}: {why}"
 
+    def would_refuse_label(self, request_id: str) -> bool:
+        """Whether :meth:`label_refusal` would refuse a label for ``request_id`` (nothing is counted)."""
+        return request_id in self._labels or request_id in self._joined
+
     def add_prediction(self, request_id: str, ts: float, prediction: Any, score: float | None,
                        attributes: dict[str, Any]) -> Outcome | None:
         """Join a prediction that :meth:`prediction_refusal` let in."""
@@ -116,28 +121,32 @@ class LabelJoin:
         if len(self._joined) > self.max_pending:
             _drop_oldest(self._joined, self.max_pending)  # forgotten, not lost: nothing waits there
 
-    def not_waiting(self, events: Sequence[Any], first: int, stop: int) -> int:
-        """How many of ``events[first:stop]`` in a row would only wait: no label waits for their
-        ``request_id``, and none repeats a pending, joined or earlier one of them."""
-        ids = [events[position].request_id for position in range(first, stop)]
+    def add_waiting(self, events: Sequence[Any], first: int, stop: int) -> int:
+        """:meth:`add_prediction` for ``events[first:stop]`` in order, as far as each would only wait: no
+        label waits for its ``request_id`` and it repeats no pending, joined or earlier one. Returns
+        how many were added; the one after them (if any) is left to :meth:`prediction_refusal` and
+        :meth:`add_prediction`."""
         predictions, labels, joined = self._predictions, self._labels, self._joined
-        # A long run is checked whole in C first (the common case: nothing in it repeats or joins).
-        if (len(ids) > SHORT_RUN and len(set(ids)) == len(ids) and labels.keys().isdisjoint(ids)
-                and predictions.keys().isdisjoint(ids) and joined.keys().isdisjoint(ids)):
-            return len(ids)
-        seen: set[str] = set()
-        for offset, request_id in enumerate(ids):
-            if request_id in labels or request_id in predictions or request_id in joined or request_id in seen:
-                return offset
-            seen.add(request_id)
-        return len(ids)
-
-    def add_predictions(self, events: Sequence[Any]) -> None:
-        """:meth:`add_prediction` for predictions that only wait (see :meth:`not_waiting`)."""
-        self._predictions.update(
-            (e.request_id, (e.ts, e.prediction, e.score, e.attributes)) for e in events)
-        if len(self._predictions) > self.max_pending:
-            self.evicted_predictions += _drop_oldest(self._predictions, self.max_pending)
+        added = 0
+        if stop - first > SHORT_RUN:  # a long run is checked whole in C first (the common case: all wait)
+            ids = [events[position].request_id for position in range(first, stop)]
+            if (len(set(ids)) == len(ids) and labels.keys().isdisjoint(ids) and predictions.keys().isdisjoint(ids)
+                    and joined.keys().isdisjoint(ids)):
+                predictions.update((e.request_id, (e.ts, e.prediction, e.score, e.attributes))
+                                   for e in islice(events, first, stop))
+                added = len(ids)
+        if not added:
+            for position in range(first, stop):
+                event = events[position]
+                request_id = event.request_id
+                if request_id in predictions or request_id in labels or request_id in joined:
+                    break
+                predictions[request_id] = (event.ts, event.prediction, event.score, event.attributes)
+                added += 1
+        # Evicting after the adds drops what evicting after each would: the oldest, from the front.
+        if len(predictions) > self.max_pending:
+            self.evicted_predictions += _drop_oldest(predictions, self.max_pending)
+        return added
 
     def expire(self, now: float) -> None:
         horizon = now - self.ttl

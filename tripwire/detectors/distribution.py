@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from tripwire.detectors.statistics import chi_square, js_distance, ks_binned, psi, wasserstein_binned
+
+from tripwire.detectors.tally import tally
 
 __all__ = [
     "psi",
@@ -331,16 +332,15 @@ class CategoricalDrift(_BinnedWindow):
     def update_many(self, values: Iterable[Any]) -> None:
         """Fold a batch of values into the window.
 
-        Values are tallied with :class:`collections.Counter` (C speed) and only the
+        Values are tallied with :func:`~tripwire.detectors.tally.tally` (C speed) and only the
         distinct values are mapped to bins, which is what keeps this cheap: a window
         has thousands of values but only a handful of categories.
         """
         if isinstance(values, np.ndarray):
             values = values.tolist()  # numpy scalars hash slower than Python objects
-        tally = Counter(values)
         counts = self._counts
         added = 0
-        for value, c in tally.items():
+        for value, c in tally(values).items():
             i = self._bin(value)
             if i is not None:
                 counts[i] += c

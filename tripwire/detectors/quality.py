@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+
+from tripwire.detectors.tally import tally
 
 __all__ = ["FeatureQuality"]
 
@@ -158,15 +159,19 @@ class FeatureQuality:
         categories = self._categories
         flag_unseen = self._other == 0.0
         examples = self.unseen_examples
-        if set(map(type, values)) <= _TEXT_OR_MISSING:
-            # Strings (and None) only: tally the distinct values in order of first appearance, which
-            # keeps the examples those of the loop below. (Other types could collide in a Counter: 1 == True.)
-            tally = Counter(values)
+        try:
+            counts = tally(values)  # the distinct values in order of first appearance
+        except TypeError:  # an unhashable value (a list, a dict): the loop below
+            counts = None
+        if counts is not None and set(map(type, counts)) <= _TEXT_OR_MISSING:
+            # Strings (and None) only: counted per distinct value, which keeps the examples those of
+            # the loop below. (Values of other types that compare equal, 1 == True, share a key: then
+            # that key is no string and the loop counts them.)
             self.n += len(values)
-            self.missing += tally.pop(None, 0)
+            self.missing += counts.get(None, 0)
             if flag_unseen:
-                for s, count in tally.items():
-                    if s not in categories:
+                for s, count in counts.items():
+                    if s is not None and s not in categories:
                         self.unseen += count
                         if len(examples) < _MAX_EXAMPLES and s not in examples:
                             examples.append(s)
