@@ -218,6 +218,8 @@ MODEL_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "detectors": (_detector_switches, {}, "detector families on/off, all on by default"),
     "thresholds": (lambda v: v, {}, "per detector: {warning = x, critical = y} overriding the built-in defaults"),
     "signals": (lambda v: v, {}, "per signal (e.g. \"feature:weight\"): enabled = false and/or per-detector thresholds"),
+    "sharded": (lambda value: _bool(value), False, "spread over every input partition, keyed by request_id: "
+                                                   "per-partition window summaries merged once (needs window_seconds)"),
 }
 
 
@@ -247,7 +249,7 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # Topic roles and their default names; [kafka.topics] renames any of them.
 DEFAULT_TOPICS = {role: f"tripwire.{role}" for role in
-                  ("events", "alerts", "deadletter", "metrics", "checkpoints", "actions")}
+                  ("events", "alerts", "deadletter", "metrics", "checkpoints", "actions", "summaries")}
 INFRASTRUCTURE_DETECTORS = ("cpu_percent", "memory_percent", "event_loop_lag_ms", "consumer_lag_growth", "unpublished")
 
 
@@ -304,7 +306,7 @@ KAFKA_KEYS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "partitions": (_positive_int, 4, "partitions of the topics tripwire creates (and Faust's topic_partitions)"),
     "replication_factor": (_positive_int, 1, "replication factor of the topics tripwire creates"),
     "create_topics": (_bool, True, "create missing topics at start (else they must exist)"),
-    "topics": (_topics, DEFAULT_TOPICS, "[kafka.topics] events, alerts, deadletter, metrics, checkpoints, actions"),
+    "topics": (_topics, DEFAULT_TOPICS, "[kafka.topics] events, alerts, deadletter, metrics, checkpoints, actions, summaries"),
 }
 
 # The [worker] table: the Faust worker's batching, checkpoints and utilization sampling.
@@ -363,6 +365,7 @@ class ModelConfig:
     detectors: dict[str, bool] = field(default_factory=dict)
     thresholds: dict[str, Threshold] = field(default_factory=dict)
     signals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sharded: bool = False
 
     def enabled(self, family: str, signal: str | None = None) -> bool:
         if not self.detectors.get(family, True):
@@ -498,6 +501,9 @@ def check_references(config: MonitorConfig, references: dict[str, dict[str, Any]
         if kind == "classification" and len(reference.get("classes") or ()) > 2:
             kind = "multiclass"
         metrics = PERFORMANCE_METRICS.get(kind, ())
+        if model.sharded and kind == "multiclass":
+            raise ConfigError(f"{label}.sharded: a multi-class model cannot be sharded yet (binary classification "
+                              f"and regression can)")
         classes = [str(c) for c in reference.get("classes") or ()]
         known_attributes = tuple(reference.get("attributes") or ())
         attributes = model.attributes if model.attributes is not None else known_attributes
@@ -586,7 +592,17 @@ def _model(raw: dict[str, Any], label: str) -> ModelConfig:
                 parsed[key] = _threshold(value, key, f"{where}.{key}")
         signals[signal] = parsed
     values["signals"] = signals
-    return ModelConfig(**values)
+    model = ModelConfig(**values)
+    if model.sharded:
+        # A sharded model's windows are merged across partitions: only event-time windows line up.
+        if not model.window_seconds:
+            raise ConfigError(f"{label}.sharded = true needs window_seconds > 0 (event-time windows merge across "
+                              f"partitions; count windows do not)")
+        per_event = [s for s in model.change_streams if s != "error"]
+        if per_event:
+            raise ConfigError(f"{label}.change_streams {per_event} cannot be watched on a sharded model (its "
+                              f"events are spread over partitions); only 'error', fed the merged window's error")
+    return model
 
 
 def _table(value: Any, label: str) -> dict[str, Any]:
