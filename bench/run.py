@@ -5,7 +5,8 @@ Prints the figures as markdown tables (ready for the README), writes them to
 the timed ones run on an otherwise idle interpreter:
 
 1. speed: replay of 1,000,000 events vs bare ``orjson.loads`` (bench/replay_throughput.py), the
-   Kafka path (bench/kafka_throughput.py, when present and a broker can run), car-loan rows/s vs
+   Kafka path (bench/kafka_throughput.py, when present and a broker can run), one sharded model with
+   1 and 2 workers, its merge cost per window and its summary size (bench/shard.py), car-loan rows/s vs
    NannyML and Evidently, engine memory per model and per feature, peak RSS of 10^6 unlabelled
    predictions under the label join's bound (bench/join_memory.py); the serving client's added
    latency per ``log_prediction`` call, broker up and down (bench/client_latency.py);
@@ -281,6 +282,8 @@ def render(r: dict[str, Any]) -> str:
              render_agreement(r["agreement"]),
              f"\nengine-published window statistics vs the detectors' values: largest difference "
              f"{fmt(r['agreement']['engine_vs_detectors_max_diff'])}"]
+    if r.get("shard", {}).get("status") == "ok":
+        parts += ["", "### One hot model over 8 partitions (bench/shard.py)", "```", r["shard"]["figures"]["report"], "```"]
     if "multiclass" in r:
         from bench.multiclass import render as render_multiclass
 
@@ -315,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     r["startup"] = timed("command-line start-up", startup.run, seconds)
     r["kafka"] = ({"status": "skipped: --no-kafka"} if args.no_kafka
                   else timed("kafka path", lambda: speed.kafka(sys.executable), seconds))
+    r["shard"] = ({"status": "skipped: --no-kafka"} if args.no_kafka
+                  else timed("sharded model", lambda: speed.kafka(sys.executable, module="bench.shard"), seconds))
     r["client"] = timed("client latency", lambda: client_latency.run(start_broker=not args.no_kafka), seconds)
     r["carloan_speed"] = timed("car-loan rows/s", speed.carloan_throughput, seconds)
     r["memory"] = timed("engine memory", speed.memory_table, seconds)

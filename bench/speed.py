@@ -143,8 +143,9 @@ def broker_running() -> bool:
     return subprocess.run(["bash", "scripts/kafka.sh", "status"], cwd=REPO, capture_output=True).returncode == 0
 
 
-def kafka(python: str = sys.executable, timeout: float = 900) -> dict[str, Any]:
-    """bench/kafka_throughput.py in a child process against the project's broker (started here if none runs)."""
+def kafka(python: str = sys.executable, timeout: float = 900, module: str = "bench.kafka_throughput") -> dict[str, Any]:
+    """``module`` (bench/kafka_throughput.py; bench/shard.py) in a child process against the project's broker
+    (started here if none runs)."""
     started_here = False
     env = {**os.environ, "PYTHON": python}
     if not broker_running():
@@ -156,7 +157,7 @@ def kafka(python: str = sys.executable, timeout: float = 900) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "kafka.json"
-            done = subprocess.run([python, "-m", "bench.kafka_throughput", "--json", str(out)], cwd=REPO, env=env,
+            done = subprocess.run([python, "-m", module, "--json", str(out)], cwd=REPO, env=env,
                                   capture_output=True, text=True, timeout=timeout)
             result: dict[str, Any] = {"status": "ok" if done.returncode == 0 and out.exists()
                                       else f"failed (exit {done.returncode})",

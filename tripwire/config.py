@@ -15,6 +15,7 @@ from tripwire.config_tables import KAFKA_KEYS, MLFLOW_KEYS, MONITOR_KEYS, WORKER
 from tripwire.config_values import (
     ConfigError,
     KeySpec,
+    _bool,
     _non_negative_int,
     _non_negative_number,
     _one_of,
@@ -115,6 +116,8 @@ MODEL_KEYS: KeySpec = {
     "detectors": (_detector_switches, {}, "detector families on/off, all on by default"),
     "thresholds": (lambda v: v, {}, "per detector: {warning = x, critical = y} overriding the built-in defaults"),
     "signals": (lambda v: v, {}, "per signal (e.g. \"feature:weight\"): enabled = false and/or per-detector thresholds"),
+    "sharded": (_bool, False, "spread over every input partition, keyed by request_id: "
+                               "per-partition window summaries merged once (needs window_seconds)"),
 }
 
 
@@ -144,6 +147,7 @@ class ModelConfig:
     detectors: dict[str, bool] = field(default_factory=dict)
     thresholds: dict[str, Threshold] = field(default_factory=dict)
     signals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sharded: bool = False
 
     def enabled(self, family: str, signal: str | None = None) -> bool:
         if not self.detectors.get(family, True):
@@ -279,6 +283,9 @@ def check_references(config: MonitorConfig, references: dict[str, dict[str, Any]
         if kind == "classification" and len(reference.get("classes") or ()) > 2:
             kind = "multiclass"
         metrics = PERFORMANCE_METRICS.get(kind, ())
+        if model.sharded and kind == "multiclass":
+            raise ConfigError(f"{label}.sharded: a multi-class model cannot be sharded yet (binary classification "
+                              f"and regression can)")
         classes = [str(c) for c in reference.get("classes") or ()]
         known_attributes = tuple(reference.get("attributes") or ())
         attributes = model.attributes if model.attributes is not None else known_attributes
@@ -347,7 +354,17 @@ def _model(raw: dict[str, Any], label: str) -> ModelConfig:
                 parsed[key] = _threshold(value, key, f"{where}.{key}")
         signals[signal] = parsed
     values["signals"] = signals
-    return ModelConfig(**values)
+    model = ModelConfig(**values)
+    if model.sharded:
+        # A sharded model's windows are merged across partitions: only event-time windows line up.
+        if not model.window_seconds:
+            raise ConfigError(f"{label}.sharded = true needs window_seconds > 0 (event-time windows merge across "
+                              f"partitions; count windows do not)")
+        per_event = [s for s in model.change_streams if s != "error"]
+        if per_event:
+            raise ConfigError(f"{label}.change_streams {per_event} cannot be watched on a sharded model (its "
+                              f"events are spread over partitions); only 'error', fed the merged window's error")
+    return model
 
 
 

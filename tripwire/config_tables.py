@@ -36,7 +36,7 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # Topic roles and their default names; [kafka.topics] renames any of them.
 DEFAULT_TOPICS = {role: f"tripwire.{role}" for role in
-                  ("events", "alerts", "deadletter", "metrics", "checkpoints", "actions")}
+                  ("events", "alerts", "deadletter", "metrics", "checkpoints", "actions", "summaries")}
 INFRASTRUCTURE_DETECTORS = ("cpu_percent", "memory_percent", "event_loop_lag_ms", "consumer_lag_growth", "unpublished")
 
 
@@ -93,7 +93,7 @@ KAFKA_KEYS: KeySpec = {
     "partitions": (_positive_int, 4, "partitions of the topics tripwire creates (and Faust's topic_partitions)"),
     "replication_factor": (_positive_int, 1, "replication factor of the topics tripwire creates"),
     "create_topics": (_bool, True, "create missing topics at start (else they must exist)"),
-    "topics": (_topics, DEFAULT_TOPICS, "[kafka.topics] events, alerts, deadletter, metrics, checkpoints, actions"),
+    "topics": (_topics, DEFAULT_TOPICS, "[kafka.topics] events, alerts, deadletter, metrics, checkpoints, actions, summaries"),
 }
 
 # The [worker] table: the Faust worker's batching, checkpoints and utilization sampling.

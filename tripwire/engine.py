@@ -38,6 +38,7 @@ from tripwire.reference import is_multiclass, load_reference, validate_reference
 
 Alert = dict[str, Any]
 WindowSink = Callable[[dict[str, Any]], None]
+SummarySink = Callable[[dict[str, Any]], None]
 
 # Metrics where a larger value is worse; for the others a smaller value is worse.
 ERROR_METRICS = frozenset({"mae", "rmse", "mape", "log_loss"})
@@ -94,8 +95,14 @@ def degradation(metric: str, current: float, baseline: float) -> float:
 class ModelMonitor:
     """Every detector of one model, its open windows, its label join and its alert state."""
 
-    def __init__(self, config: ModelConfig, reference: dict[str, Any], on_window: WindowSink | None = None) -> None:
+    def __init__(self, config: ModelConfig, reference: dict[str, Any], on_window: WindowSink | None = None,
+                 on_summary: SummarySink | None = None) -> None:
         self.config = config
+        # A sharded model's windows go out as summaries (to on_summary) instead of being judged here;
+        # a monitor that judges merged summaries holds their join counts in merged_join_stats.
+        self.sharded = config.sharded
+        self.on_summary = on_summary
+        self.merged_join_stats: dict[str, int] | None = None
         self.reference = reference
         self.reference_uri = config.reference
         self.task: str = reference["task"]
@@ -157,7 +164,8 @@ class ModelMonitor:
         # Streams fed per prediction; "error" is fed per labelled outcome instead.
         self._event_streams = [(s, d) for s, d in self.change.items() if s != "error"]
         # Families registered in tripwire.detectors.registry; the outcomes are kept only for one that judges them.
-        self.registered = detectors_for(config, reference)
+        # They judge a window's raw values, which a sharded model's merged windows do not have.
+        self.registered = [] if config.sharded else detectors_for(config, reference)
         self._keeps_outcomes = any(family.window == "performance" for family, _ in self.registered)
         self.window_index = 0
         self.performance_index = 0
@@ -256,8 +264,10 @@ class ModelMonitor:
         duplicate = self.join.label_refusal(event.request_id)
         if duplicate is not None:
             raise Refused(Rejection(duplicate, event.model))
+        alerts = self._open_sharded_window(event.ts) if self.sharded else []
         outcome = self.join.add_label(event.request_id, event.ts, event.label)
-        alerts = self._on_outcome(outcome, event.ts) if outcome is not None else []
+        if outcome is not None:
+            alerts += self._on_outcome(outcome, event.ts)
         window = self._unmatched_window
         if window[3] is None:
             window[3] = event.ts
@@ -310,8 +320,21 @@ class ModelMonitor:
             self._end = ts
         self._n += 1
 
+    def _open_sharded_window(self, ts: float) -> list[Alert]:
+        """A label of a sharded model: its outcome folds into the window of its time, so it moves windows too."""
+        alerts = self._maybe_close_by_time(ts)
+        self._open_data_window(ts)
+        return alerts
+
     def _maybe_close_by_time(self, ts: float) -> list[Alert]:
         seconds = self.config.window_seconds
+        if self.sharded and self._n and ts < self._start - self.config.allowed_lateness_seconds:
+            # Its window was summarised on this partition already; the merge may have judged it.
+            self.clock.late += 1
+            raise Refused(Rejection(
+                f"late: ts {format_ts(ts)} is before the open window of sharded model {self.config.name!r} on this "
+                f"partition ({format_ts(self._start)}) by more than allowed_lateness_seconds = "
+                f"{self.config.allowed_lateness_seconds:g}; its window was summarised already", self.config.name))
         # A record before the window by more than the allowed lateness comes after the event clock
         # moved back (see EventClock): it starts a window of its own too.
         if seconds and self._n and not (self._start - self.config.allowed_lateness_seconds <= ts
@@ -324,7 +347,7 @@ class ModelMonitor:
         if self._since_expiry >= EXPIRE_EVERY:
             self._since_expiry = 0
             self.join.expire(ts)
-        if self._n >= self.config.window_events:
+        if self._n >= self.config.window_events and not self.sharded:  # a sharded model's windows are event-time only
             return self.close_data_window(ts)
         return []
 
@@ -359,6 +382,8 @@ class ModelMonitor:
                     window.update(str(group), outcome.prediction, outcome.label)
         else:  # a regression prediction and label are numbers (see admit)
             self.performance.update(outcome.prediction, outcome.label)
+        if self.sharded:  # its performance window is its data window, judged after the merge
+            return alerts
         error_stream = self.change.get("error")
         if error_stream is not None:
             if error_stream.update(self._error(outcome)):
@@ -408,32 +433,63 @@ class ModelMonitor:
         self._outcomes: list[Outcome] = []  # for the registered families that judge performance windows
 
     def close_data_window(self, ts: float) -> list[Alert]:
-        """Fold the buffered window into the detectors, judge every signal, start a new window."""
-        findings: list[Finding] = []
-        stats: dict[str, Any] = {}
+        """Fold the buffered window into the detectors, judge every signal, start a new window.
+
+        A sharded model's window is folded here and judged elsewhere: its detectors' states go out
+        as one summary (see :mod:`tripwire.shard`) to be merged with the other partitions' first.
+        """
         start, end, n = self._start, self._end, self._n
-        feature_findings, pvalues = [], []
+        self._fold_data_window()
+        if self.sharded:
+            self._emit_summary(start, end, n, ts)
+            return []
+        return self.judge_data_window(start, end, n, ts)
+
+    def _fold_data_window(self) -> None:
+        """The buffered window into the detectors (the drift, quality, serving and estimate ones); clear the buffers."""
         profiles = self.reference["features"]
         for name, column in zip(self.monitored_features, self._feature_columns()):
             # A numeric column of plain numbers is converted once, for quality and drift both.
             floats = _plain_numbers(column) if profiles[name]["kind"] == "numeric" else None
             if name in self.quality:
-                findings += self._quality_findings(name, column, start, end, stats, floats)
+                self.quality[name].update_many(column, floats)
             if name in self.drift:
-                finding, pvalue = self._drift_finding(self.drift[name], column if floats is None else floats,
-                                                      "data_drift", f"feature:{name}", start, end, stats)
+                _fold_drift(self.drift[name], column if floats is None else floats)
+        if self.config.enabled("drift", "prediction"):
+            _fold_drift(self.prediction_drift, self._predictions)
+        if self.score_drift is not None and self.config.enabled("drift", "score"):
+            _fold_drift(self.score_drift, self._scores)
+        for position, detector in enumerate(self.class_score_drift):
+            if self.config.enabled("drift", f"score:{self.classes.classes[position]}"):
+                _fold_drift(detector, [vector[position] for vector in self._scores])
+        if self.estimate is not None:
+            self.estimate.update_many(self._scores)
+        if self.config.enabled("serving", "serving"):
+            self.serving.update_many(self._latencies, self._start, self._end)
+        self._reset_data_window()
+
+    def judge_data_window(self, start: float, end: float, n: int, ts: float) -> list[Alert]:
+        """Judge the folded data window's detectors (the alert policy decides), reset them, emit the window."""
+        findings: list[Finding] = []
+        stats: dict[str, Any] = {}
+        feature_findings, pvalues = [], []
+        for name in self.monitored_features:
+            if name in self.quality:
+                findings += self._quality_findings(name, start, end, stats)
+            if name in self.drift:
+                finding, pvalue = self._drift_finding(self.drift[name], "data_drift", f"feature:{name}", start, end,
+                                                      stats)
                 if finding is not None:
                     feature_findings.append(finding)
                     pvalues.append(pvalue)
         findings += self._significant(feature_findings, pvalues)
 
         if self.config.enabled("drift", "prediction"):
-            finding, pvalue = self._drift_finding(self.prediction_drift, self._predictions, "prediction_drift",
-                                                  "prediction", start, end, stats)
+            finding, pvalue = self._drift_finding(self.prediction_drift, "prediction_drift", "prediction", start, end,
+                                                  stats)
             findings += self._significant([finding], [pvalue]) if finding else []
         if self.score_drift is not None and self.config.enabled("drift", "score"):
-            finding, pvalue = self._drift_finding(self.score_drift, self._scores, "prediction_drift", "score",
-                                                  start, end, stats)
+            finding, pvalue = self._drift_finding(self.score_drift, "prediction_drift", "score", start, end, stats)
             findings += self._significant([finding], [pvalue]) if finding else []
         if self.class_score_drift:
             findings += self._class_score_findings(start, end, stats)
@@ -447,11 +503,24 @@ class ModelMonitor:
             findings += judge_window(self.registered, window, self.config, stats)
 
         alerts = [a for a in (self._evaluate(f, ts) for f in findings) if a]
-        self._join_stats(stats)
+        if self.merged_join_stats is None:
+            self._join_stats(stats)
+        else:
+            stats.update(self.merged_join_stats)
         self._emit_window("data", self.window_index, start, end, n, stats)
         self.window_index += 1
-        self._reset_data_window()
         return alerts
+
+    def _emit_summary(self, start: float, end: float, n: int, ts: float) -> None:
+        """A sharded model's folded window (data and performance) as a summary to on_summary; reset both windows."""
+        from tripwire.shard.summary import window_summary  # (the shard package builds on this module)
+
+        seconds = self.config.window_seconds
+        summary = window_summary(self, start, end, n, watermark=max(math.floor(ts / seconds) * seconds, EARLIEST_TS))
+        self._reset_performance_window()
+        self.window_index += 1
+        if self.on_summary is not None:
+            self.on_summary(summary)
 
     def _feature_columns(self) -> list[Sequence[Any]]:
         """The window's rows as one column per monitored feature (None where a row lacks the feature)."""
@@ -477,9 +546,14 @@ class ModelMonitor:
         self._column_parts.append([tuple([row.get(name) for row in new]) for name in names])
 
     def close_performance_window(self, ts: float) -> list[Alert]:
+        alerts = self.judge_performance_window(self._perf_start, self._perf_end, self._perf_n, ts)
+        self._reset_performance_window()
+        return alerts
+
+    def judge_performance_window(self, start: float, end: float, n: int, ts: float) -> list[Alert]:
+        """Judge the performance and fairness windows folded so far (and the change streams' hits), reset them."""
         findings: list[Finding] = []
         stats: dict[str, Any] = {}
-        start, end, n = self._perf_start, self._perf_end, self._perf_n
         if self.config.enabled("performance"):
             result = self.performance.result()
             findings += self._baseline_findings(result, self.metrics, n, start, end, stats, estimated=False)
@@ -503,20 +577,18 @@ class ModelMonitor:
         if self.registered:
             window = PerformanceWindow(self.config.name, start, end, n, self._outcomes)
             findings += judge_window(self.registered, window, self.config, stats)
-        stats["label_lag_p50_s"] = float(np.median(self._label_lags)) if self._label_lags else None
-        stats["labels_pending"] = self.join.pending
-        stats["predictions_expired_unlabelled"] = self.join.expired_predictions
-        stats["labels_unmatched"] = self.join.expired_labels
+        if self.merged_join_stats is None:
+            stats["label_lag_p50_s"] = float(np.median(self._label_lags)) if self._label_lags else None
+            stats["labels_pending"] = self.join.pending
+            stats["predictions_expired_unlabelled"] = self.join.expired_predictions
+            stats["labels_unmatched"] = self.join.expired_labels
         alerts = [a for a in (self._evaluate(f, ts) for f in findings) if a]
         self._emit_window("performance", self.performance_index, start, end, n, stats)
         self.performance_index += 1
-        self._reset_performance_window()
         return alerts
 
-    def _quality_findings(self, name: str, column: Sequence[Any], start: float, end: float,
-                          stats: dict[str, Any], floats: np.ndarray | None = None) -> list[Finding]:
+    def _quality_findings(self, name: str, start: float, end: float, stats: dict[str, Any]) -> list[Finding]:
         quality = self.quality[name]
-        quality.update_many(column, floats)
         result = quality.result()
         quality.reset()
         signal = f"feature:{name}"
@@ -539,12 +611,8 @@ class ModelMonitor:
             ))
         return findings
 
-    def _drift_finding(self, detector: NumericDrift | CategoricalDrift, values: list[Any], kind: str, signal: str,
+    def _drift_finding(self, detector: NumericDrift | CategoricalDrift, kind: str, signal: str,
                        start: float, end: float, stats: dict[str, Any]) -> tuple[Finding | None, float | None]:
-        if isinstance(detector, NumericDrift):
-            detector.update_many(_as_numbers(values))
-        else:
-            detector.update_many(values)  # it skips None itself
         result = detector.result()
         window_counts = detector.counts
         detector.reset()
@@ -593,15 +661,13 @@ class ModelMonitor:
             signal = f"score:{self.classes.classes[position]}"
             if not self.config.enabled("drift", signal):
                 continue
-            column = [vector[position] for vector in self._scores]
-            finding, pvalue = self._drift_finding(detector, column, "prediction_drift", signal, start, end, stats)
+            finding, pvalue = self._drift_finding(detector, "prediction_drift", signal, start, end, stats)
             if finding is not None:
                 findings.append(finding)
                 pvalues.append(pvalue)
         return self._significant(findings, pvalues)
 
     def _estimate_findings(self, start: float, end: float, stats: dict[str, Any]) -> list[Finding]:
-        self.estimate.update_many(self._scores)
         result = self.estimate.result()
         self.estimate.reset()
         return self._baseline_findings(result, self.estimated_metrics, result["n"], start, end, stats, estimated=True)
@@ -636,7 +702,6 @@ class ModelMonitor:
         return findings
 
     def _serving_findings(self, start: float, end: float, stats: dict[str, Any]) -> list[Finding]:
-        self.serving.update_many(self._latencies, start, end)
         result = self.serving.result()
         self.serving.reset()
         findings = []
@@ -834,6 +899,13 @@ class ModelMonitor:
                          f"{self.config.name!r} (its reference)", self.config.name)
 
 
+def _fold_drift(detector: NumericDrift | CategoricalDrift, values: Sequence[Any] | np.ndarray) -> None:
+    if isinstance(detector, NumericDrift):
+        detector.update_many(_as_numbers(values))
+    else:
+        detector.update_many(values)  # it skips None itself
+
+
 def _fields(finding: Finding) -> dict[str, Any]:
     return {name: getattr(finding, name) for name in Finding.__slots__}
 
@@ -853,9 +925,11 @@ class Engine:
     """Routes events to per-model monitors; counts what it could not route."""
 
     def __init__(self, config: MonitorConfig, references: dict[str, dict[str, Any]] | None = None,
-                 on_window: WindowSink | None = None, on_alert: Callable[[Alert], None] | None = None) -> None:
+                 on_window: WindowSink | None = None, on_alert: Callable[[Alert], None] | None = None,
+                 on_summary: SummarySink | None = None) -> None:
         self.config = config
         self.on_window = on_window
+        self.on_summary = on_summary  # a sharded model's window summaries (see tripwire.shard)
         # Called with each alert as it is raised, so that it reaches a sink in order with the windows
         # (a batch returns its alerts only at its end).
         self.on_alert = on_alert
@@ -866,7 +940,7 @@ class Engine:
                   else load_reference(model.reference) for model in config.models}
         check_references(config, loaded)
         for model in config.models:
-            self.monitors[model.name] = ModelMonitor(model, loaded[model.name], on_window)
+            self.monitors[model.name] = ModelMonitor(model, loaded[model.name], on_window, on_summary)
         self.events = 0
         self.rejected = 0
         self.unmonitored = 0
@@ -1146,7 +1220,8 @@ class Engine:
         old = self.monitors.get(model_name)
         if old is None:
             raise KeyError(f"{model_name!r} is not a monitored model")
-        monitor = ModelMonitor(dataclasses.replace(old.config, reference=uri), reference, self.on_window)
+        monitor = ModelMonitor(dataclasses.replace(old.config, reference=uri), reference, self.on_window,
+                               self.on_summary)
         monitor.model_version = None if version is None else str(version)
         self.monitors[model_name] = monitor
         return {"type": "reference_changed", "schema": 1, "model": model_name, "model_version": monitor.model_version,

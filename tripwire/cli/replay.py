@@ -42,6 +42,9 @@ def add_parser(commands: Any) -> None:
                         help="also write a self-contained HTML backtest report (timelines, histograms, alerts) here")
     replay.add_argument("--sinks", action="store_true",
                         help="also route the alerts to the config's [sinks] and run its [retrain] trigger (file replay)")
+    replay.add_argument("--partitions", type=int, metavar="N",
+                        help="simulate an input topic of N partitions (needed when a model is sharded): records "
+                             "go where Kafka's default partitioner puts their key, one engine per partition")
     replay.add_argument("--topic", action="append", help="replay this Kafka topic (repeat to merge several topics)")
     replay.add_argument("--from", dest="start", metavar="TS|OFFSET", help="start of the range (inclusive)")
     replay.add_argument("--to", dest="end", metavar="TS|OFFSET", help="end of the range (exclusive; default: "
@@ -86,6 +89,9 @@ def replay_file(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     check_paths(args.events, args.out, config_inputs(args.config, config), args.report)  # before any work
+    sharded = [m.name for m in config.models if m.sharded]
+    if args.partitions is not None or sharded:
+        return _replay_partitioned(args, config, sharded)
     reporter = MlflowReporter.from_config(config)  # None unless [mlflow] report = true
     log = window_log(args, config)
     sinks, trigger = _actions(args, config)
@@ -123,6 +129,39 @@ def replay_file(args: argparse.Namespace) -> int:
         print(f"tripwire replay: the sinks or the retrain trigger did not deliver everything within "
               f"{SINK_CLOSE_SECONDS:.0f} s (see their summary above)", file=sys.stderr)
         return 1
+    if summary.all_rejected:
+        print(f"tripwire replay: every record of {args.events} was rejected: is it tripwire's event contract?",
+              file=sys.stderr)
+        return EXIT_ALL_REJECTED
+    return 0
+
+
+def _replay_partitioned(args: argparse.Namespace, config: MonitorConfig, sharded: list[str]) -> int:
+    """A file replay over simulated partitions (see :mod:`tripwire.shard.replay`)."""
+    from tripwire.shard.replay import PartitionedReplay, replay_partitioned
+    from tripwire.streams.replay import deadletter_path
+    from tripwire.tracking import resolve_config
+
+    if args.partitions is None:
+        print(f"tripwire replay: model(s) {', '.join(sharded)} are sharded (sharded = true): give --partitions N, "
+              f"the input topic's partition count, so the backtest folds and merges windows as the live run",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.partitions < 1:
+        print(f"tripwire replay: --partitions must be at least 1, got {args.partitions}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.report or args.sinks:
+        print("tripwire replay: --report and --sinks do not work with --partitions yet", file=sys.stderr)
+        return EXIT_USAGE
+    references = {name: r.reference for name, r in resolve_config(config).items()}
+    replay = PartitionedReplay(config, args.partitions, references)
+    summary = replay_partitioned(replay, args.events, args.out)
+    print(summary.render())
+    print(replay.describe())
+    print(f"alerts: {args.out}   dead letters: {deadletter_path(args.out)} ({summary.rejected})")
+    if summary.stopped:
+        print(f"tripwire replay: {summary.stopped}", file=sys.stderr)
+        return EXIT_STOPPED
     if summary.all_rejected:
         print(f"tripwire replay: every record of {args.events} was rejected: is it tripwire's event contract?",
               file=sys.stderr)

@@ -67,6 +67,18 @@ class _BinnedWindow:
         self._counts = np.zeros(self._k, dtype=np.int64)
         self._n = 0
 
+    def summary(self) -> dict[str, Any]:
+        """The window as mergeable plain data (no reference): its counts on the reference bins."""
+        return {"counts": self._counts.tolist(), "n": self._n}
+
+    def merge(self, summary: Mapping[str, Any]) -> None:
+        """Add another window's :meth:`summary` (of a detector on the same reference) to this window."""
+        counts = np.asarray(summary["counts"], dtype=np.int64)
+        if counts.shape != (self._k,):
+            raise ValueError(f"expected {self._k} counts, got {counts.shape}")
+        self._counts += counts
+        self._n += int(summary["n"])
+
 
 class NumericDrift(_BinnedWindow):
     """Drift of a numeric feature against its binned reference profile.
@@ -170,6 +182,15 @@ class NumericDrift(_BinnedWindow):
         """Forget the current window; the reference is kept."""
         super().reset()
         self._total = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The window as mergeable plain data: counts on the reference bins and the sum of the values."""
+        return {**super().summary(), "total": self._total}
+
+    def merge(self, summary: Mapping[str, Any]) -> None:
+        """Add another window's :meth:`summary` (counts add; the sums add in the order merged)."""
+        super().merge(summary)
+        self._total += float(summary["total"])
 
     def update(self, x: float | None) -> None:
         """Fold one value into the window (non-finite values and ``None`` are ignored)."""

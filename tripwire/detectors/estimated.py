@@ -177,6 +177,18 @@ class ConfidenceEstimate:
             "estimated_f1": _ratio(2.0 * tp, 2.0 * tp + fp + fn),
         }
 
+    def summary(self) -> dict[str, Any]:
+        """The window's expected confusion sums as mergeable plain data."""
+        return {"n": self.n, "tp": self._tp, "fp": self._fp, "fn": self._fn, "tn": self._tn}
+
+    def merge(self, summary: dict[str, Any]) -> None:
+        """Add another window's :meth:`summary` (sums add in the order merged)."""
+        self.n += int(summary["n"])
+        self._tp += float(summary["tp"])
+        self._fp += float(summary["fp"])
+        self._fn += float(summary["fn"])
+        self._tn += float(summary["tn"])
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable state."""
         return {

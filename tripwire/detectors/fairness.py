@@ -158,6 +158,17 @@ class FairnessWindow:
             "min_group_n": min(c["n"] for c in self._groups.values()) if self._groups else None,
         }
 
+    def summary(self) -> dict[str, Any]:
+        """The window's per-group counts as mergeable plain data."""
+        return {g: dict(c) for g, c in self._groups.items()}
+
+    def merge(self, summary: dict[str, Any]) -> None:
+        """Add another window's :meth:`summary`: per-group counts add (groups in first-seen order)."""
+        for group, counts in summary.items():
+            into = self._groups.setdefault(str(group), dict.fromkeys(_COUNTERS, 0))
+            for key in _COUNTERS:
+                into[key] += int(counts[key])
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable state."""
         return {

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from tripwire.detectors.histogram import SCORE_BINS, binned_auc, score_bins
+
 __all__ = ["RegressionWindow", "ClassificationWindow", "baseline_metrics", "mann_whitney_auc"]
 
 # scikit-learn (>= 1.5) clips probabilities to the machine epsilon of the input dtype,
@@ -39,6 +41,10 @@ def _finite(name: str, value: float) -> float:
 def _ratio(num: float, den: float) -> float:
     # zero_division=0 semantics, as scikit-learn's precision/recall/f1 with zero_division=0.
     return num / den if den else 0.0
+
+
+def _sparse(counts: list[int]) -> dict[str, int]:
+    return {str(i): c for i, c in enumerate(counts) if c}
 
 
 def mann_whitney_auc(scores: list[float], is_positive: list[bool]) -> float | None:
@@ -161,6 +167,18 @@ class RegressionWindow:
             "sum_pct": self._sum_pct,
         }
 
+    def summary(self) -> dict[str, Any]:
+        """The window's error sums as mergeable plain data."""
+        return self.to_dict()
+
+    def merge(self, summary: dict[str, Any]) -> None:
+        """Add another window's :meth:`summary` (sums add in the order merged)."""
+        self.n += int(summary["n"])
+        self._sum_abs += float(summary["sum_abs"])
+        self._sum_sq += float(summary["sum_sq"])
+        self._n_pct += int(summary["n_pct"])
+        self._sum_pct += float(summary["sum_pct"])
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RegressionWindow:
         """Rebuild a window from :meth:`to_dict` output."""
@@ -246,6 +264,9 @@ class ClassificationWindow:
         self._score_is_pos: list[bool] = []
         self._log_loss_sum = 0.0
         self._auc_cache: tuple[int, float | None] | None = None
+        # Merged windows (see merge) hold their scores binned: positives' and negatives' counts per bin.
+        self._binned: tuple[list[int], list[int]] | None = None
+        self._binned_n = 0
 
     def update(self, prediction: Any, label: Any, score: float | None = None) -> None:
         """Add one labelled prediction.
@@ -288,7 +309,36 @@ class ClassificationWindow:
         tn = self.n - self._tp - self._fp - self._fn
         return {"tp": self._tp, "fp": self._fp, "fn": self._fn, "tn": tn}
 
+    def summary(self) -> dict[str, Any]:
+        """The window as mergeable plain data: confusion counts, log-loss sum, scores binned per label.
+
+        ROC AUC of merged windows is computed on the bins (see :func:`binned_auc`).
+        """
+        positives, negatives = score_bins(self._scores, self._score_is_pos)
+        return {"n": self.n, "correct": self._correct, "tp": self._tp, "fp": self._fp, "fn": self._fn,
+                "log_loss_sum": self._log_loss_sum, "n_scored": len(self._scores),
+                "score_bins": [_sparse(positives), _sparse(negatives)]}
+
+    def merge(self, summary: dict[str, Any]) -> None:
+        """Add another window's :meth:`summary`; from then on this window's ROC AUC is the binned one."""
+        if self._scores:
+            raise ValueError("a window holding raw scores cannot take merged ones")
+        self.n += int(summary["n"])
+        self._correct += int(summary["correct"])
+        self._tp += int(summary["tp"])
+        self._fp += int(summary["fp"])
+        self._fn += int(summary["fn"])
+        self._log_loss_sum += float(summary["log_loss_sum"])
+        self._binned_n += int(summary["n_scored"])
+        if self._binned is None:
+            self._binned = ([0] * SCORE_BINS, [0] * SCORE_BINS)
+        for into, sparse in zip(self._binned, summary["score_bins"]):
+            for index, count in sparse.items():
+                into[int(index)] += int(count)
+
     def _roc_auc(self) -> float | None:
+        if self._binned is not None:
+            return binned_auc(*self._binned)
         n_scored = len(self._scores)
         # result() may be polled far more often than events arrive; sorting is O(n log n).
         if self._auc_cache is not None and self._auc_cache[0] == n_scored:
@@ -324,7 +374,7 @@ class ClassificationWindow:
             "recall": _ratio(tp, tp + fn),
             "f1": _ratio(2 * tp, 2 * tp + fp + fn),
             "roc_auc": self._roc_auc(),
-            "log_loss": self._log_loss_sum / len(self._scores) if self._scores else None,
+            "log_loss": self._log_loss_sum / n_scored if (n_scored := len(self._scores) + self._binned_n) else None,
         }
 
     def to_dict(self) -> dict[str, Any]:

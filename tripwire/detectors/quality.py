@@ -218,6 +218,19 @@ class FeatureQuality:
             "unseen_examples": list(self.unseen_examples),
         }
 
+    def summary(self) -> dict[str, Any]:
+        """The window's counts as mergeable plain data (no profile)."""
+        return {"n": self.n, "missing": self.missing, "type_errors": self.type_errors,
+                "out_of_range": self.out_of_range, "unseen": self.unseen, "unseen_examples": list(self.unseen_examples)}
+
+    def merge(self, summary: dict[str, Any]) -> None:
+        """Add another window's :meth:`summary`: counts add, examples are kept up to the usual few."""
+        for name in ("n", "missing", "type_errors", "out_of_range", "unseen"):
+            setattr(self, name, getattr(self, name) + int(summary[name]))
+        for example in summary["unseen_examples"]:
+            if len(self.unseen_examples) < _MAX_EXAMPLES and example not in self.unseen_examples:
+                self.unseen_examples.append(str(example))
+
     def to_dict(self) -> dict[str, Any]:
         """Return the full state (checks and counts) as a JSON-serialisable dict."""
         # Infinite bounds are written as None because JSON has no infinity.

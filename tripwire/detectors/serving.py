@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from tripwire.detectors.histogram import add_bins, latency_bins, latency_percentiles
+
 __all__ = ["ServingWindow"]
 
 
@@ -64,6 +66,7 @@ class ServingWindow:
         self.latencies: list[float] = []
         self.ts_min: float | None = None
         self.ts_max: float | None = None
+        self._bins: dict[str, int] | None = None  # a merged window's latencies, binned (see merge)
 
     def _observe_time(self, ts_first: float, ts_last: float) -> None:
         if not (math.isfinite(ts_first) and math.isfinite(ts_last)):
@@ -105,7 +108,9 @@ class ServingWindow:
     def result(self) -> dict[str, Any]:
         """Return latency percentiles and throughput of the window."""
         p50 = p95 = p99 = None
-        if self.latencies:
+        if self._bins:
+            p50, p95, p99 = latency_percentiles(self._bins, [50.0, 95.0, 99.0])
+        elif self.latencies:
             p50, p95, p99 = (
                 float(p) for p in np.percentile(np.asarray(self.latencies), [50.0, 95.0, 99.0])
             )
@@ -119,6 +124,21 @@ class ServingWindow:
             "latency_p99": p99,
             "throughput_per_s": throughput,
         }
+
+    def summary(self) -> dict[str, Any]:
+        """The window as mergeable plain data: requests, event-time span, latencies on fixed log bins."""
+        return {"n": self.n, "ts_min": self.ts_min, "ts_max": self.ts_max, "bins": latency_bins(self.latencies)}
+
+    def merge(self, summary: dict[str, Any]) -> None:
+        """Add another window's :meth:`summary`; from then on the percentiles are the binned ones."""
+        if self.latencies:
+            raise ValueError("a window holding raw latencies cannot take merged ones")
+        if summary["n"]:
+            self._observe_time(float(summary["ts_min"]), float(summary["ts_max"]))
+            self.n += int(summary["n"])
+        if self._bins is None:
+            self._bins = {}
+        add_bins(self._bins, summary["bins"])
 
     def to_dict(self) -> dict[str, Any]:
         """Return the full state as a JSON-serialisable dict."""

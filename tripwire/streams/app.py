@@ -89,7 +89,8 @@ def run_worker(config: MonitorConfig, kafka: KafkaSettings, *, loglevel: str = "
     from tripwire.sinks.actions import RetrainTrigger
     from tripwire.tracking import AliasWatcher, MlflowReporter, resolve_config
 
-    roles = ("events", "alerts", "deadletter", "metrics", "checkpoints")
+    roles = ("events", "alerts", "deadletter", "metrics", "checkpoints") + (
+        ("summaries",) if any(m.sharded for m in config.models) else ())
     created = asyncio.run(ensure_topics(kafka, [kafka.topics[r] for r in roles], compacted=[kafka.topics["checkpoints"]]))
     if created:
         log.warning("created topics %s (%d partitions)", ", ".join(created), kafka.partitions)

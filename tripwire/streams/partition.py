@@ -38,6 +38,7 @@ class Output:
 
     alerts: list[dict[str, Any]] = field(default_factory=list)
     deadletters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # (key, entry)
+    summaries: list[tuple[bytes, bytes]] = field(default_factory=list)  # sharded models' windows: (model, JSON)
     records: int = 0
     duplicates: int = 0  # records at or below the offset already processed (a re-fetch after a seek)
     last_ts: float | None = None  # event time of the last event processed
@@ -95,6 +96,15 @@ class PartitionRunner:
         self.since_checkpoint = 0
         # The first record of each monitored model on this partition (see .sightings); the worker fills it.
         self.sightings: dict[str, Sighting] = {}
+        # Window summaries of sharded models (see tripwire.shard), published before a checkpoint covers them.
+        self._summaries: list[tuple[bytes, bytes]] = []
+        engine.on_summary = self._on_summary
+        for monitor in engine.monitors.values():
+            monitor.on_summary = self._on_summary
+
+    def _on_summary(self, summary: dict[str, Any]) -> None:
+        summary["partition"] = self.partition
+        self._summaries.append((summary["model"].encode(), orjson.dumps(summary)))
 
     def process(self, offsets: Sequence[int], values: Sequence[bytes | None]) -> Output:
         """Feed one fetched batch (offsets ascending) to the engine; skip what was processed already."""
@@ -113,6 +123,7 @@ class PartitionRunner:
             output.deadletters.append((rejection.model.encode() if rejection.model else None,
                                        deadletter_line(rejection, records[index], origin)))
         output.alerts = result.alerts
+        output.summaries, self._summaries = self._summaries, []
         output.last_ts = result.last_ts
         output.records = len(records)
         self.done = offsets[-1]

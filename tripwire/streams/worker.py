@@ -23,6 +23,7 @@ a function of the input topic's contents alone:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -120,9 +121,18 @@ class MonitorWorker:
                                               window_seconds=self.settings["utilization_window_seconds"],
                                               thresholds=self.settings["thresholds"])
         self.refusals = AlertPolicy(min_samples=1)  # one-off alerts of this worker: refused checkpoints, routing
-        self.models = {model.name.encode() for model in config.models}
+        # A sharded model is keyed by request_id and sits on every partition (see tripwire.shard): its records
+        # are not misrouted, and it is not "split"; the merge stage (one per worker) judges its windows.
+        self.sharded = {model.name.encode() for model in config.models if model.sharded}
+        self.models = {model.name.encode() for model in config.models} - self.sharded
         # Keys a record may carry: its model's name, or "*" for a record that names none (it is rejected).
         self.keys = self.models | {b"*"}
+        self.merge_stage: Any = None
+        self._merging: asyncio.Task[None] | None = None
+        if self.sharded:
+            from tripwire.shard.stage import MergeStage
+
+            self.merge_stage = MergeStage(self)
         self.split_models = SplitModelDetector(kafka.events)
         self.sampler: Sampler | None = None
         self.loop_lag_ms = 0.0
@@ -173,6 +183,8 @@ class MonitorWorker:
     async def run(self) -> None:
         """Fetch, process, publish, checkpoint, until cancelled (the app stops)."""
         await self.start()
+        if self.merge_stage is not None:
+            self._merging = asyncio.create_task(self.merge_stage.run())
         # What exists once the worker runs (modules, references, clients) lives as long as it does.
         with streaming_collector():
             await self._consume()
@@ -182,6 +194,8 @@ class MonitorWorker:
             timeout_ms = int(self.settings["batch_seconds"] * 1000)
             while True:
                 batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.settings["batch_size"])
+                if self._merging is not None and self._merging.done():
+                    self._merging.result()  # the merge stage failed: stop with its error (a restart resumes)
                 async with self.lock:
                     for tp in sorted(batches, key=lambda tp: (tp.topic, tp.partition)):
                         if tp.topic == self.kafka.events:
@@ -224,7 +238,8 @@ class MonitorWorker:
         keys = {m.key for m in messages}
         if keys <= self.keys and all(k.decode() in runner.sightings for k in keys - {b"*"}):
             return
-        misrouted = [m for m in messages if m.key not in self.keys]
+        misrouted = [m for m in messages if m.key not in self.keys
+                     and not (self.sharded and route(m.value or b"")[0] in self.sharded)]
         if misrouted:
             self.stats.misrouted += len(misrouted)
             self.metrics.misrouted.inc(len(misrouted))
@@ -244,6 +259,8 @@ class MonitorWorker:
         label keyed by request id is still that model's record on this partition).
         """
         sightings = runner.sightings
+        if not self.models:
+            return  # only sharded models: they sit on every partition by design
         for message in messages:
             if len(sightings) == len(self.models):
                 return  # every model already seen here: nothing left to learn from this partition
@@ -277,6 +294,8 @@ class MonitorWorker:
                 self._observe_alert(alert)
 
     async def _publish(self, partition: int, output: Output) -> None:
+        for model, summary in output.summaries:
+            await self._send(partition, Outgoing(self.topics["summaries"], model, summary))
         for alert in output.alerts:
             await self._send(partition, Outgoing(self.topics["alerts"], alert["model"].encode(), encode_alert(alert)))
             self._observe_alert(alert)
@@ -475,6 +494,8 @@ class MonitorWorker:
 
     def open_alerts(self) -> list[dict[str, Any]]:
         found = [a for runner in self.runners.values() for a in runner.engine.open_alerts()]
+        if self.merge_stage is not None:
+            found += self.merge_stage.open_alerts()
         return found + self.utilization.policy.open_alerts() + self.refusals.open_alerts()
 
     def _new_runner(self, partition: int) -> PartitionRunner:
@@ -498,34 +519,14 @@ class MonitorWorker:
         return self._checkpoint_partitions
 
     async def checkpoint_candidates(self, partition: int) -> AsyncIterator[tuple[int, bytes]]:
-        """This app's checkpoint records of ``partition``, newest first: ``(offset, value)``.
-
-        The compacted topic keeps the newest record per key (and, until compaction runs, older
-        ones), so the newest is usually among the last few: read backwards in growing steps, and
-        further back only when the caller refused every record read so far.
-        """
+        """This app's checkpoint records of ``partition``, newest first: ``(offset, value)`` (read lazily:
+        further back only when the caller refused every record read so far)."""
         from aiokafka import TopicPartition
 
         reader = await self._checkpoint_reader()
         tp = TopicPartition(self.topics["checkpoints"], partition % await self._checkpoint_topic_partitions())
-        reader.assign([tp])
-        begin = (await reader.beginning_offsets([tp]))[tp]
-        stop = (await reader.end_offsets([tp]))[tp]
-        key = self.checkpoint_key(partition)
-        step = 4
-        while stop > begin:
-            start = max(begin, stop - step)
-            reader.seek(tp, start)
-            found: list[tuple[int, bytes]] = []
-            deadline = time.monotonic() + 60
-            while await reader.position(tp) < stop:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"reading checkpoints from {tp} took more than 60 s")
-                batch = await reader.getmany(tp, timeout_ms=500)
-                found += [(m.offset, m.value) for m in batch.get(tp, []) if m.offset < stop and m.key == key]
-            for candidate in sorted(found, key=lambda item: -item[0]):
-                yield candidate
-            stop, step = start, step * 8
+        async for candidate in keyed_records_newest_first(reader, tp, self.checkpoint_key(partition)):
+            yield candidate
 
     # -- rebalances --------------------------------------------------------------------------------
     async def on_partitions_revoked(self, revoked: Any) -> None:
@@ -624,7 +625,8 @@ class MonitorWorker:
         sightings = [s.as_dict() for p in sorted(self.runners) for s in self.runners[p].sightings.values()]
         sample = self.sampler.sample(event_loop_lag_ms=round(loop_lag, 3), consumer_lag=lag, fetch_lag=fetch_lag,
                                      app_id=self.app_id, partitions=sorted(self.assigned), unpublished=unpublished,
-                                     sightings=sightings, **self.stats.as_dict())
+                                     sightings=sightings, **self.stats.as_dict(),
+                                     **({"merge_windows_waiting": self.merge_stage.waiting()} if self.merge_stage else {}))
         # Keyed by the app: every worker's samples on one partition, so one capacity view sees them all.
         await self.send_now(self.topics["metrics"], self.app_id.encode(), orjson.dumps(sample))
         for alert in self.utilization.update(sample):
@@ -663,6 +665,11 @@ class MonitorWorker:
 
     async def stop(self) -> None:
         """Checkpoint what was processed, leave the group, close the clients."""
+        if self._merging is not None:  # the merge stage checkpoints and leaves its group first (it uses the producer)
+            self._merging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._merging
+            self._merging = None
         if self.consumer is not None:
             try:
                 async with self.lock:
@@ -680,6 +687,32 @@ class MonitorWorker:
             await self._reader.stop()
             self._reader = None
         log.info("worker %s stopping: %s", self.worker_id, self.stats.as_dict())
+
+
+async def keyed_records_newest_first(reader: Any, tp: Any, key: bytes) -> AsyncIterator[tuple[int, bytes]]:
+    """The records of ``tp`` (a compacted checkpoints partition) with ``key``, newest first: ``(offset, value)``.
+
+    The compacted topic keeps the newest record per key (and, until compaction runs, older ones),
+    so the newest is usually among the last few: read backwards in growing steps, and further back
+    only when the caller asks for more.
+    """
+    reader.assign([tp])
+    begin = (await reader.beginning_offsets([tp]))[tp]
+    stop = (await reader.end_offsets([tp]))[tp]
+    step = 4
+    while stop > begin:
+        start = max(begin, stop - step)
+        reader.seek(tp, start)
+        found: list[tuple[int, bytes]] = []
+        deadline = time.monotonic() + 60
+        while await reader.position(tp) < stop:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading checkpoints from {tp} took more than 60 s")
+            batch = await reader.getmany(tp, timeout_ms=500)
+            found += [(m.offset, m.value) for m in batch.get(tp, []) if m.offset < stop and m.key == key]
+        for candidate in sorted(found, key=lambda item: -item[0]):
+            yield candidate
+        stop, step = start, step * 8
 
 
 def fit_deadletter(entry: bytes, limit: int = 900_000) -> bytes:
