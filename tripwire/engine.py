@@ -439,11 +439,14 @@ class ModelMonitor:
         as one summary (see :mod:`tripwire.shard`) to be merged with the other partitions' first.
         """
         start, end, n = self._start, self._end, self._n
+        # The registered families read the raw window, which folding clears (it keeps no copy).
+        raw = (DataWindow(self.config.name, start, end, n, self._rows, self._predictions, self._scores,
+                          self._latencies) if self.registered else None)
         self._fold_data_window()
         if self.sharded:
             self._emit_summary(start, end, n, ts)
             return []
-        return self.judge_data_window(start, end, n, ts)
+        return self.judge_data_window(start, end, n, ts, raw)
 
     def _fold_data_window(self) -> None:
         """The buffered window into the detectors (the drift, quality, serving and estimate ones); clear the buffers."""
@@ -468,8 +471,12 @@ class ModelMonitor:
             self.serving.update_many(self._latencies, self._start, self._end)
         self._reset_data_window()
 
-    def judge_data_window(self, start: float, end: float, n: int, ts: float) -> list[Alert]:
-        """Judge the folded data window's detectors (the alert policy decides), reset them, emit the window."""
+    def judge_data_window(self, start: float, end: float, n: int, ts: float,
+                          raw: DataWindow | None = None) -> list[Alert]:
+        """Judge the folded data window's detectors (the alert policy decides), reset them, emit the window.
+
+        ``raw``: the window's values, for the registered families (None: a merged window has none).
+        """
         findings: list[Finding] = []
         stats: dict[str, Any] = {}
         feature_findings, pvalues = [], []
@@ -497,10 +504,8 @@ class ModelMonitor:
             findings += self._estimate_findings(start, end, stats)
         if self.config.enabled("serving", "serving"):
             findings += self._serving_findings(start, end, stats)
-        if self.registered:
-            window = DataWindow(self.config.name, start, end, n, self._rows, self._predictions, self._scores,
-                                self._latencies)
-            findings += judge_window(self.registered, window, self.config, stats)
+        if raw is not None:
+            findings += judge_window(self.registered, raw, self.config, stats)
 
         alerts = [a for a in (self._evaluate(f, ts) for f in findings) if a]
         if self.merged_join_stats is None:
