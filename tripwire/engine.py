@@ -532,7 +532,7 @@ class ModelMonitor:
         self._transpose_new_rows()
         parts = self._column_parts
         if len(parts) == 1:
-            return parts[0]
+            return list(parts[0])
         return [tuple(chain.from_iterable(column)) for column in zip(*parts)]
 
     def _transpose_new_rows(self) -> None:
