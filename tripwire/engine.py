@@ -1094,7 +1094,9 @@ class Engine:
                     break
                 predictions.append(item)
             elif kind is Label:
-                if item.model != model or join.would_refuse_label(item.request_id):
+                # A sharded model's label may close the data window (see _open_sharded_window): the
+                # run's predictions must be in it first, so the label waits for the one-by-one path.
+                if item.model != model or monitor.sharded or join.would_refuse_label(item.request_id):
                     break
                 if joined < len(predictions):
                     joined += monitor.join_predictions(predictions, joined, len(predictions))
