@@ -184,3 +184,24 @@ def test_a_sharded_model_needs_event_time_windows():
     with pytest.raises(ConfigError, match=r"change_streams .*score"):
         parse_config({"models": [{"name": "m", "reference": "r.json", "sharded": True, "window_seconds": 60,
                                   "change_streams": ["error", "score"]}]})
+
+
+def test_a_partition_folds_the_same_summaries_in_batches_as_one_by_one(two_models, demo_references):
+    """The batch path (runs of predictions and labels) leaves a sharded model's windows as record by record does."""
+    def summaries(feed) -> list[dict]:
+        out: list[dict] = []
+        engine = Engine(parse_config(sharded_config()), demo_references, on_summary=out.append)
+        feed(engine)
+        return out
+
+    def one_by_one(engine: Engine) -> None:
+        for record in two_models:
+            engine.process_records([record])
+
+    def in_batches(engine: Engine) -> None:
+        for start in range(0, len(two_models), 5000):
+            engine.process_records(two_models[start:start + 5000])
+
+    by_record, by_batch = summaries(one_by_one), summaries(in_batches)
+    assert len(by_record) > 20
+    assert orjson.dumps(by_batch) == orjson.dumps(by_record)
