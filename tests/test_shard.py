@@ -184,3 +184,25 @@ def test_a_sharded_model_needs_event_time_windows():
     with pytest.raises(ConfigError, match=r"change_streams .*score"):
         parse_config({"models": [{"name": "m", "reference": "r.json", "sharded": True, "window_seconds": 60,
                                   "change_streams": ["error", "score"]}]})
+
+
+def test_replay_of_a_sharded_model_needs_the_partition_count(tmp_path, demo_references, two_models, capsys):
+    from tripwire.cli import main
+    from tripwire.reference import save_reference
+
+    save_reference(demo_references["credit"], tmp_path / "credit.json")
+    config = tmp_path / "monitor.toml"
+    config.write_text('[[models]]\nname = "credit"\nreference = "credit.json"\nsharded = true\nwindow_seconds = 120\n')
+    events = tmp_path / "events.jsonl"
+    credit = [r for r in two_models if b'"model":"credit"' in r][:6000]
+    events.write_bytes(b"".join(r + b"\n" for r in credit))
+    out = tmp_path / "alerts.jsonl"
+    assert main(["replay", str(events), "--config", str(config), "--out", str(out), "--no-progress"]) == 2
+    assert "give --partitions N" in capsys.readouterr().err and not out.exists()
+    assert main(["replay", str(events), "--config", str(config), "--out", str(out), "--no-progress",
+                 "--partitions", "4"]) == 0
+    assert "over 4 partitions: windows merged" in capsys.readouterr().out
+    expected, _replay, _rejections = run(credit, 4, demo_references, orjson.loads(orjson.dumps(
+        {"models": [{"name": "credit", "reference": "demo:credit", "sharded": True, "window_seconds": 120}]})))
+    written = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert written and [{**a, "reference": None} for a in written] == [{**a, "reference": None} for a in expected]
