@@ -22,8 +22,15 @@ from tripwire.config import MonitorConfig
 from tripwire.engine import Engine
 from tripwire.paths import PathError
 from tripwire.shard.merge import ShardMerger
-from tripwire.streams.replay import LineFile, LineReader, Summary, check_paths, deadletter_line, deadletter_path, \
-    open_events
+from tripwire.streams.replay import (
+    LineFile,
+    LineReader,
+    Summary,
+    check_paths,
+    deadletter_line,
+    deadletter_path,
+    open_events,
+)
 
 
 def record_key(record: bytes, sharded: frozenset[str]) -> bytes | None:
@@ -92,10 +99,10 @@ class PartitionedReplay:
         by_kind = dict(self.merged_by_kind)
         bookkeeping: dict[str, int] = {}
         for engine in self.engines:
-            for key, count in engine.alerts_by_kind.items():
-                by_kind[key] = by_kind.get(key, 0) + count
-            for key, count in engine.bookkeeping().items():
-                bookkeeping[key] = bookkeeping.get(key, 0) + count
+            for kind, count in engine.alerts_by_kind.items():
+                by_kind[kind] = by_kind.get(kind, 0) + count
+            for name, count in engine.bookkeeping().items():
+                bookkeeping[name] = bookkeeping.get(name, 0) + count
         return Summary(records=records, events=sum(e.events for e in self.engines),
                        rejected=sum(e.rejected for e in self.engines),
                        unmonitored=sum(e.unmonitored for e in self.engines), alerts=alerts, seconds=seconds,
