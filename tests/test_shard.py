@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+import zlib
 
 import numpy as np
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from tripwire import demo
@@ -66,6 +69,18 @@ def test_the_merged_alerts_do_not_depend_on_the_partitioning(runs):
         assert all(e.events for e in replay.engines), k  # every partition got traffic
     # every window but the last ones (still open on their partitions) was judged
     assert runs[8][1].merger.windows_judged >= 2 * (50 * 60 / WINDOW - 2)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(partitions=st.integers(2, 12), salt=st.binary(min_size=1, max_size=4))
+def test_any_partitioning_by_request_id_gives_the_same_alerts(two_models, demo_references, partitions, salt):
+    """Not only murmur2: any partitioner that keeps a request's records together gives the same alerts."""
+    prefix = two_models[:25000]
+    reference = run(prefix, 1, demo_references)[0]
+    replay = PartitionedReplay(parse_config(sharded_config()), partitions, demo_references,
+                               partitioner=lambda key, n: zlib.crc32(salt + (key or b"")) % n)
+    alerts = [a for start in range(0, len(prefix), 1000) for a in replay.process(prefix[start:start + 1000])[0]]
+    assert ids(alerts) == ids(reference) != []
 
 
 def test_merged_values_equal_the_single_partition_values(runs):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 from aiokafka.partitioner import murmur2
@@ -56,9 +56,10 @@ def partition_of(key: bytes | None, partitions: int) -> int:
 class PartitionedReplay:
     """One engine per simulated partition and the merger of their summaries; alerts and dead letters to sinks."""
 
-    def __init__(self, config: MonitorConfig, partitions: int, references: dict[str, dict[str, Any]] | None = None
-                 ) -> None:
+    def __init__(self, config: MonitorConfig, partitions: int, references: dict[str, dict[str, Any]] | None = None,
+                 partitioner: Callable[[bytes | None, int], int] | None = None) -> None:
         self.partitions = partitions
+        self.partitioner = partitioner or partition_of  # (key, partitions) -> partition, as the producers' partitioner
         self.sharded = frozenset(m.name for m in config.models if m.sharded)
         self.merger = ShardMerger(config, partitions, references)
         references = self.merger.references  # (loaded once, for every engine)
@@ -76,7 +77,7 @@ class PartitionedReplay:
         """A batch of records in file order: (alerts, [(index in batch, rejection, partition)])."""
         routed: list[list[int]] = [[] for _ in range(self.partitions)]
         for index, record in enumerate(batch):
-            routed[partition_of(record_key(record, self.sharded), self.partitions)].append(index)
+            routed[self.partitioner(record_key(record, self.sharded), self.partitions)].append(index)
         alerts: list[dict[str, Any]] = []
         rejections: list[tuple[int, Any, int]] = []
         for partition, indices in enumerate(routed):
