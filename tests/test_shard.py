@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+import zlib
 
 import numpy as np
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from tripwire import demo
@@ -66,6 +69,18 @@ def test_the_merged_alerts_do_not_depend_on_the_partitioning(runs):
         assert all(e.events for e in replay.engines), k  # every partition got traffic
     # every window but the last ones (still open on their partitions) was judged
     assert runs[8][1].merger.windows_judged >= 2 * (50 * 60 / WINDOW - 2)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(partitions=st.integers(2, 12), salt=st.binary(min_size=1, max_size=4))
+def test_any_partitioning_by_request_id_gives_the_same_alerts(two_models, demo_references, partitions, salt):
+    """Not only murmur2: any partitioner that keeps a request's records together gives the same alerts."""
+    prefix = two_models[:25000]
+    reference = run(prefix, 1, demo_references)[0]
+    replay = PartitionedReplay(parse_config(sharded_config()), partitions, demo_references,
+                               partitioner=lambda key, n: zlib.crc32(salt + (key or b"")) % n)
+    alerts = [a for start in range(0, len(prefix), 1000) for a in replay.process(prefix[start:start + 1000])[0]]
+    assert ids(alerts) == ids(reference) != []
 
 
 def test_merged_values_equal_the_single_partition_values(runs):
@@ -184,6 +199,28 @@ def test_a_sharded_model_needs_event_time_windows():
     with pytest.raises(ConfigError, match=r"change_streams .*score"):
         parse_config({"models": [{"name": "m", "reference": "r.json", "sharded": True, "window_seconds": 60,
                                   "change_streams": ["error", "score"]}]})
+
+
+def test_replay_of_a_sharded_model_needs_the_partition_count(tmp_path, demo_references, two_models, capsys):
+    from tripwire.cli import main
+    from tripwire.reference import save_reference
+
+    save_reference(demo_references["credit"], tmp_path / "credit.json")
+    config = tmp_path / "monitor.toml"
+    config.write_text('[[models]]\nname = "credit"\nreference = "credit.json"\nsharded = true\nwindow_seconds = 120\n')
+    events = tmp_path / "events.jsonl"
+    credit = [r for r in two_models if b'"model":"credit"' in r][:6000]
+    events.write_bytes(b"".join(r + b"\n" for r in credit))
+    out = tmp_path / "alerts.jsonl"
+    assert main(["replay", str(events), "--config", str(config), "--out", str(out), "--no-progress"]) == 2
+    assert "give --partitions N" in capsys.readouterr().err and not out.exists()
+    assert main(["replay", str(events), "--config", str(config), "--out", str(out), "--no-progress",
+                 "--partitions", "4"]) == 0
+    assert "over 4 partitions: windows merged" in capsys.readouterr().out
+    expected, _replay, _rejections = run(credit, 4, demo_references, orjson.loads(orjson.dumps(
+        {"models": [{"name": "credit", "reference": "demo:credit", "sharded": True, "window_seconds": 120}]})))
+    written = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert written and [{**a, "reference": None} for a in written] == [{**a, "reference": None} for a in expected]
 
 
 def test_a_partition_folds_the_same_summaries_in_batches_as_one_by_one(two_models, demo_references):

@@ -118,6 +118,21 @@ def run_in_process(args: argparse.Namespace) -> int:
     return 1 if missed or early else 0
 
 
+def _request_id_key(sharded: set[bytes]) -> Any:
+    import orjson
+
+    def key(record: bytes, model: bytes) -> bytes:
+        if model in sharded:
+            try:
+                request_id = orjson.loads(record).get("request_id")
+            except (orjson.JSONDecodeError, AttributeError):
+                request_id = None
+            if isinstance(request_id, str):
+                return request_id.encode()
+        return model
+    return key
+
+
 @kafka_command
 def run_on_kafka(args: argparse.Namespace) -> int:
     """``--write-config`` and / or ``--broker``: set up a worker, publish the stream to its input topic."""
@@ -142,11 +157,14 @@ def run_on_kafka(args: argparse.Namespace) -> int:
         created = await ensure_topics(settings, names)
         if created:
             print(f"created {', '.join(created)} ({settings.partitions} partitions)")
-        return await publish(settings, records, topic=args.topic, rate=args.rate)
+        return await publish(settings, records, topic=args.topic, rate=args.rate, key=key)
 
+    # The config's sharded models are keyed by request_id (they spread over the partitions), the others by model.
+    sharded = {m.name.encode() for m in config.models if m.sharded} if config else set()
+    key = _request_id_key(sharded) if sharded else None
     pace = f" at {args.rate:,.0f} records/s" if args.rate else ""
     print(f"tripwire demo: publishing {len(records):,} records (seed {args.seed}) to {settings.bootstrap_servers}"
-          f"{pace}, keyed by model ...", flush=True)
+          f"{pace}, keyed by model{' (sharded models by request_id)' if sharded else ''} ...", flush=True)
     try:
         counts = asyncio.run(publish_all())
     except KafkaError as error:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 from aiokafka.partitioner import murmur2
@@ -22,8 +22,15 @@ from tripwire.config import MonitorConfig
 from tripwire.engine import Engine
 from tripwire.paths import PathError
 from tripwire.shard.merge import ShardMerger
-from tripwire.streams.replay import LineFile, LineReader, Summary, check_paths, deadletter_line, deadletter_path, \
-    open_events
+from tripwire.streams.replay import (
+    LineFile,
+    LineReader,
+    Summary,
+    check_paths,
+    deadletter_line,
+    deadletter_path,
+    open_events,
+)
 
 
 def record_key(record: bytes, sharded: frozenset[str]) -> bytes | None:
@@ -49,9 +56,10 @@ def partition_of(key: bytes | None, partitions: int) -> int:
 class PartitionedReplay:
     """One engine per simulated partition and the merger of their summaries; alerts and dead letters to sinks."""
 
-    def __init__(self, config: MonitorConfig, partitions: int, references: dict[str, dict[str, Any]] | None = None
-                 ) -> None:
+    def __init__(self, config: MonitorConfig, partitions: int, references: dict[str, dict[str, Any]] | None = None,
+                 partitioner: Callable[[bytes | None, int], int] | None = None) -> None:
         self.partitions = partitions
+        self.partitioner = partitioner or partition_of  # (key, partitions) -> partition, as the producers' partitioner
         self.sharded = frozenset(m.name for m in config.models if m.sharded)
         self.merger = ShardMerger(config, partitions, references)
         references = self.merger.references  # (loaded once, for every engine)
@@ -69,7 +77,7 @@ class PartitionedReplay:
         """A batch of records in file order: (alerts, [(index in batch, rejection, partition)])."""
         routed: list[list[int]] = [[] for _ in range(self.partitions)]
         for index, record in enumerate(batch):
-            routed[partition_of(record_key(record, self.sharded), self.partitions)].append(index)
+            routed[self.partitioner(record_key(record, self.sharded), self.partitions)].append(index)
         alerts: list[dict[str, Any]] = []
         rejections: list[tuple[int, Any, int]] = []
         for partition, indices in enumerate(routed):
@@ -92,10 +100,10 @@ class PartitionedReplay:
         by_kind = dict(self.merged_by_kind)
         bookkeeping: dict[str, int] = {}
         for engine in self.engines:
-            for key, count in engine.alerts_by_kind.items():
-                by_kind[key] = by_kind.get(key, 0) + count
-            for key, count in engine.bookkeeping().items():
-                bookkeeping[key] = bookkeeping.get(key, 0) + count
+            for kind, count in engine.alerts_by_kind.items():
+                by_kind[kind] = by_kind.get(kind, 0) + count
+            for name, count in engine.bookkeeping().items():
+                bookkeeping[name] = bookkeeping.get(name, 0) + count
         return Summary(records=records, events=sum(e.events for e in self.engines),
                        rejected=sum(e.rejected for e in self.engines),
                        unmonitored=sum(e.unmonitored for e in self.engines), alerts=alerts, seconds=seconds,

@@ -24,7 +24,7 @@ import orjson
 from tripwire.alerts import encode_alert
 from tripwire.shard.merge import ShardMerger
 from tripwire.streams.partition import CHECKPOINT_FORMAT, decode_checkpoint, encode_checkpoint
-from tripwire.streams.topics import partitions_for
+from tripwire.streams.topics import MAX_REQUEST_BYTES, RETRY_BACKOFF_SECONDS, keyed_records_newest_first, partitions_for
 
 if TYPE_CHECKING:
     from tripwire.streams.worker import MonitorWorker
@@ -114,8 +114,6 @@ class MergeStage:
 
     async def _deliver(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Send and await the delivery; retry with the worker's backoff until the broker has it."""
-        from tripwire.streams.worker import RETRY_BACKOFF_SECONDS
-
         attempts = 0
         while True:
             try:
@@ -163,8 +161,6 @@ class MergeStage:
     async def _open(self, partition: int) -> ShardMerger:
         """The merger of a newly owned summaries partition, from its newest readable checkpoint."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        from tripwire.streams.worker import MAX_REQUEST_BYTES, keyed_records_newest_first
 
         worker = self.worker
         if self._reader is None:

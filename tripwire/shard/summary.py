@@ -15,7 +15,10 @@ window opened after it: that partition never adds to a window before it again.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+
+from tripwire.detectors.estimated import ConfidenceEstimate
+from tripwire.detectors.performance import ClassificationWindow, RegressionWindow
 
 if TYPE_CHECKING:
     from tripwire.engine import ModelMonitor
@@ -59,6 +62,10 @@ def _take(detector: Any) -> dict[str, Any]:
 
 def merge_summary(monitor: ModelMonitor, summary: dict[str, Any]) -> None:
     """Add one partition's window ``summary`` into the detectors of ``monitor`` (which judges merged windows)."""
+    if monitor.multiclass:  # (refused by the configuration: multi-class windows have no summary yet)
+        raise ValueError(f"model {monitor.config.name!r} is multi-class: it cannot be sharded")
+    estimate = cast(ConfidenceEstimate | None, monitor.estimate)
+    performance_window = cast(ClassificationWindow | RegressionWindow, monitor.performance)
     data = summary["data"]
     for family, detectors in (("drift", monitor.drift), ("quality", monitor.quality)):
         for name, part in data[family].items():
@@ -67,14 +74,14 @@ def merge_summary(monitor: ModelMonitor, summary: dict[str, Any]) -> None:
                                  f"which this configuration does not monitor")
             detectors[name].merge(part)
     monitor.prediction_drift.merge(data["prediction"])
-    for detector, part in ((monitor.score_drift, data["score"]), (monitor.estimate, data["estimate"])):
+    for detector, part in ((monitor.score_drift, data["score"]), (estimate, data["estimate"])):
         if (detector is None) != (part is None):
             raise ValueError(f"summary of model {monitor.config.name!r} does not match its reference's detectors")
         if detector is not None:
             detector.merge(part)
     monitor.serving.merge(data["serving"])
     performance = summary["performance"]
-    monitor.performance.merge(performance["window"])
+    performance_window.merge(performance["window"])
     for attribute, part in performance["fairness"].items():
         if attribute in monitor.fairness:
             monitor.fairness[attribute].merge(part)

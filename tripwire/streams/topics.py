@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import os
 import ssl
+import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, AsyncIterator, Iterable, Mapping
 
 from tripwire.config import KAFKA_KEYS, ConfigError, MonitorConfig
 from tripwire.config_values import _parse
@@ -22,6 +23,8 @@ ENV_PREFIX = "TRIPWIRE_KAFKA_"
 # A checkpoint is one record per partition: compacted, so only the latest stays; segments roll
 # often so compaction can actually drop the old ones; big records for large label-join state.
 CHECKPOINT_MAX_BYTES = 16 * 1024 * 1024
+MAX_REQUEST_BYTES = CHECKPOINT_MAX_BYTES + (1 << 20)  # a producer's / reader's request: a checkpoint fits
+RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # between retries of a publish the broker refused
 CHECKPOINT_TOPIC_CONFIG = {
     "cleanup.policy": "compact",
     "segment.ms": "600000",
@@ -247,3 +250,29 @@ async def read_topic(settings: KafkaSettings, topic: str) -> list[Any]:
             for batch in (await consumer.getmany(timeout_ms=200)).values():
                 records += [m for m in batch if m.offset < end[TopicPartition(m.topic, m.partition)]]
         return records
+
+
+async def keyed_records_newest_first(reader: Any, tp: Any, key: bytes) -> AsyncIterator[tuple[int, bytes]]:
+    """The records of ``tp`` (a compacted checkpoints partition) with ``key``, newest first: ``(offset, value)``.
+
+    The compacted topic keeps the newest record per key (and, until compaction runs, older ones),
+    so the newest is usually among the last few: read backwards in growing steps, and further back
+    only when the caller asks for more.
+    """
+    reader.assign([tp])
+    begin = (await reader.beginning_offsets([tp]))[tp]
+    stop = (await reader.end_offsets([tp]))[tp]
+    step = 4
+    while stop > begin:
+        start = max(begin, stop - step)
+        reader.seek(tp, start)
+        found: list[tuple[int, bytes]] = []
+        deadline = time.monotonic() + 60
+        while await reader.position(tp) < stop:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading checkpoints from {tp} took more than 60 s")
+            batch = await reader.getmany(tp, timeout_ms=500)
+            found += [(m.offset, m.value) for m in batch.get(tp, []) if m.offset < stop and m.key == key]
+        for candidate in sorted(found, key=lambda item: -item[0]):
+            yield candidate
+        stop, step = start, step * 8

@@ -41,13 +41,18 @@ from tripwire.streams.partition import CheckpointError, Output, PartitionRunner,
 from tripwire.streams.publish import route
 from tripwire.streams.sightings import Sighting, SplitModelDetector
 from tripwire.streams.status import StatusBoard
-from tripwire.streams.topics import CHECKPOINT_MAX_BYTES, KafkaSettings, partitions_for
+from tripwire.streams.topics import (
+    CHECKPOINT_MAX_BYTES,
+    MAX_REQUEST_BYTES,
+    RETRY_BACKOFF_SECONDS,
+    KafkaSettings,
+    keyed_records_newest_first,
+    partitions_for,
+)
 from tripwire.streams.utilization import Sampler, UtilizationMonitor, default_worker_id
 
 log = logging.getLogger("tripwire.worker")
 
-MAX_REQUEST_BYTES = CHECKPOINT_MAX_BYTES + (1 << 20)
-RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 class Stats:
@@ -687,32 +692,6 @@ class MonitorWorker:
             await self._reader.stop()
             self._reader = None
         log.info("worker %s stopping: %s", self.worker_id, self.stats.as_dict())
-
-
-async def keyed_records_newest_first(reader: Any, tp: Any, key: bytes) -> AsyncIterator[tuple[int, bytes]]:
-    """The records of ``tp`` (a compacted checkpoints partition) with ``key``, newest first: ``(offset, value)``.
-
-    The compacted topic keeps the newest record per key (and, until compaction runs, older ones),
-    so the newest is usually among the last few: read backwards in growing steps, and further back
-    only when the caller asks for more.
-    """
-    reader.assign([tp])
-    begin = (await reader.beginning_offsets([tp]))[tp]
-    stop = (await reader.end_offsets([tp]))[tp]
-    step = 4
-    while stop > begin:
-        start = max(begin, stop - step)
-        reader.seek(tp, start)
-        found: list[tuple[int, bytes]] = []
-        deadline = time.monotonic() + 60
-        while await reader.position(tp) < stop:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading checkpoints from {tp} took more than 60 s")
-            batch = await reader.getmany(tp, timeout_ms=500)
-            found += [(m.offset, m.value) for m in batch.get(tp, []) if m.offset < stop and m.key == key]
-        for candidate in sorted(found, key=lambda item: -item[0]):
-            yield candidate
-        stop, step = start, step * 8
 
 
 def fit_deadletter(entry: bytes, limit: int = 900_000) -> bytes:
