@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from tripwire.detectors.statistics import chi_square, js_distance, ks_binned, psi, wasserstein_binned
-
 from tripwire.detectors.tally import tally
 
 __all__ = [
