@@ -18,6 +18,7 @@ def add_parser(commands: Any) -> None:
     tail.add_argument("--topic", help="topic to print (default: the alerts topic)")
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest alert, not the newest")
     tail.add_argument("--idle-exit", type=float, metavar="SECONDS", help="stop after this long without an alert")
+    tail.add_argument("--limit", type=int, metavar="N", help="stop after N alerts")
     tail.set_defaults(run=run)
 
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     topic = args.topic or settings.topics["alerts"]
     try:
         asyncio.run(tail(settings, topic, from_beginning=args.from_beginning, idle_exit=args.idle_exit,
-                         out=lambda line: print(line, flush=True)))
+                         out=lambda line: print(line, flush=True), limit=args.limit))
     except KafkaError as error:
         return kafka_error(error, settings)
     return 0
