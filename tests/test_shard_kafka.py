@@ -27,12 +27,12 @@ from tests.test_kafka import (  # noqa: F401  (broker is a fixture)
     wait_until,
 )
 from tripwire.cli import main
-from tripwire.config import load_config
+from tripwire.config import ConfigError, load_config
 from tripwire.events import Rejection, decode
 from tripwire.reference import save_reference
 from tripwire.streams.partition import decode_checkpoint
 from tripwire.streams.publish import publish
-from tripwire.streams.topics import ensure_topics, kafka_settings
+from tripwire.streams.topics import ensure_topics, kafka_settings, partitions_for
 
 PARTITIONS = 8
 MINUTES = 26  # of the demo stream: the latency spike (minute 10) and the covariate drift (minute 20)
@@ -103,10 +103,23 @@ def checkpointed(settings, prefix: str) -> dict[int, int]:
 
 
 def summary_ends(settings) -> dict[int, int]:
-    ends: dict[int, int] = {}
-    for message in read(settings, settings.topics["summaries"]):
-        ends[message.partition] = max(ends.get(message.partition, 0), message.offset + 1)
-    return ends
+    """The end offset of every partition of the summaries topic that holds any."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def ends():
+        consumer = AIOKafkaConsumer(**settings.client_kwargs(), group_id=None)
+        await consumer.start()
+        try:
+            topic = settings.topics["summaries"]
+            tps = [TopicPartition(topic, p) for p in await partitions_for(consumer, topic)]
+            return {tp.partition: end for tp, end in (await consumer.end_offsets(tps)).items() if end}
+        finally:
+            await consumer.stop()
+
+    try:
+        return run(ends())
+    except ConfigError:  # the topic does not exist yet (no worker created it): nothing summarised
+        return {}
 
 
 def merged(settings, app_id: str, inputs: dict[int, int]) -> bool:
