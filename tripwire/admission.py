@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from tripwire.classes import ClassSet
+from tripwire.config import ConfigError, ModelConfig
 from tripwire.event_time import EventClock
 from tripwire.events import Event, Features, Label, Prediction, Rejection
+from tripwire.reference import is_multiclass
 
 SCORE_ORDERS_KEPT = 16  # key orders of `scores` objects whose class positions an admission remembers
 
@@ -20,20 +22,26 @@ def _is_number(value: Any) -> bool:
 
 
 class Admission:
-    """Checks and canonicalises the events of one model (``model``, its name).
+    """Checks one model's events and puts a classifier's in its reference's class form.
 
-    ``classes``: a classifier's classes (None for a regression model); ``positive_class``: in
-    their canonical form, or None; ``clock``: the model's event clock, which admitted events move.
+    ``clock``: the model's event clock, which admitted events move.
     """
 
-    def __init__(self, model: str, classes: ClassSet | None, positive_class: Any, multiclass: bool,
-                 clock: EventClock) -> None:
-        self.model = model
-        self.classes = classes
-        self.multiclass = multiclass
+    def __init__(self, config: ModelConfig, reference: dict[str, Any], clock: EventClock) -> None:
+        self.model = config.name
         self.clock = clock
-        self._positive_position = (classes.index(positive_class)
-                                   if classes is not None and positive_class is not None else None)
+        # A classifier's predictions and labels are compared in one canonical form (see admit).
+        self.multiclass = is_multiclass(reference)
+        self.classes = ClassSet(reference["classes"]) if reference["task"] == "classification" else None
+        self.positive_class = config.positive_class if config.positive_class is not None else reference.get("positive_class")
+        if self.classes is not None and self.positive_class is not None:
+            positive = self.classes.canonical(self.positive_class)
+            if positive is None:
+                raise ConfigError(f"model {config.name!r}: positive_class {self.positive_class!r} is not one of the "
+                                  f"reference's classes {self.classes.describe()}")
+            self.positive_class = positive
+        self._positive_position = (self.classes.index(self.positive_class)
+                                   if self.classes is not None and self.positive_class is not None else None)
         self._score_orders: dict[tuple[str, ...], list[int]] = {}  # see _score_vector
 
     def admit(self, event: Event) -> Event | Rejection:

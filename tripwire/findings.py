@@ -60,7 +60,7 @@ def data_window_findings(monitor: ModelMonitor, start: float, end: float, stats:
         finding, pvalue = drift_finding(config, monitor.score_drift, "prediction_drift", "score", start, end, stats)
         findings += significant(config, [finding], [pvalue]) if finding else []
     if monitor.class_score_drift:
-        findings += class_score_findings(config, monitor.classes.classes, monitor.class_score_drift, start, end, stats)
+        findings += class_score_findings(config, monitor.class_names, monitor.class_score_drift, start, end, stats)
     if monitor.estimate is not None:
         findings += estimate_findings(config, monitor.reference, monitor.estimate, monitor.estimated_metrics, start,
                                       end, stats)
@@ -79,7 +79,7 @@ def performance_window_findings(monitor: ModelMonitor, start: float, end: float,
         findings += baseline_findings(config, monitor.reference, result, monitor.metrics, n, start, end, stats,
                                       estimated=False)
         if monitor.multiclass:
-            for cls in monitor.classes.classes:
+            for cls in monitor.class_names:
                 for metric in PER_CLASS_STATS:
                     stats[f"class:{cls}.{metric}"] = result[f"{metric}:{cls}"]
     monitor.performance.reset()
@@ -113,23 +113,6 @@ def change_alarm_finding(config: ModelConfig, stream: str, n: int, start: float,
         model=config.name, kind=kind, signal=f"change:{stream}", detector=method, value=1,
         threshold=config.threshold(method, f"change:{stream}"), window_start=start, window_end=ts, n=n,
         message=f"{method} detected a change in the {stream} stream of {config.name} after {n} values",
-    )
-
-
-def unmatched_label_finding(config: ModelConfig, unmatched: int, joined: int, ttl: float, start: float,
-                            ts: float) -> Finding:
-    """The share of a model's settled labels that expired after ``ttl`` seconds without meeting a prediction."""
-    name = config.name
-    settled = joined + unmatched
-    rate = unmatched / settled
-    return Finding(
-        model=UNATTRIBUTED, kind="data_quality", signal=f"labels:{name}", detector="unmatched_label_rate",
-        value=rate, threshold=config.threshold("unmatched_label_rate", "labels"), window_start=start,
-        window_end=ts, n=settled,
-        evidence={"model": name, "labels_unmatched": unmatched, "labels_joined": joined, "label_ttl_seconds": ttl},
-        message=f"{unmatched} of {settled} labels of {name} expired after {ttl:g} s without meeting "
-                f"a prediction ({rate:.0%}): are they keyed like its predictions (same partition), with the "
-                "same request ids?",
     )
 
 

@@ -18,10 +18,9 @@ import numpy as np
 
 from tripwire.admission import Admission
 from tripwire.alerts import AlertPolicy, Finding
-from tripwire.classes import ClassSet
-from tripwire.config import ConfigError, ModelConfig
+from tripwire.config import ModelConfig
 from tripwire.detectors.change import ChangeDetector
-from tripwire.detectors.distribution import CategoricalDrift, NumericDrift, drift_detector_for
+from tripwire.detectors.distribution import NumericDrift, drift_detector_for
 from tripwire.detectors.estimated import ConfidenceEstimate, MulticlassConfidenceEstimate
 from tripwire.detectors.fairness import FairnessWindow
 from tripwire.detectors.multiclass import MulticlassWindow
@@ -31,15 +30,10 @@ from tripwire.detectors.registry import DataWindow, PerformanceWindow, detectors
 from tripwire.detectors.serving import ServingWindow
 from tripwire.event_time import EARLIEST_TS, EventClock
 from tripwire.events import Features, Label, Prediction, Rejection, format_ts
-from tripwire.findings import (
-    change_alarm_finding,
-    change_findings,
-    data_window_findings,
-    performance_window_findings,
-    unmatched_label_finding,
-)
+from tripwire.findings import change_alarm_finding, change_findings, data_window_findings, performance_window_findings
+from tripwire.fold import fold_data_window
 from tripwire.join import LabelJoin, Outcome
-from tripwire.reference import is_multiclass
+from tripwire.unmatched_labels import UnmatchedLabels
 
 Alert = dict[str, Any]
 WindowSink = Callable[[dict[str, Any]], None]
@@ -50,25 +44,6 @@ DEFAULT_METRICS = {"regression": ("mae", "rmse"), "classification": ("accuracy",
 ESTIMATED_METRICS = {"classification": ("accuracy", "f1"), "multiclass": ("accuracy", "macro_f1")}
 EXPIRE_EVERY = 1024
 TRANSPOSE_ROWS = 128  # window rows turned into columns once this many are new (see _transpose_new_rows)
-
-
-_NUMBER_TYPES = frozenset({float, int})
-
-
-def _plain_numbers(values: Sequence[Any]) -> np.ndarray | None:
-    """The values as floats when every one is a plain number (int or float), else None."""
-    return np.array(values, dtype=float) if set(map(type, values)) <= _NUMBER_TYPES else None
-
-
-def _as_numbers(values: Sequence[Any] | np.ndarray) -> np.ndarray:
-    """Raw JSON values to floats; anything that is not a number (quality counts it) becomes NaN."""
-    if isinstance(values, np.ndarray):
-        return values  # already converted by _plain_numbers
-    floats = _plain_numbers(values)
-    if floats is not None:
-        return floats
-    return np.array([v if type(v) is float or type(v) is int else None for v in values], dtype=float)
-
 
 
 class Refused(Exception):
@@ -95,23 +70,16 @@ class ModelMonitor:
         self.reference = reference
         self.reference_uri = config.reference
         self.task: str = reference["task"]
-        # A classifier's predictions and labels are compared in one canonical form (see admit).
-        self.multiclass = is_multiclass(reference)
-        self.classes = ClassSet(reference["classes"]) if self.task == "classification" else None
-        self.positive_class = config.positive_class if config.positive_class is not None else reference.get("positive_class")
-        if self.classes is not None and self.positive_class is not None:
-            positive = self.classes.canonical(self.positive_class)
-            if positive is None:
-                raise ConfigError(f"model {config.name!r}: positive_class {self.positive_class!r} is not one of the "
-                                  f"reference's classes {self.classes.describe()}")
-            self.positive_class = positive
         self.model_version: str | None = None
         self.on_window = on_window
         self.policy = AlertPolicy(config.min_samples, config.resolve_windows, config.cooldown_windows)
         self.join = LabelJoin(config.label_ttl_seconds, config.label_join_max_pending)
         self.clock = EventClock(config.allowed_lateness_seconds, config.max_future_seconds)
-        # Values in the reference's form, times on this clock (see Engine.admit).
-        self.admission = Admission(config.name, self.classes, self.positive_class, self.multiclass, self.clock)
+        # Values in the reference's form (a classifier's classes), times on this clock (see Engine.admit).
+        self.admission = Admission(config, reference, self.clock)
+        self.multiclass, self.classes = self.admission.multiclass, self.admission.classes
+        self.positive_class = self.admission.positive_class
+        self.class_names: list[Any] = self.classes.classes if self.classes is not None else []  # (a classifier's)
         self._join_counts_shown = (0, 0)  # (evicted, duplicates) at the last data window: see _join_stats
 
         profiles = reference["features"]
@@ -126,16 +94,17 @@ class ModelMonitor:
         class_profiles = reference.get("class_score_profiles") if self.multiclass else None
         self.class_score_drift = [NumericDrift(p) for p in class_profiles] if class_profiles else []
         calibrations = reference.get("class_score_calibrations") if self.multiclass else None
+        self.estimate: ConfidenceEstimate | MulticlassConfidenceEstimate | None
         if not config.enabled("estimated"):
             self.estimate = None
         elif calibrations:
-            self.estimate = MulticlassConfidenceEstimate(self.classes.classes, calibrations)
+            self.estimate = MulticlassConfidenceEstimate(self.class_names, calibrations)
         elif self.task == "classification" and score_profile and not self.multiclass:
             self.estimate = ConfidenceEstimate(self.positive_class, calibration=reference.get("score_calibration"))
         else:
             self.estimate = None
         if self.multiclass:
-            self.performance = MulticlassWindow(self.classes.classes)
+            self.performance = MulticlassWindow(self.class_names)
         else:
             self.performance = (ClassificationWindow(self.positive_class) if self.task == "classification"
                                 else RegressionWindow())
@@ -160,9 +129,7 @@ class ModelMonitor:
         self._reset_data_window()
         self._reset_performance_window()
         self._since_expiry = 0
-        # Unmatched labels (see _judge_unmatched_labels): labels since the last check, the join's
-        # joined and expired-label counts when the open window began, and its start.
-        self._unmatched_window: list[Any] = [0, 0, 0, None]  # labels since judged, joined, expired, start
+        self.unmatched_labels = UnmatchedLabels(config, EXPIRE_EVERY)
 
     # -- events ----------------------------------------------------------------------------
     def on_prediction(self, event: Prediction) -> list[Alert]:
@@ -256,36 +223,11 @@ class ModelMonitor:
         outcome = self.join.add_label(event.request_id, event.ts, event.label)
         if outcome is not None:
             alerts += self._on_outcome(outcome, event.ts)
-        window = self._unmatched_window
-        if window[3] is None:
-            window[3] = event.ts
-        window[0] += 1
-        if window[0] >= EXPIRE_EVERY:
-            alerts += self._judge_unmatched_labels(event.ts)
+        finding = self.unmatched_labels.on_label(self.join, event.ts)
+        if finding is not None:
+            alert = self.policy.evaluate(finding, model_version=None, reference=None, ts=event.ts)
+            alerts += [alert] if alert else []
         return alerts
-
-    def _judge_unmatched_labels(self, ts: float) -> list[Alert]:
-        """Every EXPIRE_EVERY labels: the share of the labels settled since the last window (joined to a
-        prediction, or expired after the TTL) that expired without ever meeting one.
-
-        A window is judged once ``min_samples`` labels were settled in it. Labels that never meet a
-        prediction are those of a model whose labels land on another partition than its predictions
-        (another key or partitioner), or carry other request ids. Counted in event time on this
-        model's own events, so replay and worker judge the same windows.
-        """
-        window = self._unmatched_window
-        window[0] = 0
-        self.join.expire(ts)  # a partition holding only this model's labels never reaches the prediction path's expiry
-        joined = self.join.joined - window[1]
-        unmatched = self.join.expired_labels - window[2]
-        settled = joined + unmatched
-        if settled < self.config.min_samples:
-            return []
-        start = window[3]
-        self._unmatched_window = [0, self.join.joined, self.join.expired_labels, ts]
-        finding = unmatched_label_finding(self.config, unmatched, joined, self.join.ttl, start, ts)
-        alert = self.policy.evaluate(finding, model_version=None, reference=None, ts=ts)
-        return [alert] if alert else []
 
     def _open_data_window(self, ts: float) -> None:
         if self._n == 0:
@@ -330,6 +272,7 @@ class ModelMonitor:
 
     def _watch_change_streams(self, event: Prediction) -> list[Alert]:
         alerts = []
+        value: Any
         for stream, detector in self._event_streams:
             if stream == "score":
                 value = event.score
@@ -357,7 +300,7 @@ class ModelMonitor:
                 group = outcome.attributes.get(attribute)
                 if group is not None:
                     window.update(str(group), outcome.prediction, outcome.label)
-        else:  # a regression prediction and label are numbers (see admit)
+        else:  # a regression prediction and label are numbers (see Admission.admit)
             self.performance.update(outcome.prediction, outcome.label)
         if self.sharded:  # its performance window is its data window, judged after the merge
             return alerts
@@ -421,25 +364,8 @@ class ModelMonitor:
 
     def _fold_data_window(self) -> None:
         """The buffered window into the detectors (the drift, quality, serving and estimate ones); clear the buffers."""
-        profiles = self.reference["features"]
-        for name, column in zip(self.monitored_features, self._feature_columns()):
-            # A numeric column of plain numbers is converted once, for quality and drift both.
-            floats = _plain_numbers(column) if profiles[name]["kind"] == "numeric" else None
-            if name in self.quality:
-                self.quality[name].update_many(column, floats)
-            if name in self.drift:
-                _fold_drift(self.drift[name], column if floats is None else floats)
-        if self.config.enabled("drift", "prediction"):
-            _fold_drift(self.prediction_drift, self._predictions)
-        if self.score_drift is not None and self.config.enabled("drift", "score"):
-            _fold_drift(self.score_drift, self._scores)
-        for position, detector in enumerate(self.class_score_drift):
-            if self.config.enabled("drift", f"score:{self.classes.classes[position]}"):
-                _fold_drift(detector, [vector[position] for vector in self._scores])
-        if self.estimate is not None:
-            self.estimate.update_many(self._scores)
-        if self.config.enabled("serving", "serving"):
-            self.serving.update_many(self._latencies, self._start, self._end)
+        fold_data_window(self, self._feature_columns(), self._predictions, self._scores, self._latencies, self._start,
+                         self._end)
         self._reset_data_window()
 
     def judge_data_window(self, start: float, end: float, n: int, ts: float,
@@ -545,7 +471,7 @@ class ModelMonitor:
             "join_counts_shown": list(self._join_counts_shown),
             "clock": self.clock.to_dict(),
             "policy": self.policy.to_dict(),
-            "unmatched_labels": list(self._unmatched_window),
+            "unmatched_labels": self.unmatched_labels.to_list(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -568,9 +494,7 @@ class ModelMonitor:
         if "clock" in state:  # (a checkpoint from before the event clock starts it afresh at the next record)
             self.clock.restore(state["clock"])
         self.policy.restore(state["policy"])
-        fresh = [0, self.join.joined, self.join.expired_labels, None]  # a checkpoint from before this rule
-        since, joined, expired, start = state.get("unmatched_labels") or fresh
-        self._unmatched_window = [int(since), int(joined), int(expired), None if start is None else float(start)]
+        self.unmatched_labels.restore(state.get("unmatched_labels"), self.join)
 
     def _join_stats(self, stats: dict[str, Any]) -> None:
         """The label join's size, and its evictions and duplicates since the last data window (counters add these up)."""
@@ -585,11 +509,4 @@ class ModelMonitor:
         if self.on_window is not None:
             self.on_window({"model": self.config.name, "model_version": self.model_version, "family": family,
                             "index": index, "start": start, "end": end, "n": n, "stats": stats})
-
-
-def _fold_drift(detector: NumericDrift | CategoricalDrift, values: Sequence[Any] | np.ndarray) -> None:
-    if isinstance(detector, NumericDrift):
-        detector.update_many(_as_numbers(values))
-    else:
-        detector.update_many(values)  # it skips None itself
 
