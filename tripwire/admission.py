@@ -131,4 +131,3 @@ class Admission:
     def _class_rejection(self, role: str, value: Any) -> Rejection:
         return Rejection(f"{role} {value!r} is not one of the classes {self.classes.describe()} of model "
                          f"{self.model!r} (its reference)", self.model)
-

@@ -26,7 +26,6 @@ class BatchResult:
     alert_records: list[int] = field(default_factory=list)  # per alert, the index of the record that raised it
 
 
-
 def process_records(engine: Engine, records: Sequence[bytes]) -> BatchResult:
     """``engine`` decodes and processes a batch of raw records (JSON lines, Kafka values; a tombstone as ``b""``).
 
@@ -66,6 +65,7 @@ def process_records(engine: Engine, records: Sequence[bytes]) -> BatchResult:
             alert_records += [index] * len(raised)
         index += 1
     return result
+
 
 def _run_in_bulk(engine: Engine, items: list[Event | Rejection], first: int, result: BatchResult) -> int:
     """Process the run of one model's predictions and labels from ``items[first]``; return how

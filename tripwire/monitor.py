@@ -55,7 +55,6 @@ class Refused(Exception):
         self.rejection = rejection
 
 
-
 class ModelMonitor:
     """Every detector of one model, its open windows, its label join and its alert state."""
 
@@ -509,4 +508,3 @@ class ModelMonitor:
         if self.on_window is not None:
             self.on_window({"model": self.config.name, "model_version": self.model_version, "family": family,
                             "index": index, "start": start, "end": end, "n": n, "stats": stats})
-
