@@ -117,7 +117,7 @@ def window_verdicts(run: TripwireRun, model_config: dict[str, Any] | None = None
     """Per feature, per data window: did tripwire's drift rule hold (effect size over the warning
     threshold AND Benjamini-Hochberg-corrected p-value <= alpha, across the model's features)?
 
-    The rule is the engine's (``ModelMonitor._significant`` + ``AlertPolicy``); it is evaluated here
+    The rule is the engine's (``tripwire.findings.significant`` + ``AlertPolicy``); it is evaluated here
     from the window statistics the engine publishes, with the engine's own BH function and config.
     """
     from tripwire.config import parse_config

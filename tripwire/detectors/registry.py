@@ -7,7 +7,7 @@ without an edit elsewhere:
 
 - a configuration may switch it (``detectors = {NAME = false}``), set its thresholds
   (``thresholds.STATISTIC``) and its signals (``signals."PREFIX:X"``);
-- every model's :class:`~tripwire.engine.ModelMonitor` builds one detector per model
+- every model's :class:`~tripwire.monitor.ModelMonitor` builds one detector per model
   (:attr:`Family.build`), hands it each closed window, and passes its findings to the alert policy;
 - its statistics reach the windows' ``stats`` (report, MLflow, status page) and ``/metrics``.
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from tripwire.config import DRIFT_STATISTICS, ModelConfig, MonitorConfig, Threshold
 from tripwire.detectors.registry import families, family_of_statistic
-from tripwire.engine import ERROR_METRICS, QUALITY_CHECKS, degradation
+from tripwire.findings import ERROR_METRICS, QUALITY_CHECKS, degradation
 from tripwire.report.text import alert_time, anchor, fmt
 from tripwire.statistic_keys import split_statistic
 

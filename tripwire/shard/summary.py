@@ -21,7 +21,7 @@ from tripwire.detectors.estimated import ConfidenceEstimate
 from tripwire.detectors.performance import ClassificationWindow, RegressionWindow
 
 if TYPE_CHECKING:
-    from tripwire.engine import ModelMonitor
+    from tripwire.monitor import ModelMonitor
 
 SCHEMA = 1
 JOIN_COUNTS = ("labels_pending", "join_evicted", "request_ids_duplicate", "predictions_expired_unlabelled",

@@ -1,0 +1,133 @@
+"""Admission: a model's events in its reference's form and on its event clock, or a rejection saying why not.
+
+Runs between decoding and processing (see :meth:`tripwire.engine.Engine.admit`), so a batch admits
+all its records before processing any of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tripwire.classes import ClassSet
+from tripwire.config import ConfigError, ModelConfig
+from tripwire.event_time import EventClock
+from tripwire.events import Event, Features, Label, Prediction, Rejection
+from tripwire.reference import is_multiclass
+
+SCORE_ORDERS_KEPT = 16  # key orders of `scores` objects whose class positions an admission remembers
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) is float or type(value) is int
+
+
+class Admission:
+    """Checks one model's events and puts a classifier's in its reference's class form.
+
+    ``clock``: the model's event clock, which admitted events move.
+    """
+
+    def __init__(self, config: ModelConfig, reference: dict[str, Any], clock: EventClock) -> None:
+        self.model = config.name
+        self.clock = clock
+        # A classifier's predictions and labels are compared in one canonical form (see admit).
+        self.multiclass = is_multiclass(reference)
+        self.classes = ClassSet(reference["classes"]) if reference["task"] == "classification" else None
+        self.positive_class = config.positive_class if config.positive_class is not None else reference.get("positive_class")
+        if self.classes is not None and self.positive_class is not None:
+            positive = self.classes.canonical(self.positive_class)
+            if positive is None:
+                raise ConfigError(f"model {config.name!r}: positive_class {self.positive_class!r} is not one of the "
+                                  f"reference's classes {self.classes.describe()}")
+            self.positive_class = positive
+        self._positive_position = (self.classes.index(self.positive_class)
+                                   if self.classes is not None and self.positive_class is not None else None)
+        self._score_orders: dict[tuple[str, ...], list[int]] = {}  # see _score_vector
+
+    def admit(self, event: Event) -> Event | Rejection:
+        """The event, checked and in canonical form, or a rejection saying why not.
+
+        A classifier's prediction and label are put in the reference's class form (see
+        :meth:`_admit_classes`); a regression model's must be numbers. Then the event's time must
+        suit the model's event clock (late or far-future records are refused, see
+        :class:`tripwire.event_time.EventClock`); an event that passes moves the clock, even one the
+        label join refuses afterwards as a duplicate (admission runs ahead of processing in a batch).
+        """
+        if type(event) is not Features:
+            if self.classes is not None:
+                event = self._admit_classes(event)
+            elif not _is_number(event.prediction if type(event) is Prediction else event.label):
+                event = self._number_rejection(event)
+            if type(event) is Rejection:
+                return event
+        refusal = self.clock.refusal(event.ts, self.model)
+        return event if refusal is None else Rejection(refusal, self.model)
+
+    def _number_rejection(self, event: Prediction | Label) -> Rejection:
+        role, value = ("prediction", event.prediction) if type(event) is Prediction else ("label", event.label)
+        return Rejection(f"{role} {value!r} of regression model {self.model!r} is not a number (an outcome "
+                         f"that cannot be scored is refused, never counted as right or wrong)", self.model)
+
+    def _admit_classes(self, event: Prediction | Label) -> Prediction | Label | Rejection:
+        """The event with its classes in the reference's spelling, or a rejection saying why it has none.
+
+        ``"1"``, ``1`` and ``1.0`` are one class, ``"true"`` and ``True`` too (see
+        :mod:`tripwire.classes`), so a label sent as ``1`` for a prediction ``"1"`` is a hit, not
+        a miss; a value that is no class of the reference is rejected rather than counted wrong.
+        A multi-class prediction's ``scores`` (class -> probability, every class) become its
+        ``score``: the probability vector in class order, which the windows and the label join
+        carry. A binary prediction with ``scores`` but no ``score`` gets the positive class's.
+        """
+        classes = self.classes
+        if type(event) is Label:
+            label = classes.canonical(event.label)
+            if label is None:
+                return self._class_rejection("label", event.label)
+            event.label = label
+            return event
+        prediction = classes.canonical(event.prediction)
+        if prediction is None:
+            return self._class_rejection("prediction", event.prediction)
+        event.prediction = prediction
+        if self.multiclass:
+            if event.scores is not None:
+                vector = self._score_vector(event.scores)
+                if type(vector) is Rejection:
+                    return vector
+                event.score = vector
+            elif event.score is not None:
+                return Rejection(f"model {self.model!r} has {len(classes)} classes: a prediction gives 'scores' "
+                                 f"(class -> probability), not one 'score'", event.model)
+        elif event.score is None and event.scores is not None and self._positive_position is not None:
+            vector = self._score_vector(event.scores)
+            if type(vector) is Rejection:
+                return vector
+            event.score = vector[self._positive_position]
+        return event
+
+    def _score_vector(self, scores: dict[str, float]) -> tuple[float, ...] | Rejection:
+        if len(scores) == len(self.classes):
+            # A producer sends its keys in the same order every time: their class positions are cached.
+            order = self._score_orders.get(tuple(scores))
+            if order is not None:
+                vector = [0.0] * len(order)
+                for position, probability in zip(order, scores.values()):
+                    vector[position] = probability
+                return tuple(vector)
+        vector: list[float | None] = [None] * len(self.classes)
+        for key, probability in scores.items():
+            position = self.classes.index(key)
+            if position is None:
+                return self._class_rejection("scores key", key)
+            vector[position] = probability
+        if None not in vector and len(self._score_orders) < SCORE_ORDERS_KEPT:
+            self._score_orders[tuple(scores)] = [self.classes.index(key) for key in scores]
+        if None in vector:
+            missing = [c for c, p in zip(self.classes.classes, vector) if p is None]
+            return Rejection(f"field 'scores' has no probability for the classes {missing} of model "
+                             f"{self.model!r}", self.model)
+        return tuple(vector)
+
+    def _class_rejection(self, role: str, value: Any) -> Rejection:
+        return Rejection(f"{role} {value!r} is not one of the classes {self.classes.describe()} of model "
+                         f"{self.model!r} (its reference)", self.model)

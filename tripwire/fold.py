@@ -1,0 +1,68 @@
+"""A closing data window folded into its model's detectors: a column of values per detector, at once with numpy.
+
+Folding is the per-window half of a monitor's work (per event it only appends to the window's
+buffers); :mod:`tripwire.findings` then judges the folded detectors.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from tripwire.detectors.distribution import CategoricalDrift, NumericDrift
+
+if TYPE_CHECKING:
+    from tripwire.monitor import ModelMonitor
+
+
+_NUMBER_TYPES = frozenset({float, int})
+
+
+def _plain_numbers(values: Sequence[Any]) -> np.ndarray | None:
+    """The values as floats when every one is a plain number (int or float), else None."""
+    return np.array(values, dtype=float) if set(map(type, values)) <= _NUMBER_TYPES else None
+
+
+def _as_numbers(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Raw JSON values to floats; anything that is not a number (quality counts it) becomes NaN."""
+    if isinstance(values, np.ndarray):
+        return values  # already converted by _plain_numbers
+    floats = _plain_numbers(values)
+    if floats is not None:
+        return floats
+    return np.array([v if type(v) is float or type(v) is int else None for v in values], dtype=float)
+
+
+def fold_data_window(monitor: ModelMonitor, columns: Sequence[Sequence[Any]], predictions: Sequence[Any],
+                     scores: Sequence[Any], latencies: Sequence[float | None], start: float, end: float) -> None:
+    """Fold one data window into ``monitor``'s drift, quality, estimate and serving detectors.
+
+    ``columns``: one per monitored feature, in ``monitor.monitored_features`` order.
+    """
+    profiles = monitor.reference["features"]
+    for name, column in zip(monitor.monitored_features, columns):
+        # A numeric column of plain numbers is converted once, for quality and drift both.
+        floats = _plain_numbers(column) if profiles[name]["kind"] == "numeric" else None
+        if name in monitor.quality:
+            monitor.quality[name].update_many(column, floats)
+        if name in monitor.drift:
+            _fold_drift(monitor.drift[name], column if floats is None else floats)
+    if monitor.config.enabled("drift", "prediction"):
+        _fold_drift(monitor.prediction_drift, predictions)
+    if monitor.score_drift is not None and monitor.config.enabled("drift", "score"):
+        _fold_drift(monitor.score_drift, scores)
+    for position, detector in enumerate(monitor.class_score_drift):
+        if monitor.config.enabled("drift", f"score:{monitor.class_names[position]}"):
+            _fold_drift(detector, [vector[position] for vector in scores])
+    if monitor.estimate is not None:
+        monitor.estimate.update_many(scores)
+    if monitor.config.enabled("serving", "serving"):
+        monitor.serving.update_many(latencies, start, end)
+
+
+def _fold_drift(detector: NumericDrift | CategoricalDrift, values: Sequence[Any] | np.ndarray) -> None:
+    if isinstance(detector, NumericDrift):
+        detector.update_many(_as_numbers(values))
+    else:
+        detector.update_many(values)  # it skips None itself
