@@ -64,3 +64,25 @@ def test_threshold_directions():
     above, below = Threshold(0.1, 0.25), Threshold(0.8, 0.6, "below")
     assert [above.severity(v) for v in (0.05, 0.1, 0.3)] == [None, "warning", "critical"]
     assert [below.severity(v) for v in (0.9, 0.8, 0.5)] == [None, "warning", "critical"]
+
+
+def test_worker_stages_are_input_and_merge_unless_the_file_or_environment_picks(tmp_path, monkeypatch, capsys):
+    from tripwire.cli import main
+    from tripwire.streams.topics import worker_settings
+
+    models = {"models": [{"name": "m", "reference": "r.json"}]}
+    assert parse_config(models).worker["stages"] == ("input", "merge")
+    config = parse_config({**models, "worker": {"stages": ["merge"]}})
+    assert config.worker["stages"] == ("merge",)
+    assert worker_settings(config, {"TRIPWIRE_WORKER_STAGES": "input, merge"})["stages"] == ("input", "merge")
+    for bad in ([], ["input", "join"], "input", [1]):
+        with pytest.raises(ConfigError, match=r"worker\.stages"):
+            parse_config({**models, "worker": {"stages": bad}})
+    with pytest.raises(ConfigError, match="TRIPWIRE_WORKER_STAGES"):
+        worker_settings(config, {"TRIPWIRE_WORKER_STAGES": "merge,judge"})
+    # Merge only, and no model sharded: nothing to run, exit 2 before any broker is reached.
+    path = tmp_path / "monitor.toml"
+    path.write_text('[[models]]\nname = "m"\nreference = "r.json"\n\n[kafka]\nbootstrap_servers = "127.0.0.1:9"\n')
+    monkeypatch.setenv("TRIPWIRE_WORKER_STAGES", "merge")
+    assert main(["worker", "--config", str(path)]) == 2
+    assert "worker.stages" in capsys.readouterr().err

@@ -202,3 +202,48 @@ def test_sigkill_of_the_workers_and_their_merge_stages_then_restart_loses_nothin
     check(settings, sharded["expected"])
     values = model_alerts(alert_records(settings))
     print(f"{len(values) - len(set(values))} merged alerts published again after the kill (same bytes)")
+
+
+@pytest.mark.timeout(1500)
+def test_sigkill_of_a_merge_only_then_an_input_only_worker_then_restart_loses_nothing(sharded):
+    """[worker] stages apart: an input-only and a merge-only worker, each killed mid-stream and restarted.
+
+    The merge-only worker is killed after its first merged alerts (its stage checkpoints every 1,000
+    summaries only: nothing covered) and restarted while the input-only worker goes on; then, once the
+    restarted merge stage published alerts it had not, the input-only worker is killed (checkpoints
+    every 1,000 records of a partition) and restarted. The alerts must still be the partitioned replay's.
+    """
+    topic = f"t{RUN}.shard.stages.events"
+    config = write_config(sharded["dir"], "stages", topic)
+    settings = kafka_settings(load_config(config))
+    app_id = load_config(config).worker["app_id"]
+    records, half = sharded["records"], len(sharded["records"]) // 2
+    produce_by_request_id(settings, records[:half])
+    sparse = {"checkpoint_seconds": "3600", "checkpoint_records": "1000"}
+    inputs = Worker(config, "input-victim", stages="input", **sparse)
+    workers = [inputs, Worker(config, "merge-victim", stages="merge", **sparse)]
+    try:
+        wait_until(lambda: len(model_alerts(alert_records(settings))) >= 3, "merged alerts of the first half", workers,
+                   timeout=600)
+        workers.pop().kill()
+        assert not merged(settings, app_id, end_offsets(settings)), "everything was covered before the merge kill"
+        seen = len(set(model_alerts(alert_records(settings))))
+        workers.append(Worker(config, "merge-again", stages="merge"))
+        produce_by_request_id(settings, records[half:])
+        wait_until(lambda: len(set(model_alerts(alert_records(settings)))) > seen,
+                   "the restarted merge stage's first new alert", workers, timeout=600)
+        workers.remove(inputs)
+        inputs.kill()
+        ends = end_offsets(settings)
+        assert not merged(settings, app_id, ends), "everything was covered before the input kill"
+        workers.append(Worker(config, "input-again", stages="input"))
+        wait_until(lambda: merged(settings, app_id, ends), "every summary merged after both restarts", workers,
+                   timeout=600)
+    finally:
+        for worker in workers:
+            worker.stop()
+    check(settings, sharded["expected"])
+    samples = [orjson.loads(m.value) for m in read(settings, settings.topics["metrics"], must_exist=True)]
+    merge_only = [s for s in samples if s.get("type") == "utilization" and s["worker"].startswith("merge-")]
+    assert merge_only and all(s["partitions"] == [] for s in merge_only), "a merge-only worker consumed input"
+    assert any(s["partitions"] for s in samples if s.get("type") == "utilization" and s["worker"].startswith("input-"))

@@ -96,6 +96,15 @@ KAFKA_KEYS: KeySpec = {
     "topics": (_topics, DEFAULT_TOPICS, "[kafka.topics] events, alerts, deadletter, metrics, checkpoints, actions, summaries"),
 }
 
+WORKER_STAGES = ("input", "merge")
+
+
+def _stages(value: Any) -> tuple[str, ...]:
+    if type(value) is not list or not value or not all(stage in WORKER_STAGES for stage in value):
+        raise TypeError(f"must be a non-empty list of {', '.join(repr(s) for s in WORKER_STAGES)}")
+    return tuple(dict.fromkeys(value))
+
+
 # The [worker] table: the Faust worker's batching, checkpoints and utilization sampling.
 WORKER_KEYS: KeySpec = {
     "app_id": (_string, "tripwire", "Faust app id = Kafka consumer group; workers with one id share the partitions"),
@@ -119,6 +128,8 @@ WORKER_KEYS: KeySpec = {
     "web_config": (_string, None, "YAML web config, as Prometheus exporters read: tls_server_config {cert_file, "
                                   "key_file}, basic_auth_users {user: bcrypt hash}; relative to the config file"),
     "web_faust_pages": (_bool, False, "also serve Faust's own pages (/router/, /table/, /graph/, statistics)"),
+    "stages": (_stages, WORKER_STAGES, "what this worker runs: \"input\" (partition runners on the events topic), "
+                                       "\"merge\" (the sharded models' merge stage); env TRIPWIRE_WORKER_STAGES=merge"),
 }
 
 MONITOR_KEYS: KeySpec = {

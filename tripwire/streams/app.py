@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from tripwire.config import MonitorConfig
+from tripwire.config import ConfigError, MonitorConfig
 from tripwire.streams import web
 from tripwire.streams.topics import CHECKPOINT_MAX_BYTES, KafkaSettings, ensure_topics, worker_settings
 from tripwire.streams.worker import MonitorWorker
@@ -89,13 +89,16 @@ def run_worker(config: MonitorConfig, kafka: KafkaSettings, *, loglevel: str = "
     from tripwire.sinks.actions import RetrainTrigger
     from tripwire.tracking import AliasWatcher, MlflowReporter, resolve_config
 
+    config.worker = worker_settings(config)  # TRIPWIRE_WORKER_<KEY> wins over the file
+    if "input" not in config.worker["stages"] and not any(m.sharded for m in config.models):
+        raise ConfigError("worker.stages = [\"merge\"] runs only the merge stage of sharded models, and no model "
+                          "is sharded: nothing to run")
     roles = ("events", "alerts", "deadletter", "metrics", "checkpoints") + (
         ("summaries",) if any(m.sharded for m in config.models) else ())
     created = asyncio.run(ensure_topics(kafka, [kafka.topics[r] for r in roles], compacted=[kafka.topics["checkpoints"]]))
     if created:
         log.warning("created topics %s (%d partitions)", ", ".join(created), kafka.partitions)
     asyncio.set_event_loop(asyncio.new_event_loop())
-    config.worker = worker_settings(config)  # TRIPWIRE_WORKER_<KEY> wins over the file
     resolved = resolve_config(config)
     reporter = MlflowReporter.from_config(config)
     sinks = start_sinks(config.sinks)  # [sinks]: Alertmanager, webhooks

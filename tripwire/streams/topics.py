@@ -133,6 +133,8 @@ def from_environment(values: dict[str, Any], keys: Mapping[str, tuple[Any, Any, 
         value: Any = raw.strip()
         if type(default) is bool:
             value = BOOLEAN_WORDS.get(value.lower(), raw)
+        elif type(default) is tuple:  # a list key: comma-separated, TRIPWIRE_WORKER_STAGES=input,merge
+            value = [part.strip() for part in value.split(",")]
         elif type(default) in (int, float):
             try:
                 value = float(value) if "." in value else int(value)

@@ -134,7 +134,9 @@ class MonitorWorker:
         self.keys = self.models | {b"*"}
         self.merge_stage: Any = None
         self._merging: asyncio.Task[None] | None = None
-        if self.sharded:
+        # [worker] stages: "input" (the input consumer and its partition runners), "merge" (the merge stage).
+        self.stages = self.settings["stages"]
+        if self.sharded and "merge" in self.stages:
             from tripwire.shard.stage import MergeStage
 
             self.merge_stage = MergeStage(self)
@@ -164,6 +166,8 @@ class MonitorWorker:
         self.producer = AIOKafkaProducer(**self.kafka.client_kwargs(), acks="all", linger_ms=5,
                                          max_request_size=MAX_REQUEST_BYTES, max_batch_size=1 << 20)
         await self.producer.start()
+        if "input" not in self.stages:
+            return  # a merge-only worker: no input consumer, the events topic is another worker's
         session = self.settings["session_timeout_seconds"]
         self.consumer = AIOKafkaConsumer(
             **self.kafka.client_kwargs(), group_id=self.app_id, enable_auto_commit=False,
@@ -196,6 +200,10 @@ class MonitorWorker:
 
     async def _consume(self) -> None:
         try:
+            if self.consumer is None:  # merge only: the merge stage is the work; its error stops the worker
+                assert self._merging is not None, "a merge-only worker needs a sharded model"
+                await self._merging  # runs until cancelled
+                return
             timeout_ms = int(self.settings["batch_seconds"] * 1000)
             while True:
                 batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.settings["batch_size"])
@@ -673,7 +681,8 @@ class MonitorWorker:
         if self._merging is not None:  # the merge stage checkpoints and leaves its group first (it uses the producer)
             self._merging.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._merging
+                await self._merging  # runs until cancelled
+                return
             self._merging = None
         if self.consumer is not None:
             try:
