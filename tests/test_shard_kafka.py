@@ -247,3 +247,5 @@ def test_sigkill_of_a_merge_only_then_an_input_only_worker_then_restart_loses_no
     merge_only = [s for s in samples if s.get("type") == "utilization" and s["worker"].startswith("merge-")]
     assert merge_only and all(s["partitions"] == [] for s in merge_only), "a merge-only worker consumed input"
     assert any(s["partitions"] for s in samples if s.get("type") == "utilization" and s["worker"].startswith("input-"))
+    values = model_alerts(alert_records(settings))
+    print(f"{len(values) - len(set(values))} merged alerts published again after the two kills (same bytes)")
