@@ -1,6 +1,6 @@
 """The worker's merge stage: a second group consumer that merges sharded models' window summaries.
 
-Every worker runs one beside its input consumer, in the consumer group ``<app id>-merge`` on the
+Every worker runs one (unless ``[worker] stages`` leaves it out), in the consumer group ``<app id>-merge`` on the
 summaries topic (``[kafka.topics] summaries``, keyed by model: all of a model's summaries sit on
 one partition, so one worker merges it at a time). Per owned summaries partition it keeps a
 :class:`~tripwire.shard.merge.ShardMerger`; every merged alert is published with its delivery
