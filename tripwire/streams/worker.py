@@ -127,7 +127,8 @@ class MonitorWorker:
                                               thresholds=self.settings["thresholds"])
         self.refusals = AlertPolicy(min_samples=1)  # one-off alerts of this worker: refused checkpoints, routing
         # A sharded model is keyed by request_id and sits on every partition (see tripwire.shard): its records
-        # are not misrouted, and it is not "split"; a merge stage (in each worker whose [worker] stages list "merge") judges its windows.
+        # are not misrouted, and it is not "split"; a merge stage (in the workers whose [worker] stages
+        # include "merge") judges its windows.
         self.sharded = {model.name.encode() for model in config.models if model.sharded}
         self.models = {model.name.encode() for model in config.models} - self.sharded
         # Keys a record may carry: its model's name, or "*" for a record that names none (it is rejected).
