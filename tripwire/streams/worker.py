@@ -35,7 +35,7 @@ from tripwire.streams.metrics import WorkerMetrics
 from tripwire.streams.outbox import Outbox, Outgoing
 from tripwire.streams.partition import PartitionRunner
 from tripwire.streams.publish import route
-from tripwire.streams.sightings import Sighting, SplitModelDetector
+from tripwire.streams.sightings import Sighting, SplitModelDetector, sight
 from tripwire.streams.status import StatusBoard
 from tripwire.streams.topics import MAX_REQUEST_BYTES, KafkaSettings
 from tripwire.streams.utilization import Sampler, UtilizationMonitor, default_worker_id
@@ -229,30 +229,7 @@ class MonitorWorker:
                 f"{len(misrouted)} records on partition {partition} of {self.kafka.events} are not keyed by a "
                 f"monitored model (keys {', '.join(examples)}); key every record by its model, or a model's "
                 "windows are split across partitions")
-        self._sight(runner, messages)
-
-    def _sight(self, runner: PartitionRunner, messages: list[Any]) -> None:
-        """Note the first record of each monitored model on the runner's partition (kept in its checkpoint).
-
-        A record's model is its key when the key names one, else the ``model`` its value names (a
-        label keyed by request id is still that model's record on this partition).
-        """
-        sightings = runner.sightings
-        if not self.models:
-            return  # only sharded models: they sit on every partition by design
-        for message in messages:
-            if len(sightings) == len(self.models):
-                return  # every model already seen here: nothing left to learn from this partition
-            model = message.key if message.key in self.models else None
-            if model is not None and model.decode() in sightings:
-                continue
-            found, ts = route(message.value or b"")
-            model = model or found
-            if model in self.models and model.decode() not in sightings and ts is not None:
-                sighting = Sighting(model.decode(), runner.partition, message.offset, ts)
-                sightings[sighting.model] = sighting
-                log.info("partition %d: first record of model %s at offset %d", runner.partition, sighting.model,
-                         message.offset)
+        sight(runner.sightings, runner.partition, self.models, messages)
 
     async def _on_metrics_record(self, value: bytes) -> None:
         """A record of the metrics topic: a worker's utilization sample lists its sightings."""
