@@ -132,7 +132,6 @@ class Outbox:
             log.info("partition %d: consumption resumed", partition)
 
 
-
 def fit_deadletter(entry: bytes, limit: int = 900_000) -> bytes:
     """A dead-letter entry that fits in one Kafka record: an oversized record is cut, its size and hash kept."""
     if len(entry) <= limit:

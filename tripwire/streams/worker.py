@@ -260,7 +260,6 @@ class MonitorWorker:
             self.outbox.backpressure(partition)
         self.metrics.unpublished.set(self.outbox.waiting())
 
-
     async def _one_off(self, partition: int, signal: str, detector: str, value: float, evidence: dict[str, Any],
                        message: str, kind: str = "data_quality") -> None:
         """A stream-wide alert of this worker that fires once (refused checkpoint, broken partitioning)."""
