@@ -18,10 +18,10 @@ from tripwire.alerts import encode_alert
 from tripwire.config import ConfigError, parse_config
 from tripwire.engine import Engine
 from tripwire.streams.merge import Merge
+from tripwire.streams.outbox import fit_deadletter
 from tripwire.streams.partition import PartitionRunner, decode_checkpoint
 from tripwire.streams.publish import route
 from tripwire.streams.topics import kafka_settings
-from tripwire.streams.worker import fit_deadletter
 
 TOPIC = "tripwire.events"
 PARTITIONS = 4

@@ -150,7 +150,7 @@ class MergeStage:
         try:
             checkpoints = worker.topics["checkpoints"]
             await (await worker.producer.send(checkpoints, blob, key=self._key(partition),
-                                              partition=partition % await worker._checkpoint_topic_partitions()))
+                                              partition=partition % await worker.checkpoints.topic_partitions()))
         except Exception as error:
             log.warning("merge stage: checkpoint of summaries partition %d not written (%s); retried later",
                         partition, error)
@@ -168,7 +168,7 @@ class MergeStage:
                                             fetch_max_wait_ms=50, max_partition_fetch_bytes=MAX_REQUEST_BYTES,
                                             fetch_max_bytes=MAX_REQUEST_BYTES)
             await self._reader.start()
-        tp = TopicPartition(worker.topics["checkpoints"], partition % await worker._checkpoint_topic_partitions())
+        tp = TopicPartition(worker.topics["checkpoints"], partition % await worker.checkpoints.topic_partitions())
         async for offset, blob in keyed_records_newest_first(self._reader, tp, self._key(partition)):
             merger = self._new_merger()
             try:

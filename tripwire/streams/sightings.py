@@ -17,11 +17,15 @@ samples, raises the very same alert.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 from tripwire.alerts import Finding
 from tripwire.config import Threshold
+from tripwire.streams.publish import route
+
+log = logging.getLogger("tripwire.worker")
 
 # Two partitions or more is a split: critical, since the model's windows and label join are split.
 SPLIT_THRESHOLD = Threshold(None, 2)
@@ -49,6 +53,30 @@ class Sighting:
                 or type(offset) is not int or offset < 0 or type(ts) not in (int, float)):
             return None
         return cls(model, partition, offset, float(ts))  # type: ignore[arg-type]  # checked just above
+
+
+def sight(sightings: dict[str, Sighting], partition: int, models: set[bytes], messages: list[Any]) -> None:
+    """Note in ``sightings`` the first record of each of ``models`` on ``partition`` (kept in its checkpoint).
+
+    ``messages`` are the partition's records in offset order. A record's model is its key when the
+    key names one, else the ``model`` its value names (a label keyed by request id is still that
+    model's record on this partition).
+    """
+    if not models:
+        return  # only sharded models: they sit on every partition by design
+    for message in messages:
+        if len(sightings) == len(models):
+            return  # every model already seen here: nothing left to learn from this partition
+        model = message.key if message.key in models else None
+        if model is not None and model.decode() in sightings:
+            continue
+        found, ts = route(message.value or b"")
+        model = model or found
+        if model in models and model.decode() not in sightings and ts is not None:
+            sighting = Sighting(model.decode(), partition, message.offset, ts)
+            sightings[sighting.model] = sighting
+            log.info("partition %d: first record of model %s at offset %d", partition, sighting.model,
+                     message.offset)
 
 
 class SplitModelDetector:

@@ -9,15 +9,10 @@ a function of the input topic's contents alone:
   per-message stream dispatch cost more than the whole engine (see the README's figures);
 * every owned partition has a :class:`~.partition.PartitionRunner` that feeds the batch to its
   engine in offset order. No merge, no idle timeout, no wall clock decides what the engine sees;
-* every output is sent and its delivery awaited before a checkpoint may cover it. A failed send is
-  kept and retried with backoff (counted in ``/metrics``, an ``unpublished`` infrastructure alert
-  when it lasts); the partition's checkpoint waits for it, and past ``max_unpublished`` outputs the
-  partition's consumption pauses. Nothing is dropped;
-* a checkpoint is one record in the compacted checkpoints topic (key ``<app id>/<p>``): the engine
-  state and the offset it covers, compressed JSON. On assignment the new owner restores the newest
-  checkpoint it can read (an unreadable or tampered one is refused with an alert, and the one
-  before it is used) and seeks past its offset. The state continues exactly; alerts re-emitted for
-  records after the checkpoint carry the same ids, so consumers deduplicate on ``alert_id``.
+* every output is sent and its delivery awaited before a checkpoint may cover it; a failed send is
+  kept and retried, never dropped (:mod:`.outbox`);
+* a checkpoint is the engine state and the input offset it covers; the new owner of a partition
+  restores it and seeks past its offset, so the state continues exactly (:mod:`.checkpoints`).
 """
 
 from __future__ import annotations
@@ -27,8 +22,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import orjson
 
@@ -36,19 +30,14 @@ from tripwire.alerts import AlertPolicy, Finding, encode_alert
 from tripwire.collector import streaming_collector
 from tripwire.config import MonitorConfig, Threshold
 from tripwire.engine import Engine
+from tripwire.streams.checkpoints import Checkpoints
 from tripwire.streams.metrics import WorkerMetrics
-from tripwire.streams.partition import CheckpointError, Output, PartitionRunner, decode_checkpoint
+from tripwire.streams.outbox import Outbox, Outgoing
+from tripwire.streams.partition import PartitionRunner
 from tripwire.streams.publish import route
-from tripwire.streams.sightings import Sighting, SplitModelDetector
+from tripwire.streams.sightings import Sighting, SplitModelDetector, sight
 from tripwire.streams.status import StatusBoard
-from tripwire.streams.topics import (
-    CHECKPOINT_MAX_BYTES,
-    MAX_REQUEST_BYTES,
-    RETRY_BACKOFF_SECONDS,
-    KafkaSettings,
-    keyed_records_newest_first,
-    partitions_for,
-)
+from tripwire.streams.topics import MAX_REQUEST_BYTES, KafkaSettings
 from tripwire.streams.utilization import Sampler, UtilizationMonitor, default_worker_id
 
 log = logging.getLogger("tripwire.worker")
@@ -80,16 +69,6 @@ class Stats:
                 "first_record": self.first_record, "last_record": self.last_record}
 
 
-@dataclass
-class Outgoing:
-    """One record to publish, kept until the broker has acknowledged it."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    attempts: int = 0
-
-
 class MonitorWorker:
     """Everything the consuming task, the timers and the rebalance listener of one worker do."""
 
@@ -114,12 +93,8 @@ class MonitorWorker:
         self.app_id = self.settings["app_id"]
         self.runners: dict[int, PartitionRunner] = {}
         self.assigned: set[int] = set()
-        self.checkpointed: dict[int, int] = {}
-        self.last_checkpoint: dict[int, float] = {}
-        self.inflight: dict[int, list[tuple[asyncio.Future[Any], Outgoing]]] = defaultdict(list)
-        self.unpublished: dict[int, list[Outgoing]] = defaultdict(list)
-        self.retry_at: dict[int, float] = {}
-        self.paused: set[int] = set()
+        self.outbox = Outbox(self)
+        self.checkpoints = Checkpoints(self)
         self.lock = asyncio.Lock()
         self.stats = Stats()
         self.utilization = UtilizationMonitor(self.worker_id,
@@ -146,7 +121,6 @@ class MonitorWorker:
         self.loop_lag_ms = 0.0
         self.consumer: Any = None
         self.producer: Any = None
-        self._reader: Any = None
         self._checkpoint_partitions: int | None = None
         self.followed: dict[str, list[Callable[[bytes], Awaitable[None]]]] = defaultdict(list)
         self.watcher: Any = None  # tracking.AliasWatcher when a reference is a models:/NAME@ALIAS
@@ -219,7 +193,7 @@ class MonitorWorker:
                                 for handler in self.followed[tp.topic]:
                                     await handler(message.value or b"")
                     await self._maintain()
-                await self._commit()
+                await self.checkpoints.commit()
         except asyncio.CancelledError:
             raise
         except Exception as error:  # cannot go on: stop, a restart resumes from the last checkpoint
@@ -235,7 +209,7 @@ class MonitorWorker:
             return  # revoked while fetched; the new owner reads it from its checkpoint
         output = runner.process([m.offset for m in messages], [m.value for m in messages])
         self.stats.duplicates += output.duplicates
-        await self._publish(partition, output)
+        await self.outbox.publish(partition, output)
         await self._check_keys(runner, messages[output.duplicates:])
 
     async def _check_keys(self, runner: PartitionRunner, messages: list[Any]) -> None:
@@ -264,30 +238,7 @@ class MonitorWorker:
                 f"{len(misrouted)} records on partition {partition} of {self.kafka.events} are not keyed by a "
                 f"monitored model (keys {', '.join(examples)}); key every record by its model, or a model's "
                 "windows are split across partitions")
-        self._sight(runner, messages)
-
-    def _sight(self, runner: PartitionRunner, messages: list[Any]) -> None:
-        """Note the first record of each monitored model on the runner's partition (kept in its checkpoint).
-
-        A record's model is its key when the key names one, else the ``model`` its value names (a
-        label keyed by request id is still that model's record on this partition).
-        """
-        sightings = runner.sightings
-        if not self.models:
-            return  # only sharded models: they sit on every partition by design
-        for message in messages:
-            if len(sightings) == len(self.models):
-                return  # every model already seen here: nothing left to learn from this partition
-            model = message.key if message.key in self.models else None
-            if model is not None and model.decode() in sightings:
-                continue
-            found, ts = route(message.value or b"")
-            model = model or found
-            if model in self.models and model.decode() not in sightings and ts is not None:
-                sighting = Sighting(model.decode(), runner.partition, message.offset, ts)
-                sightings[sighting.model] = sighting
-                log.info("partition %d: first record of model %s at offset %d", runner.partition, sighting.model,
-                         message.offset)
+        sight(runner.sightings, runner.partition, self.models, messages)
 
     async def _on_metrics_record(self, value: bytes) -> None:
         """A record of the metrics topic: a worker's utilization sample lists its sightings."""
@@ -307,180 +258,16 @@ class MonitorWorker:
                 await self.send_now(self.topics["alerts"], b"*", encode_alert(alert))
                 self._observe_alert(alert)
 
-    async def _publish(self, partition: int, output: Output) -> None:
-        for model, summary in output.summaries:
-            await self._send(partition, Outgoing(self.topics["summaries"], model, summary))
-        for alert in output.alerts:
-            await self._send(partition, Outgoing(self.topics["alerts"], alert["model"].encode(), encode_alert(alert)))
-            self._observe_alert(alert)
-        for key, entry in output.deadletters:
-            await self._send(partition, Outgoing(self.topics["deadletter"], key, fit_deadletter(entry)))
-        if output.records:
-            self.metrics.observe_records(self.kafka.events, output.records, len(output.deadletters))
-            self.stats.last_record = time.time()
-            if self.stats.first_record is None:
-                self.stats.first_record = self.stats.last_record
-        if output.last_ts is not None:
-            self.metrics.observe_event_time(output.last_ts)
-        self.stats.records += output.records
-        self.stats.alerts += len(output.alerts)
-        self.stats.deadletters += len(output.deadletters)
-
-    async def _send(self, partition: int, outgoing: Outgoing) -> None:
-        from aiokafka.errors import KafkaError
-
-        try:
-            future = await self.producer.send(outgoing.topic, outgoing.value, key=outgoing.key)
-        except KafkaError as error:  # refused before it was queued (too large, buffer timed out)
-            self._failed(partition, outgoing, error)
-            return
-        self.inflight[partition].append((future, outgoing))
-
-    def _failed(self, partition: int, outgoing: Outgoing, error: BaseException) -> None:
-        outgoing.attempts += 1
-        self.unpublished[partition].append(outgoing)
-        self.stats.publish_failures += 1
-        self.metrics.publish_failures.labels(topic=outgoing.topic).inc()
-        delay = RETRY_BACKOFF_SECONDS[min(outgoing.attempts, len(RETRY_BACKOFF_SECONDS)) - 1]
-        self.retry_at[partition] = min(self.retry_at.get(partition, float("inf")), time.monotonic() + delay)
-        # tripwire.logs collapses repeats of one message: an outage does not flood the log.
-        log.warning("could not publish to %s (%s: %s); kept for a retry, and no checkpoint of partition %d "
-                    "covers it until it is on the broker", outgoing.topic, type(error).__name__, error, partition)
-
-    async def _settle(self, partition: int) -> bool:
-        """Wait for every send of ``partition``; True when all of its outputs are on the broker."""
-        inflight, self.inflight[partition] = self.inflight[partition], []
-        for future, outgoing in inflight:
-            try:
-                await future
-            except Exception as error:
-                self._failed(partition, outgoing, error)
-        return not self.unpublished[partition]
-
-    async def _retry(self, partition: int) -> None:
-        if not self.unpublished[partition] or time.monotonic() < self.retry_at.get(partition, 0.0):
-            return
-        waiting, self.unpublished[partition] = self.unpublished[partition], []
-        self.retry_at.pop(partition, None)
-        for outgoing in waiting:
-            await self._send(partition, outgoing)
-
     async def _maintain(self) -> None:
         """After each fetch: retry failed sends, write due checkpoints, pause or resume on backpressure."""
         now = time.monotonic()
         for partition in sorted(self.runners):
-            await self._retry(partition)
+            await self.outbox.retry(partition)
             runner = self.runners[partition]
-            if self._checkpoint_due(partition, runner, now):
-                await self._checkpoint(partition)
-            self._backpressure(partition)
-        self.metrics.unpublished.set(sum(len(v) for v in self.unpublished.values()))
-
-    def _backpressure(self, partition: int) -> None:
-        from aiokafka import TopicPartition
-
-        waiting = len(self.unpublished[partition])
-        tp = TopicPartition(self.kafka.events, partition)
-        if waiting >= self.settings["max_unpublished"] and partition not in self.paused:
-            self.consumer.pause(tp)
-            self.paused.add(partition)
-            log.warning("partition %d: %d outputs wait for a retry; consumption paused until they are published",
-                        partition, waiting)
-        elif partition in self.paused and waiting < self.settings["max_unpublished"] // 2:
-            self.consumer.resume(tp)
-            self.paused.discard(partition)
-            log.info("partition %d: consumption resumed", partition)
-
-    async def _commit(self) -> None:
-        """Commit the checkpointed offsets to the group: only for tools that show a group's lag.
-
-        Restores never read them (the checkpoint holds the offset), so a failed commit is harmless.
-        """
-        from aiokafka import TopicPartition
-
-        offsets = {TopicPartition(self.kafka.events, p): o + 1 for p, o in self.checkpointed.items()
-                   if p in self.assigned and o >= 0}
-        if not offsets or offsets == getattr(self, "_committed", None):
-            return
-        try:
-            await asyncio.wait_for(self.consumer.commit(offsets), 5)
-            self._committed = offsets
-        except Exception as error:
-            log.debug("group commit skipped: %s", error)
-
-    # -- checkpoints -----------------------------------------------------------------------------
-    def _checkpoint_due(self, partition: int, runner: PartitionRunner, now: float) -> bool:
-        if runner.since_checkpoint == 0:
-            return False
-        every = self.settings["checkpoint_records"]
-        if every and runner.since_checkpoint >= every:
-            return True
-        return now - self.last_checkpoint.get(partition, 0.0) >= self.settings["checkpoint_seconds"]
-
-    def checkpoint_key(self, partition: int) -> bytes:
-        return f"{self.app_id}/{partition}".encode()
-
-    async def _checkpoint(self, partition: int) -> bool:
-        """Write the partition's checkpoint once every output it covers is on the broker."""
-        from aiokafka.errors import KafkaError
-
-        if not await self._settle(partition):
-            return False
-        runner = self.runners[partition]
-        started = time.perf_counter()
-        pending = runner.since_checkpoint
-        blob, offset = runner.checkpoint(worker=self.worker_id, written=time.time())
-        if len(blob) > CHECKPOINT_MAX_BYTES:
-            runner.since_checkpoint = pending
-            log.warning("partition %d: checkpoint of %d bytes exceeds %d; not written "
-                        "(a restart resumes from the last one that fit)", partition, len(blob), CHECKPOINT_MAX_BYTES)
-            return False
-        try:
-            sent = await self.producer.send(self.topics["checkpoints"], blob, key=self.checkpoint_key(partition),
-                                            partition=partition % await self._checkpoint_topic_partitions())
-            await sent
-        except KafkaError as error:
-            runner.since_checkpoint = pending
-            self.stats.publish_failures += 1
-            self.metrics.publish_failures.labels(topic=self.topics["checkpoints"]).inc()
-            log.warning("partition %d: checkpoint not written (%s: %s); retried later",
-                        partition, type(error).__name__, error)
-            return False
-        self.checkpointed[partition] = offset
-        self.last_checkpoint[partition] = time.monotonic()
-        self.stats.checkpoints += 1
-        self.stats.checkpoint_bytes += len(blob)
-        self.stats.checkpoint_seconds += time.perf_counter() - started
-        return True
-
-    async def _open(self, partition: int) -> PartitionRunner:
-        """The runner of a newly owned partition: from the newest checkpoint that reads and restores."""
-        async for offset, blob in self.checkpoint_candidates(partition):
-            runner = self._new_runner(partition)
-            try:
-                runner.restore(decode_checkpoint(blob), warn=log.warning)
-            except Exception as error:  # refused whole: a fresh runner, never a half-restored one
-                await self._refuse_checkpoint(partition, offset, error)
-                continue
-            log.info("partition %d: restored the checkpoint at offset %d (input offset %d)", partition, offset,
-                     runner.done)
-            self.checkpointed[partition] = runner.done
-            return runner
-        log.info("partition %d: no checkpoint, starting at the %s offset", partition,
-                 self.settings["auto_offset_reset"])
-        return self._new_runner(partition)
-
-    async def _refuse_checkpoint(self, partition: int, offset: int, error: BaseException) -> None:
-        reason = str(error) if isinstance(error, CheckpointError) else f"{type(error).__name__}: {error}"
-        self.stats.checkpoints_refused += 1
-        log.error("partition %d: refused the checkpoint record at offset %d of %s: %s; trying the one before it",
-                  partition, offset, self.topics["checkpoints"], reason)
-        await self._one_off(partition, f"checkpoint:{self.app_id}/{partition}", "checkpoint_refused", 1.0,
-                            {"topic": self.topics["checkpoints"], "offset": offset, "reason": reason[:500],
-                             "worker": self.worker_id},
-                            f"worker {self.worker_id} refused a checkpoint record of partition {partition} "
-                            f"({self.topics['checkpoints']} offset {offset}): {reason[:200]}",
-                            kind="infrastructure")
+            if self.checkpoints.due(partition, runner, now):
+                await self.checkpoints.write(partition)
+            self.outbox.backpressure(partition)
+        self.metrics.unpublished.set(self.outbox.waiting())
 
     async def _one_off(self, partition: int, signal: str, detector: str, value: float, evidence: dict[str, Any],
                        message: str, kind: str = "data_quality") -> None:
@@ -492,7 +279,7 @@ class MonitorWorker:
         alert = self.refusals.evaluate(finding, model_version=None, reference=None, ts=now)
         if alert is not None:
             log.warning("%s", message)
-            await self._send(partition, Outgoing(self.topics["alerts"], b"*", encode_alert(alert)))
+            await self.outbox.send(partition, Outgoing(self.topics["alerts"], b"*", encode_alert(alert)))
             self._observe_alert(alert)
 
     def _on_window(self, window: dict[str, Any]) -> None:
@@ -516,32 +303,6 @@ class MonitorWorker:
         engine = Engine(self.config, references=self.references, on_window=self._on_window)
         return PartitionRunner(partition, self.kafka.events, engine)
 
-    async def _checkpoint_reader(self) -> Any:
-        if self._reader is None:
-            from aiokafka import AIOKafkaConsumer
-
-            self._reader = AIOKafkaConsumer(**self.kafka.client_kwargs(), group_id=None, enable_auto_commit=False,
-                                            fetch_max_wait_ms=50, max_partition_fetch_bytes=MAX_REQUEST_BYTES,
-                                            fetch_max_bytes=MAX_REQUEST_BYTES)
-            await self._reader.start()
-        return self._reader
-
-    async def _checkpoint_topic_partitions(self) -> int:
-        if self._checkpoint_partitions is None:
-            reader = await self._checkpoint_reader()
-            self._checkpoint_partitions = len(await partitions_for(reader, self.topics["checkpoints"]))
-        return self._checkpoint_partitions
-
-    async def checkpoint_candidates(self, partition: int) -> AsyncIterator[tuple[int, bytes]]:
-        """This app's checkpoint records of ``partition``, newest first: ``(offset, value)`` (read lazily:
-        further back only when the caller refused every record read so far)."""
-        from aiokafka import TopicPartition
-
-        reader = await self._checkpoint_reader()
-        tp = TopicPartition(self.topics["checkpoints"], partition % await self._checkpoint_topic_partitions())
-        async for candidate in keyed_records_newest_first(reader, tp, self.checkpoint_key(partition)):
-            yield candidate
-
     # -- rebalances --------------------------------------------------------------------------------
     async def on_partitions_revoked(self, revoked: Any) -> None:
         """Write a last checkpoint of every revoked partition while this worker still owns it."""
@@ -553,7 +314,7 @@ class MonitorWorker:
                     continue
                 try:
                     if runner.since_checkpoint:
-                        await asyncio.wait_for(self._checkpoint(partition), timeout=10)
+                        await asyncio.wait_for(self.checkpoints.write(partition), timeout=10)
                 except Exception as error:
                     log.warning("partition %d: no checkpoint at revocation (%s)", partition, error)
             self.assigned -= {tp.partition for tp in revoked}
@@ -569,11 +330,11 @@ class MonitorWorker:
                     await self.consumer.seek_to_end(tp)  # a followed topic is a live view
                     continue
                 kept = self.runners.get(tp.partition)
-                runner = await self._open(tp.partition)
+                runner = await self.checkpoints.open(tp.partition)
                 if kept is not None and kept.done >= runner.done:
                     runner = kept  # ours is as new as any checkpoint: same state, keep it
                 self.runners[tp.partition] = runner
-                self.last_checkpoint.setdefault(tp.partition, time.monotonic())
+                self.checkpoints.last_checkpoint.setdefault(tp.partition, time.monotonic())
                 if runner.done >= 0:
                     self.consumer.seek(tp, runner.done + 1)
                 elif self.settings["auto_offset_reset"] == "earliest":
@@ -581,14 +342,13 @@ class MonitorWorker:
                 else:
                     await self.consumer.seek_to_end(tp)
             self.assigned = owned
-            self.paused &= owned
+            self.outbox.paused &= owned
             log.info("worker %s owns partitions %s", self.worker_id, sorted(owned))
 
     def _forget(self, partition: int) -> None:
-        for table in (self.runners, self.checkpointed, self.last_checkpoint, self.inflight, self.unpublished,
-                      self.retry_at):
-            table.pop(partition, None)
-        self.paused.discard(partition)
+        self.runners.pop(partition, None)
+        self.checkpoints.forget(partition)
+        self.outbox.forget(partition)
 
     # -- utilization -----------------------------------------------------------------------------
     async def measure_loop_lag(self, interval: float = 0.25) -> None:
@@ -635,7 +395,7 @@ class MonitorWorker:
             return
         loop_lag, self.loop_lag_ms = self.loop_lag_ms, 0.0
         lag, fetch_lag = await self.consumer_lag()
-        unpublished = sum(len(v) for v in self.unpublished.values())
+        unpublished = self.outbox.waiting()
         sightings = [s.as_dict() for p in sorted(self.runners) for s in self.runners[p].sightings.values()]
         sample = self.sampler.sample(event_loop_lag_ms=round(loop_lag, 3), consumer_lag=lag, fetch_lag=fetch_lag,
                                      app_id=self.app_id, partitions=sorted(self.assigned), unpublished=unpublished,
@@ -690,7 +450,7 @@ class MonitorWorker:
                 async with self.lock:
                     for partition in sorted(self.runners):
                         if self.runners[partition].since_checkpoint:
-                            await asyncio.wait_for(self._checkpoint(partition), timeout=10)
+                            await asyncio.wait_for(self.checkpoints.write(partition), timeout=10)
             except Exception as error:
                 log.warning("no final checkpoint (%s)", error)
             await self.consumer.stop()
@@ -698,24 +458,5 @@ class MonitorWorker:
         if self.producer is not None:
             await self.producer.stop()
             self.producer = None
-        if self._reader is not None:
-            await self._reader.stop()
-            self._reader = None
+        await self.checkpoints.close()
         log.info("worker %s stopping: %s", self.worker_id, self.stats.as_dict())
-
-
-def fit_deadletter(entry: bytes, limit: int = 900_000) -> bytes:
-    """A dead-letter entry that fits in one Kafka record: an oversized record is cut, its size and hash kept."""
-    if len(entry) <= limit:
-        return entry
-    import hashlib
-
-    document = orjson.loads(entry)
-    field = "record" if "record" in document else "record_hex"
-    original = document[field].encode() if field == "record" else bytes.fromhex(document[field])
-    document["record_bytes"] = len(original)
-    document["record_sha256"] = hashlib.sha256(original).hexdigest()
-    document["record_truncated"] = True
-    keep = limit // 2 if field == "record" else limit // 4
-    document[field] = original[:keep].decode("utf-8", "ignore") if field == "record" else original[:keep].hex()
-    return orjson.dumps(document)
