@@ -6,7 +6,7 @@ all its records before processing any of them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from tripwire.classes import ClassSet
 from tripwire.config import ConfigError, ModelConfig
@@ -54,12 +54,13 @@ class Admission:
         label join refuses afterwards as a duplicate (admission runs ahead of processing in a batch).
         """
         if type(event) is not Features:
-            if self.classes is not None:
-                event = self._admit_classes(event)
+            classes = self.classes
+            if classes is not None:
+                admitted = self._admit_classes(event, classes)  # the event itself, or a rejection
+                if type(admitted) is Rejection:
+                    return admitted
             elif not _is_number(event.prediction if type(event) is Prediction else event.label):
-                event = self._number_rejection(event)
-            if type(event) is Rejection:
-                return event
+                return self._number_rejection(event)
         refusal = self.clock.refusal(event.ts, self.model)
         return event if refusal is None else Rejection(refusal, self.model)
 
@@ -68,7 +69,7 @@ class Admission:
         return Rejection(f"{role} {value!r} of regression model {self.model!r} is not a number (an outcome "
                          f"that cannot be scored is refused, never counted as right or wrong)", self.model)
 
-    def _admit_classes(self, event: Prediction | Label) -> Prediction | Label | Rejection:
+    def _admit_classes(self, event: Prediction | Label, classes: ClassSet) -> Prediction | Label | Rejection:
         """The event with its classes in the reference's spelling, or a rejection saying why it has none.
 
         ``"1"``, ``1`` and ``1.0`` are one class, ``"true"`` and ``True`` too (see
@@ -78,20 +79,19 @@ class Admission:
         ``score``: the probability vector in class order, which the windows and the label join
         carry. A binary prediction with ``scores`` but no ``score`` gets the positive class's.
         """
-        classes = self.classes
         if type(event) is Label:
             label = classes.canonical(event.label)
             if label is None:
-                return self._class_rejection("label", event.label)
+                return self._class_rejection("label", event.label, classes)
             event.label = label
             return event
         prediction = classes.canonical(event.prediction)
         if prediction is None:
-            return self._class_rejection("prediction", event.prediction)
+            return self._class_rejection("prediction", event.prediction, classes)
         event.prediction = prediction
         if self.multiclass:
             if event.scores is not None:
-                vector = self._score_vector(event.scores)
+                vector = self._score_vector(event.scores, classes)
                 if type(vector) is Rejection:
                     return vector
                 event.score = vector
@@ -99,35 +99,36 @@ class Admission:
                 return Rejection(f"model {self.model!r} has {len(classes)} classes: a prediction gives 'scores' "
                                  f"(class -> probability), not one 'score'", event.model)
         elif event.score is None and event.scores is not None and self._positive_position is not None:
-            vector = self._score_vector(event.scores)
+            vector = self._score_vector(event.scores, classes)
             if type(vector) is Rejection:
                 return vector
             event.score = vector[self._positive_position]
         return event
 
-    def _score_vector(self, scores: dict[str, float]) -> tuple[float, ...] | Rejection:
-        if len(scores) == len(self.classes):
+    def _score_vector(self, scores: dict[str, float], classes: ClassSet) -> tuple[float, ...] | Rejection:
+        if len(scores) == len(classes):
             # A producer sends its keys in the same order every time: their class positions are cached.
             order = self._score_orders.get(tuple(scores))
             if order is not None:
-                vector = [0.0] * len(order)
-                for position, probability in zip(order, scores.values()):
-                    vector[position] = probability
-                return tuple(vector)
-        vector: list[float | None] = [None] * len(self.classes)
+                ordered = [0.0] * len(order)
+                for at, probability in zip(order, scores.values()):
+                    ordered[at] = probability
+                return tuple(ordered)
+        vector: list[float | None] = [None] * len(classes)
         for key, probability in scores.items():
-            position = self.classes.index(key)
+            position = classes.index(key)
             if position is None:
-                return self._class_rejection("scores key", key)
+                return self._class_rejection("scores key", key, classes)
             vector[position] = probability
         if None not in vector and len(self._score_orders) < SCORE_ORDERS_KEPT:
-            self._score_orders[tuple(scores)] = [self.classes.index(key) for key in scores]
+            # every key has a position: the loop above returned at the first that has none
+            self._score_orders[tuple(scores)] = [cast(int, classes.index(key)) for key in scores]
         if None in vector:
-            missing = [c for c, p in zip(self.classes.classes, vector) if p is None]
+            missing = [c for c, p in zip(classes.classes, vector) if p is None]
             return Rejection(f"field 'scores' has no probability for the classes {missing} of model "
                              f"{self.model!r}", self.model)
-        return tuple(vector)
+        return cast("tuple[float, ...]", tuple(vector))  # no None left: checked just above
 
-    def _class_rejection(self, role: str, value: Any) -> Rejection:
-        return Rejection(f"{role} {value!r} is not one of the classes {self.classes.describe()} of model "
+    def _class_rejection(self, role: str, value: Any, classes: ClassSet) -> Rejection:
+        return Rejection(f"{role} {value!r} is not one of the classes {classes.describe()} of model "
                          f"{self.model!r} (its reference)", self.model)

@@ -4,7 +4,7 @@ a run of one model's predictions and labels processed column-wise."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Sequence, cast
 
 from tripwire.events import Event, Label, Prediction, Rejection, decode_batch
 from tripwire.monitor import Alert, Refused
@@ -41,7 +41,7 @@ def process_records(engine: Engine, records: Sequence[bytes]) -> BatchResult:
     while index < count:
         item = items[index]
         if type(item) is Prediction or type(item) is Label:
-            taken = _run_in_bulk(engine, items, index, result)
+            taken = _run_in_bulk(engine, item, items, index, result)
             if taken:
                 index += taken
                 continue
@@ -67,8 +67,9 @@ def process_records(engine: Engine, records: Sequence[bytes]) -> BatchResult:
     return result
 
 
-def _run_in_bulk(engine: Engine, items: list[Event | Rejection], first: int, result: BatchResult) -> int:
-    """Process the run of one model's predictions and labels from ``items[first]``; return how
+def _run_in_bulk(engine: Engine, head: Prediction | Label, items: list[Event | Rejection], first: int,
+                 result: BatchResult) -> int:
+    """Process the run of one model's predictions and labels from ``items[first]`` (``head``); return how
     many items it took (0: none, the caller takes ``items[first]`` one by one).
 
     The predictions go to the data window column-wise, once for the whole run (see
@@ -80,7 +81,7 @@ def _run_in_bulk(engine: Engine, items: list[Event | Rejection], first: int, res
     prediction a label waits for or that repeats a request id, a label the join would refuse,
     another model, another event type, the record that closes the rejection window.
     """
-    model = items[first].model
+    model = head.model
     stop = min(len(items), first + engine.config.rejection_window - engine._records - 1)
     if stop - first < MIN_RUN:
         return 0
@@ -101,12 +102,11 @@ def _run_in_bulk(engine: Engine, items: list[Event | Rejection], first: int, res
     failed: int | None = None  # a label on which the engine failed: dead-lettered, not counted
     while position < stop:
         item = items[position]
-        kind = type(item)
-        if kind is Prediction:
+        if type(item) is Prediction:
             if item.model != model or len(predictions) >= prediction_room or not low <= item.ts < high:
                 break
             predictions.append(item)
-        elif kind is Label:
+        elif type(item) is Label:
             # A sharded model's label may close the data window (see _open_sharded_window): the
             # run's predictions must be in it first, so the label waits for the one-by-one path.
             if item.model != model or monitor.sharded or join.would_refuse_label(item.request_id):
@@ -145,8 +145,8 @@ def _run_in_bulk(engine: Engine, items: list[Event | Rejection], first: int, res
         engine.events += counted
         engine._last_ts = latest
         if engine._records == 0:
-            engine._window_start = items[first].ts
+            engine._window_start = head.ts
         engine._records += counted
         result.events += counted
-        result.last_ts = items[first + counted - 1].ts
+        result.last_ts = cast("Prediction | Label", items[first + counted - 1]).ts  # (counted: run items)
     return position - first

@@ -11,13 +11,13 @@ contract. A batch of raw records goes through :mod:`tripwire.batch`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterable, Sequence, cast
+from typing import Any, Callable, Iterable, Sequence
 
 from tripwire.alerts import AlertPolicy, Finding
 from tripwire.batch import BatchResult, process_records
 from tripwire.config import DEFAULT_THRESHOLDS, MonitorConfig, Threshold, check_references
 from tripwire.event_time import EARLIEST_TS, LATEST_TS
-from tripwire.events import Event, Features, Label, Prediction, Rejection, format_ts
+from tripwire.events import Event, Label, Prediction, Rejection, format_ts
 from tripwire.findings import UNATTRIBUTED, degradation
 from tripwire.monitor import Alert, ModelMonitor, Refused, SummarySink, WindowSink
 from tripwire.reference import load_reference, validate_reference
@@ -70,7 +70,7 @@ class Engine:
         elif type(event) is Label:
             alerts = monitor.on_label(event)
         else:
-            alerts = monitor.on_features(cast(Features, event))
+            alerts = monitor.on_features(event)
         self.events += 1
         if event.ts > self._last_ts:  # a late record does not move the record window's end back
             self._last_ts = event.ts

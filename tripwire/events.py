@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Sequence, Union
+from typing import Annotated, Any, Literal, Sequence, Union, final
 
 import msgspec
 import numpy as np
@@ -20,10 +20,14 @@ SCHEMA_VERSION = 1
 EVENT_TYPES = ("prediction", "features", "label")
 
 Scalar = float | int | str | bool
+# A prediction's score: the positive class's probability, or a multi-class one's probability vector in
+# its reference's class order (see tripwire.admission.Admission).
+Score = float | tuple[float, ...]
 
 
 # Events hold JSON scalars and dicts of them, never a cycle, so the garbage collector need not track
 # them (msgspec's gc=False): a batch of thousands of live events then costs it nothing.
+@final
 class Prediction(msgspec.Struct, gc=False):
     request_id: str
     model: str
@@ -31,12 +35,13 @@ class Prediction(msgspec.Struct, gc=False):
     ts: float
     features: dict[str, Any]
     prediction: Scalar
-    score: float | None
+    score: Score | None
     scores: dict[str, float] | None
     latency_ms: float | None
     attributes: dict[str, Any]
 
 
+@final
 class Features(msgspec.Struct, gc=False):
     request_id: str
     model: str
@@ -44,6 +49,7 @@ class Features(msgspec.Struct, gc=False):
     features: dict[str, Any]
 
 
+@final
 class Label(msgspec.Struct, gc=False):
     request_id: str
     model: str
@@ -54,6 +60,7 @@ class Label(msgspec.Struct, gc=False):
 Event = Prediction | Features | Label
 
 
+@final
 @dataclass(slots=True)
 class Rejection:
     """A record that broke the contract; ``model`` is set when the record named one."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Sequence
 
+from tripwire.events import Score
+
 SHORT_RUN = 8  # runs of predictions up to this long are checked one by one in add_waiting: fewer calls
 
 
@@ -24,7 +26,7 @@ class Outcome:
     request_id: str
     prediction: Any
     label: Any
-    score: float | None
+    score: Score | None
     attributes: dict[str, Any]
     predicted_at: float
     labelled_at: float
@@ -55,7 +57,7 @@ class LabelJoin:
         self.max_pending = max_pending
         # Ordered dicts, not dicts: the oldest entry leaves from the front once per event when the
         # bound is reached, and a plain dict finds its front by scanning the slots deleted before it.
-        self._predictions: OrderedDict[str, tuple[float, Any, float | None, dict[str, Any]]] = OrderedDict()
+        self._predictions: OrderedDict[str, tuple[float, Any, Score | None, dict[str, Any]]] = OrderedDict()
         self._labels: OrderedDict[str, tuple[float, Any]] = OrderedDict()
         self._joined: OrderedDict[str, tuple[float]] = OrderedDict()  # request_id -> (labelled at,): refused again for the TTL
         self.joined = 0
@@ -91,7 +93,7 @@ class LabelJoin:
         """Whether :meth:`label_refusal` would refuse a label for ``request_id`` (nothing is counted)."""
         return request_id in self._labels or request_id in self._joined
 
-    def add_prediction(self, request_id: str, ts: float, prediction: Any, score: float | None,
+    def add_prediction(self, request_id: str, ts: float, prediction: Any, score: Score | None,
                        attributes: dict[str, Any]) -> Outcome | None:
         """Join a prediction that :meth:`prediction_refusal` let in."""
         waiting = self._labels.pop(request_id, None)

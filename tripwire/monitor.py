@@ -29,7 +29,7 @@ from tripwire.detectors.quality import FeatureQuality
 from tripwire.detectors.registry import DataWindow, PerformanceWindow, detectors_for, judge_window
 from tripwire.detectors.serving import ServingWindow
 from tripwire.event_time import EARLIEST_TS, EventClock
-from tripwire.events import Features, Label, Prediction, Rejection, format_ts
+from tripwire.events import Features, Label, Prediction, Rejection, Score, format_ts
 from tripwire.findings import change_alarm_finding, change_findings, data_window_findings, performance_window_findings
 from tripwire.fold import fold_data_window
 from tripwire.join import LabelJoin, Outcome
@@ -102,6 +102,7 @@ class ModelMonitor:
             self.estimate = ConfidenceEstimate(self.positive_class, calibration=reference.get("score_calibration"))
         else:
             self.estimate = None
+        self.performance: MulticlassWindow | ClassificationWindow | RegressionWindow
         if self.multiclass:
             self.performance = MulticlassWindow(self.class_names)
         else:
@@ -294,7 +295,9 @@ class ModelMonitor:
         if self._keeps_outcomes:
             self._outcomes.append(outcome)
         if self.task == "classification":
-            self.performance.update(outcome.prediction, outcome.label, outcome.score)
+            # A classifier's window takes the score its admission gave: a multi-class one's vector, a
+            # binary one's float (see Admission._admit_classes), a pairing the types cannot state.
+            self.performance.update(outcome.prediction, outcome.label, outcome.score)  # type: ignore[arg-type, call-arg]
             for attribute, window in self.fairness.items():
                 group = outcome.attributes.get(attribute)
                 if group is not None:
@@ -331,7 +334,7 @@ class ModelMonitor:
         self._column_parts: list[list[tuple[Any, ...]]] = []  # the first `_transposed` rows, as columns
         self._transposed = 0
         self._predictions: list[Any] = []
-        self._scores: list[float] = []
+        self._scores: list[Score] = []
         self._latencies: list[float | None] = []
         self._n = 0
         self._start = 0.0
