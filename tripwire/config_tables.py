@@ -33,6 +33,24 @@ MLFLOW_KEYS: KeySpec = {
     "alias_check_seconds": (_positive_number, 60.0, "how often the worker checks whether a models:/NAME@ALIAS moved"),
 }
 
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    """The ``[mlflow]`` table, parsed: one field per key of :data:`MLFLOW_KEYS` (which holds the defaults)."""
+
+    tracking_uri: str | None
+    experiment: str
+    report: bool
+    flush_windows: int
+    buffer_windows: int
+    alias_check_seconds: float
+
+    @classmethod
+    def defaults(cls) -> MlflowSettings:
+        return cls(**{key: default for key, (_parser, default, _doc) in MLFLOW_KEYS.items()})
+
+
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # Topic roles and their default names; [kafka.topics] renames any of them.
