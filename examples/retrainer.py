@@ -112,7 +112,7 @@ async def serve(config_path: Path, data: Path, max_requests: int | None, timeout
     config = load_config(config_path)
     kafka = kafka_settings(config)
     topic = kafka.topics["actions"]
-    tracking_uri = (config.mlflow or {}).get("tracking_uri")
+    tracking_uri = config.mlflow.tracking_uri
     await ensure_topics(kafka, [topic])
     consumer = AIOKafkaConsumer(topic, **kafka.client_kwargs(), group_id=GROUP, enable_auto_commit=False,
                                 auto_offset_reset="earliest")

@@ -71,10 +71,10 @@ def test_worker_stages_are_input_and_merge_unless_the_file_or_environment_picks(
     from tripwire.streams.topics import worker_settings
 
     models = {"models": [{"name": "m", "reference": "r.json"}]}
-    assert parse_config(models).worker["stages"] == ("input", "merge")
+    assert parse_config(models).worker.stages == ("input", "merge")
     config = parse_config({**models, "worker": {"stages": ["merge"]}})
-    assert config.worker["stages"] == ("merge",)
-    assert worker_settings(config, {"TRIPWIRE_WORKER_STAGES": "input, merge"})["stages"] == ("input", "merge")
+    assert config.worker.stages == ("merge",)
+    assert worker_settings(config, {"TRIPWIRE_WORKER_STAGES": "input, merge"}).stages == ("input", "merge")
     for bad in ([], ["input", "join"], "input", [1]):
         with pytest.raises(ConfigError, match=r"worker\.stages"):
             parse_config({**models, "worker": {"stages": bad}})

@@ -727,7 +727,7 @@ def test_a_crafted_pickle_in_the_checkpoints_topic_runs_nothing_and_is_refused(s
     settings = scenario.settings
     scenario.publish_first_half()
     scenario.publish_second_half()
-    app_id = load_config(scenario.config).worker["app_id"]
+    app_id = load_config(scenario.config).worker.app_id
     forged = [pickle.dumps(WritesAFile()), b"\x00garbage",
               MAGIC + zlib.compress(orjson.dumps({"format": 2, "offset": 10**9, "state": {"models": "x"}}))]
 

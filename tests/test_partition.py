@@ -181,7 +181,7 @@ def test_kafka_and_worker_tables_are_validated_and_the_environment_wins():
                            "kafka": {"bootstrap_servers": ["k1:9092", "k2:9092"], "topics": {"alerts": "ops.alerts"}},
                            "worker": {"checkpoint_seconds": 0, "thresholds": {"cpu_percent": {"warning": 70}}}})
     assert config.kafka["topics"]["alerts"] == "ops.alerts" and config.kafka["topics"]["events"] == "tripwire.events"
-    assert config.worker["checkpoint_seconds"] == 0.0 and config.worker["thresholds"]["cpu_percent"].warning == 70
+    assert config.worker.checkpoint_seconds == 0.0 and config.worker.thresholds["cpu_percent"].warning == 70
     settings = kafka_settings(config, environ={"TRIPWIRE_KAFKA_BOOTSTRAP": "broker:9093",
                                                "TRIPWIRE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
                                                "TRIPWIRE_KAFKA_SASL_USERNAME": "monitor",

@@ -158,7 +158,7 @@ def test_workers_merge_a_sharded_model_as_the_partitioned_replay(sharded, count)
     assert len(inputs) == PARTITIONS and all(inputs.values())
     workers = [Worker(config, f"shard{count}-{i}") for i in range(count)]
     try:
-        wait_until(lambda: merged(settings, load_config(config).worker["app_id"], inputs),
+        wait_until(lambda: merged(settings, load_config(config).worker.app_id, inputs),
                    "every summary merged", workers, timeout=600)
     finally:
         for worker in workers:
@@ -176,7 +176,7 @@ def test_sigkill_of_the_workers_and_their_merge_stages_then_restart_loses_nothin
     topic = f"t{RUN}.shard.killed.events"
     config = write_config(sharded["dir"], "killed", topic)
     settings = kafka_settings(load_config(config))
-    app_id = load_config(config).worker["app_id"]
+    app_id = load_config(config).worker.app_id
     records, half = sharded["records"], len(sharded["records"]) // 2
     produce_by_request_id(settings, records[:half])
     inputs = end_offsets(settings)
@@ -216,7 +216,7 @@ def test_sigkill_of_a_merge_only_then_an_input_only_worker_then_restart_loses_no
     topic = f"t{RUN}.shard.stages.events"
     config = write_config(sharded["dir"], "stages", topic)
     settings = kafka_settings(load_config(config))
-    app_id = load_config(config).worker["app_id"]
+    app_id = load_config(config).worker.app_id
     records, half = sharded["records"], len(sharded["records"]) // 2
     produce_by_request_id(settings, records[:half])
     sparse = {"checkpoint_seconds": "3600", "checkpoint_records": "1000"}

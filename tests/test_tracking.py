@@ -324,7 +324,7 @@ tracking_uri = "{store.uri}"
 report = true
 flush_windows = 2
 """)
-    assert load_config(tmp_path / "monitor.toml").mlflow["report"] is True
+    assert load_config(tmp_path / "monitor.toml").mlflow.report is True
     code = cli.main(["replay", str(tmp_path / "events.jsonl"), "--config", str(tmp_path / "monitor.toml"),
                      "--out", str(tmp_path / "alerts.jsonl"), "--no-progress"])
     assert code == 0
@@ -338,7 +338,7 @@ flush_windows = 2
 
 def test_mlflow_config_keys_are_validated():
     models = [{"name": "m", "reference": "r.json"}]
-    assert parse_config({"models": models}).mlflow == {
+    assert vars(parse_config({"models": models}).mlflow) == {
         "tracking_uri": None, "experiment": "tripwire-monitoring", "report": False, "flush_windows": 10,
         "buffer_windows": 10_000, "alias_check_seconds": 60.0}
     for table, message in (({"report": "yes"}, "mlflow.report must be true or false"),

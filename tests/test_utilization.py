@@ -55,10 +55,10 @@ def test_growing_consumer_lag_fires_steady_lag_does_not():
 def test_thresholds_from_the_worker_table_and_deterministic_ids():
     config = parse_config({"models": [{"name": "m", "reference": "r.json"}],
                            "worker": {"thresholds": {"cpu_percent": {"warning": 50, "critical": False}}}})
-    assert config.worker["thresholds"]["cpu_percent"] == Threshold(50, None)
+    assert config.worker.thresholds["cpu_percent"] == Threshold(50, None)
     samples = [{**CALM, "cpu_percent": 60.0}] * 14
-    first = feed(UtilizationMonitor("w4", window_seconds=60, thresholds=config.worker["thresholds"]), samples)
-    again = feed(UtilizationMonitor("w4", window_seconds=60, thresholds=config.worker["thresholds"]), samples)
+    first = feed(UtilizationMonitor("w4", window_seconds=60, thresholds=config.worker.thresholds), samples)
+    again = feed(UtilizationMonitor("w4", window_seconds=60, thresholds=config.worker.thresholds), samples)
     assert [a["severity"] for a in first] == ["warning"] and first == again
 
 

@@ -195,8 +195,8 @@ def test_a_bad_web_config_is_refused_naming_file_and_key(tmp_path, text, reason)
 def test_web_settings_parse_and_resolve_against_the_config_file(tmp_path):
     config = worker_config(tmp_path, '[worker]\nweb_port = 8080\nweb_config = "web.yml"')
     worker = load_config(config).worker
-    assert worker["web_bind"] == "127.0.0.1" and worker["web_faust_pages"] is False
-    assert worker["web_config"] == str(tmp_path / "web.yml")
+    assert worker.web_bind == "127.0.0.1" and worker.web_faust_pages is False
+    assert worker.web_config == str(tmp_path / "web.yml")
     bad = worker_config(tmp_path, '[worker]\nweb_faust_pages = "yes please"')
     with pytest.raises(ConfigError, match="worker.web_faust_pages"):
         load_config(bad)

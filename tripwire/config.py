@@ -7,11 +7,11 @@ what is allowed, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tripwire.config_tables import KAFKA_KEYS, MLFLOW_KEYS, MONITOR_KEYS, WORKER_KEYS
+from tripwire.config_tables import KAFKA_KEYS, MLFLOW_KEYS, MONITOR_KEYS, WORKER_KEYS, MlflowSettings, WorkerSettings
 from tripwire.config_values import (
     ConfigError,
     KeySpec,
@@ -34,8 +34,8 @@ from tripwire.thresholds import DEFAULT_THRESHOLDS, Threshold
 
 # The names other modules import from here, though they are defined in the modules above.
 __all__ = ["DEFAULT_THRESHOLDS", "KAFKA_KEYS", "MLFLOW_KEYS", "MODEL_KEYS", "MONITOR_KEYS", "WORKER_KEYS",
-           "ConfigError", "ModelConfig", "MonitorConfig", "Threshold", "check_references", "load_config",
-           "parse_config"]
+           "ConfigError", "MlflowSettings", "ModelConfig", "MonitorConfig", "Threshold", "WorkerSettings", "check_references",
+           "load_config", "parse_config"]
 
 DRIFT_STATISTICS = ("psi", "js", "wasserstein")
 CORRECTIONS = ("benjamini-hochberg", "bonferroni", "none")
@@ -178,8 +178,8 @@ class MonitorConfig:
     rejection_window: int = 1000
     rejection_min_samples: int = 100
     kafka: dict[str, Any] = field(default_factory=lambda: {k: d for k, (_p, d, _doc) in KAFKA_KEYS.items()})
-    worker: dict[str, Any] = field(default_factory=lambda: {k: d for k, (_p, d, _doc) in WORKER_KEYS.items()})
-    mlflow: dict[str, Any] = field(default_factory=lambda: {k: d for k, (_p, d, _doc) in MLFLOW_KEYS.items()})
+    worker: WorkerSettings = field(default_factory=WorkerSettings.defaults)
+    mlflow: MlflowSettings = field(default_factory=MlflowSettings.defaults)
     capacity: dict[str, Any] = field(default_factory=dict)  # [capacity], see tripwire.compute.settings
     sinks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # [sinks], see tripwire.sinks.config
     retrain: dict[str, Any] | None = None  # [retrain], see tripwire.retrain; None = no retraining trigger
@@ -209,8 +209,8 @@ def load_config(path: str | Path) -> MonitorConfig:
     for model in config.models:
         if "://" not in model.reference and not model.reference.startswith(("runs:", "models:")):
             model.reference = str((path.parent / model.reference).resolve())
-    if config.worker["web_config"]:
-        config.worker["web_config"] = str((path.parent / config.worker["web_config"]).resolve())
+    if config.worker.web_config:
+        config.worker = replace(config.worker, web_config=str((path.parent / config.worker.web_config).resolve()))
     return config
 
 
@@ -252,9 +252,9 @@ def parse_config(data: dict[str, Any], where: str = "config") -> MonitorConfig:
         if key not in MONITOR_KEYS:
             raise ConfigError(f"{where}: monitor.{key}: unknown key; allowed: {', '.join(MONITOR_KEYS)}")
         monitor[key] = _parse(MONITOR_KEYS[key][0], value, f"{where}: monitor.{key}")
-    mlflow = _table_with_defaults(data.get("mlflow", {}), MLFLOW_KEYS, "mlflow", where)
+    mlflow = MlflowSettings(**_table_with_defaults(data.get("mlflow", {}), MLFLOW_KEYS, "mlflow", where))
     kafka = _table_with_defaults(data.get("kafka", {}), KAFKA_KEYS, "kafka", where)
-    worker = _table_with_defaults(data.get("worker", {}), WORKER_KEYS, "worker", where)
+    worker = WorkerSettings(**_table_with_defaults(data.get("worker", {}), WORKER_KEYS, "worker", where))
     from tripwire.compute.settings import capacity_table  # they build on this module's parsers
     from tripwire.retrain import parse_retrain
     from tripwire.sinks.config import parse_sinks

@@ -6,6 +6,7 @@ Each is a :data:`~tripwire.config_values.KeySpec` (key -> parser, default, descr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from tripwire.config_values import (
@@ -31,6 +32,24 @@ MLFLOW_KEYS: KeySpec = {
     "buffer_windows": (_positive_int, 10_000, "windows kept while MLflow is unreachable; the oldest are dropped past it"),
     "alias_check_seconds": (_positive_number, 60.0, "how often the worker checks whether a models:/NAME@ALIAS moved"),
 }
+
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    """The ``[mlflow]`` table, parsed: one field per key of :data:`MLFLOW_KEYS` (which holds the defaults)."""
+
+    tracking_uri: str | None
+    experiment: str
+    report: bool
+    flush_windows: int
+    buffer_windows: int
+    alias_check_seconds: float
+
+    @classmethod
+    def defaults(cls) -> MlflowSettings:
+        return cls(**{key: default for key, (_parser, default, _doc) in MLFLOW_KEYS.items()})
+
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -131,6 +150,35 @@ WORKER_KEYS: KeySpec = {
     "stages": (_stages, WORKER_STAGES, "what this worker runs: \"input\" (partition runners on the events topic), "
                                        "\"merge\" (the sharded models' merge stage); env TRIPWIRE_WORKER_STAGES=merge"),
 }
+
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """The ``[worker]`` table, parsed: one field per key of :data:`WORKER_KEYS` (which holds the defaults)."""
+
+    app_id: str
+    worker_id: str | None
+    batch_size: int
+    batch_seconds: float
+    checkpoint_seconds: float
+    checkpoint_records: int
+    max_unpublished: int
+    auto_offset_reset: str
+    session_timeout_seconds: float
+    utilization_seconds: float
+    utilization_window_seconds: float
+    thresholds: dict[str, Threshold]
+    web_port: int
+    web_bind: str
+    web_config: str | None
+    web_faust_pages: bool
+    stages: tuple[str, ...]
+
+    @classmethod
+    def defaults(cls) -> WorkerSettings:
+        return cls(**{key: default for key, (_parser, default, _doc) in WORKER_KEYS.items()})
+
 
 MONITOR_KEYS: KeySpec = {
     "rejection_window": (_positive_int, 1000, "records per window of the dead-letter rate"),

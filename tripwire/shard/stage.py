@@ -59,7 +59,7 @@ class MergeStage:
         from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 
         worker, settings = self.worker, self.worker.settings
-        session = settings["session_timeout_seconds"]
+        session = settings.session_timeout_seconds
         self.consumer = AIOKafkaConsumer(
             **worker.kafka.client_kwargs(), group_id=self.group, enable_auto_commit=False,
             auto_offset_reset="earliest", session_timeout_ms=int(session * 1000),
@@ -77,9 +77,9 @@ class MergeStage:
         try:
             self.input_partitions = len(await partitions_for(self.consumer, worker.kafka.events))
             self.consumer.subscribe([self.topic], listener=Listener())
-            timeout_ms = int(settings["batch_seconds"] * 1000)
+            timeout_ms = int(settings.batch_seconds * 1000)
             while True:
-                batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=settings["batch_size"])
+                batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=settings.batch_size)
                 async with self.lock:
                     for tp in sorted(batches, key=lambda tp: tp.partition):
                         await self._merge(tp.partition, batches[tp])
@@ -136,9 +136,9 @@ class MergeStage:
         pending = self.since_checkpoint.get(partition, 0)
         if not pending:
             return False
-        every = self.worker.settings["checkpoint_records"]
+        every = self.worker.settings.checkpoint_records
         return bool(every and pending >= every) or (
-            now - self.last_checkpoint.get(partition, 0.0) >= self.worker.settings["checkpoint_seconds"])
+            now - self.last_checkpoint.get(partition, 0.0) >= self.worker.settings.checkpoint_seconds)
 
     async def _checkpoint(self, partition: int) -> None:
         """The merger's state and the summaries offset it covers (every alert before it is delivered already)."""

@@ -81,7 +81,7 @@ class RetrainTrigger:
             raise ValueError("the config has no [retrain] table")
         self.policy = RetrainPolicy(config.retrain)
         self.references = {model.name: model.reference for model in config.models}
-        self.tracking_uri = (config.mlflow or {}).get("tracking_uri")
+        self.tracking_uri = config.mlflow.tracking_uri
         self.kafka = kafka
         self.topic = kafka.topics["actions"]
         self.publisher = ActionsPublisher(kafka, self.topic)

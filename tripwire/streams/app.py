@@ -10,12 +10,15 @@ import asyncio
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from tripwire.config import ConfigError, MonitorConfig
 from tripwire.streams import web
 from tripwire.streams.topics import CHECKPOINT_MAX_BYTES, KafkaSettings, ensure_topics, worker_settings
 from tripwire.streams.worker import MonitorWorker
+
+if TYPE_CHECKING:
+    from tripwire.tracking import AliasWatcher
 
 log = logging.getLogger("tripwire.worker")
 
@@ -25,14 +28,15 @@ logging.getLogger("aiokafka.consumer.subscription_state").setLevel(logging.WARNI
 
 
 def create_app(config: MonitorConfig, kafka: KafkaSettings, references: dict[str, dict[str, Any]] | None = None,
-               on_window: Callable[[dict[str, Any]], None] | None = None) -> tuple[Any, MonitorWorker]:
+               on_window: Callable[[dict[str, Any]], None] | None = None,
+               watcher: AliasWatcher | None = None) -> tuple[Any, MonitorWorker]:
     import faust
 
     settings = config.worker
-    datadir = Path(tempfile.gettempdir()) / "tripwire-faust" / settings["app_id"]
+    datadir = Path(tempfile.gettempdir()) / "tripwire-faust" / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = faust.App(
-        settings["app_id"],
+        settings.app_id,
         broker=kafka.faust_broker(),
         broker_credentials=kafka.faust_credentials(),
         broker_client_id=kafka.client_id,
@@ -52,7 +56,7 @@ def create_app(config: MonitorConfig, kafka: KafkaSettings, references: dict[str
     from tripwire.compute.agent import CapacityAgent  # capacity view of services and workers (metrics topic)
 
     capacity = CapacityAgent(config, kafka)
-    worker = MonitorWorker(config, kafka, references, capacity.window_sink(on_window))
+    worker = MonitorWorker(config, kafka, references, capacity.window_sink(on_window), watcher=watcher)
     capacity.attach(worker)
 
     @app.task
@@ -64,7 +68,7 @@ def create_app(config: MonitorConfig, kafka: KafkaSettings, references: dict[str
         except Exception as error:  # cannot go on: stop the worker, a restart resumes from the checkpoints
             await app.crash(error)
 
-    @app.timer(settings["utilization_seconds"])
+    @app.timer(settings.utilization_seconds)
     async def utilization() -> None:
         await worker.sample_utilization()
 
@@ -90,7 +94,7 @@ def run_worker(config: MonitorConfig, kafka: KafkaSettings, *, loglevel: str = "
     from tripwire.tracking import AliasWatcher, MlflowReporter, resolve_config
 
     config.worker = worker_settings(config)  # TRIPWIRE_WORKER_<KEY> wins over the file
-    if "input" not in config.worker["stages"] and not any(m.sharded for m in config.models):
+    if "input" not in config.worker.stages and not any(m.sharded for m in config.models):
         raise ConfigError("worker.stages = [\"merge\"] runs only the merge stage of sharded models, and no model "
                           "is sharded: nothing to run")
     roles = ("events", "alerts", "deadletter", "metrics", "checkpoints") + (
@@ -104,8 +108,8 @@ def run_worker(config: MonitorConfig, kafka: KafkaSettings, *, loglevel: str = "
     sinks = start_sinks(config.sinks)  # [sinks]: Alertmanager, webhooks
     trigger = RetrainTrigger.from_config(config, kafka, recover=True)  # [retrain]: requests to the actions topic
     app, worker = create_app(config, kafka, {name: r.reference for name, r in resolved.items()},
-                             fan_out(reporter.on_window if reporter else None, trigger.on_window if trigger else None))
-    worker.watcher = AliasWatcher.for_config(config, resolved)
+                             fan_out(reporter.on_window if reporter else None, trigger.on_window if trigger else None),
+                             AliasWatcher.for_config(config, resolved))
     worker.on_alert += [sink for sink in (reporter and reporter.on_alert, sinks and sinks.submit,
                                           trigger and trigger.on_alert) if sink]
     print(f"tripwire worker {worker.worker_id}: app {worker.app_id} on {kafka.bootstrap_servers}, "

@@ -42,10 +42,10 @@ class Checkpoints:
     def due(self, partition: int, runner: PartitionRunner, now: float) -> bool:
         if runner.since_checkpoint == 0:
             return False
-        every = self.worker.settings["checkpoint_records"]
+        every = self.worker.settings.checkpoint_records
         if every and runner.since_checkpoint >= every:
             return True
-        return now - self.last_checkpoint.get(partition, 0.0) >= self.worker.settings["checkpoint_seconds"]
+        return now - self.last_checkpoint.get(partition, 0.0) >= self.worker.settings.checkpoint_seconds
 
     def key(self, partition: int) -> bytes:
         return f"{self.worker.app_id}/{partition}".encode()
@@ -97,7 +97,7 @@ class Checkpoints:
             self.checkpointed[partition] = runner.done
             return runner
         log.info("partition %d: no checkpoint, starting at the %s offset", partition,
-                 self.worker.settings["auto_offset_reset"])
+                 self.worker.settings.auto_offset_reset)
         return self.worker._new_runner(partition)
 
     async def _refuse(self, partition: int, offset: int, error: BaseException) -> None:

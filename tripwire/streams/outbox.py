@@ -121,12 +121,12 @@ class Outbox:
 
         waiting = len(self.unpublished[partition])
         tp = TopicPartition(self.worker.kafka.events, partition)
-        if waiting >= self.worker.settings["max_unpublished"] and partition not in self.paused:
+        if waiting >= self.worker.settings.max_unpublished and partition not in self.paused:
             self.worker.consumer.pause(tp)
             self.paused.add(partition)
             log.warning("partition %d: %d outputs wait for a retry; consumption paused until they are published",
                         partition, waiting)
-        elif partition in self.paused and waiting < self.worker.settings["max_unpublished"] // 2:
+        elif partition in self.paused and waiting < self.worker.settings.max_unpublished // 2:
             self.worker.consumer.resume(tp)
             self.paused.discard(partition)
             log.info("partition %d: consumption resumed", partition)

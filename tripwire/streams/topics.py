@@ -13,10 +13,10 @@ import contextlib
 import os
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Iterable, Mapping
 
-from tripwire.config import KAFKA_KEYS, ConfigError, MonitorConfig
+from tripwire.config import KAFKA_KEYS, ConfigError, MonitorConfig, WorkerSettings
 from tripwire.config_values import _parse
 
 ENV_PREFIX = "TRIPWIRE_KAFKA_"
@@ -144,11 +144,12 @@ def from_environment(values: dict[str, Any], keys: Mapping[str, tuple[Any, Any, 
     return values
 
 
-def worker_settings(config: MonitorConfig, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def worker_settings(config: MonitorConfig, environ: Mapping[str, str] | None = None) -> WorkerSettings:
     """``[worker]`` of ``config`` overridden by ``TRIPWIRE_WORKER_<KEY>`` (``TRIPWIRE_WORKER_ID``)."""
     from tripwire.config import WORKER_KEYS
 
-    return from_environment(config.worker, WORKER_KEYS, worker_env_name, os.environ if environ is None else environ)
+    overrides = from_environment({}, WORKER_KEYS, worker_env_name, os.environ if environ is None else environ)
+    return replace(config.worker, **overrides)
 
 
 def kafka_settings(config: MonitorConfig | None = None, *, broker: str | None = None,

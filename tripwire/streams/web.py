@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
-from tripwire.config import ConfigError
+from tripwire.config import ConfigError, WorkerSettings
 
 __all__ = ["WebConfig", "BasicAuth", "app_options", "install_pages", "load_web_config"]
 
@@ -171,28 +171,28 @@ class BasicAuth:
         return basic_auth
 
 
-def app_options(settings: Mapping[str, Any]) -> dict[str, Any]:
+def app_options(settings: WorkerSettings) -> dict[str, Any]:
     """``faust.App`` keyword arguments for the web server of a ``[worker]`` table."""
-    port = settings["web_port"]
+    port = settings.web_port
     options: dict[str, Any] = {
         "web_enabled": port > 0,
         "web_port": port or 6066,
-        "web_bind": settings["web_bind"],
-        **{name: settings["web_faust_pages"] for name in FAUST_PAGE_SETTINGS},
+        "web_bind": settings.web_bind,
+        **{name: settings.web_faust_pages for name in FAUST_PAGE_SETTINGS},
     }
     if not port:
         return options
-    web = load_web_config(settings["web_config"]) if settings["web_config"] else WebConfig()
+    web = load_web_config(settings.web_config) if settings.web_config else WebConfig()
     options["web_ssl_context"] = server_ssl_context(web)
     if web.users:
         options["web_application_options"] = {"middlewares": [BasicAuth(web.users).middleware()]}
     scheme = "https" if web.tls else "http"
     protection = ", ".join(p for p, on in (("TLS", web.tls), ("basic auth", bool(web.users))) if on) or "no TLS, no auth"
-    if not _loopback(settings["web_bind"]) and not web.users:
+    if not _loopback(settings.web_bind) and not web.users:
         log.warning("web server on %s://%s:%d is open to the network without authentication (worker.web_bind; "
-                    "set basic_auth_users in worker.web_config)", scheme, settings["web_bind"], port)
+                    "set basic_auth_users in worker.web_config)", scheme, settings.web_bind, port)
     else:
-        log.info("web server on %s://%s:%d (%s)", scheme, settings["web_bind"], port, protection)
+        log.info("web server on %s://%s:%d (%s)", scheme, settings.web_bind, port, protection)
     return options
 
 
@@ -205,9 +205,9 @@ def _loopback(address: str) -> bool:
         return False
 
 
-def install_pages(app: Any, worker: Any, settings: Mapping[str, Any]) -> None:
+def install_pages(app: Any, worker: Any, settings: WorkerSettings) -> None:
     """tripwire's pages: ``/metrics`` (Prometheus), ``/status`` and ``/status.json`` (the live board)."""
-    if not settings["web_port"]:
+    if not settings.web_port:
         return
     from tripwire.streams.metrics import CONTENT_TYPE
     from tripwire.streams.status import PAGE

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import orjson
 
@@ -39,6 +39,9 @@ from tripwire.streams.sightings import Sighting, SplitModelDetector, sight
 from tripwire.streams.status import StatusBoard
 from tripwire.streams.topics import MAX_REQUEST_BYTES, KafkaSettings
 from tripwire.streams.utilization import Sampler, UtilizationMonitor, default_worker_id
+
+if TYPE_CHECKING:  # the tracking package imports MLflow: only a worker with a models:/ alias needs it
+    from tripwire.tracking import AliasWatcher
 
 log = logging.getLogger("tripwire.worker")
 
@@ -75,14 +78,15 @@ class MonitorWorker:
     def __init__(self, config: MonitorConfig, kafka: KafkaSettings,
                  references: dict[str, dict[str, Any]] | None = None,
                  on_window: Callable[[dict[str, Any]], None] | None = None,
-                 on_alert: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_alert: Callable[[dict[str, Any]], None] | None = None,
+                 watcher: AliasWatcher | None = None) -> None:
         self.config = config
         self.kafka = kafka
         self.settings = config.worker
         self.topics = kafka.topics
         self.references = references
         self.on_alert: list[Callable[[dict[str, Any]], None]] = [] if on_alert is None else [on_alert]
-        self.worker_id = self.settings.get("worker_id") or default_worker_id()  # default: host-pid
+        self.worker_id = self.settings.worker_id or default_worker_id()  # default: host-pid
         # What the web port serves: Prometheus metrics at /metrics, the status board at /status.
         self.metrics = WorkerMetrics()
         self.status = StatusBoard(self.worker_id)
@@ -90,7 +94,7 @@ class MonitorWorker:
                                                                       self.status.observe_window]
         if on_window is not None:
             self._window_sinks.append(on_window)
-        self.app_id = self.settings["app_id"]
+        self.app_id = self.settings.app_id
         self.runners: dict[int, PartitionRunner] = {}
         self.assigned: set[int] = set()
         self.outbox = Outbox(self)
@@ -98,8 +102,8 @@ class MonitorWorker:
         self.lock = asyncio.Lock()
         self.stats = Stats()
         self.utilization = UtilizationMonitor(self.worker_id,
-                                              window_seconds=self.settings["utilization_window_seconds"],
-                                              thresholds=self.settings["thresholds"])
+                                              window_seconds=self.settings.utilization_window_seconds,
+                                              thresholds=self.settings.thresholds)
         self.refusals = AlertPolicy(min_samples=1)  # one-off alerts of this worker: refused checkpoints, routing
         # A sharded model is keyed by request_id and sits on every partition (see tripwire.shard): its records
         # are not misrouted, and it is not "split"; a merge stage (in the workers whose [worker] stages
@@ -111,7 +115,7 @@ class MonitorWorker:
         self.merge_stage: Any = None
         self._merging: asyncio.Task[None] | None = None
         # [worker] stages: "input" (the input consumer and its partition runners), "merge" (the merge stage).
-        self.stages = self.settings["stages"]
+        self.stages = self.settings.stages
         if self.sharded and "merge" in self.stages:
             from tripwire.shard.stage import MergeStage
 
@@ -123,7 +127,7 @@ class MonitorWorker:
         self.producer: Any = None
         self._checkpoint_partitions: int | None = None
         self.followed: dict[str, list[Callable[[bytes], Awaitable[None]]]] = defaultdict(list)
-        self.watcher: Any = None  # tracking.AliasWatcher when a reference is a models:/NAME@ALIAS
+        self.watcher = watcher  # set when a reference is a models:/NAME@ALIAS
         # Every worker's samples, sightings included, are on one partition of the metrics topic.
         self.follow(self.topics["metrics"], self._on_metrics_record)
 
@@ -143,10 +147,10 @@ class MonitorWorker:
         await self.producer.start()
         if "input" not in self.stages:
             return  # a merge-only worker: no input consumer, the events topic is another worker's
-        session = self.settings["session_timeout_seconds"]
+        session = self.settings.session_timeout_seconds
         self.consumer = AIOKafkaConsumer(
             **self.kafka.client_kwargs(), group_id=self.app_id, enable_auto_commit=False,
-            auto_offset_reset=self.settings["auto_offset_reset"], max_partition_fetch_bytes=4 << 20,
+            auto_offset_reset=self.settings.auto_offset_reset, max_partition_fetch_bytes=4 << 20,
             fetch_max_bytes=64 << 20, session_timeout_ms=int(session * 1000),
             heartbeat_interval_ms=int(min(3.0, session / 4) * 1000),
             rebalance_timeout_ms=max(60_000, int(session * 2000)))
@@ -179,9 +183,9 @@ class MonitorWorker:
                 assert self._merging is not None, "a merge-only worker needs a sharded model"
                 await self._merging  # runs until cancelled
                 return
-            timeout_ms = int(self.settings["batch_seconds"] * 1000)
+            timeout_ms = int(self.settings.batch_seconds * 1000)
             while True:
-                batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.settings["batch_size"])
+                batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.settings.batch_size)
                 if self._merging is not None and self._merging.done():
                     self._merging.result()  # the merge stage failed: stop with its error (a restart resumes)
                 async with self.lock:
@@ -337,7 +341,7 @@ class MonitorWorker:
                 self.checkpoints.last_checkpoint.setdefault(tp.partition, time.monotonic())
                 if runner.done >= 0:
                     self.consumer.seek(tp, runner.done + 1)
-                elif self.settings["auto_offset_reset"] == "earliest":
+                elif self.settings.auto_offset_reset == "earliest":
                     await self.consumer.seek_to_beginning(tp)
                 else:
                     await self.consumer.seek_to_end(tp)

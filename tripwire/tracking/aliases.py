@@ -79,14 +79,13 @@ class AliasWatcher:
         ``resolved`` (from :func:`resolve_config`) gives the versions the engine started with, so a
         move between start-up and the first check is still reported.
         """
-        settings = config.mlflow or {}
         aliases = {m.name: m.reference for m in config.models
                    if (match := _MODELS_URI.match(m.reference)) and match["alias"] is not None}
         if not aliases:
             return None
         versions = {name: resolved[name].model_version for name in aliases if resolved and name in resolved}
-        kwargs.setdefault("tracking_uri", settings.get("tracking_uri"))
-        kwargs.setdefault("interval_seconds", settings.get("alias_check_seconds", 60.0))
+        kwargs.setdefault("tracking_uri", config.mlflow.tracking_uri)
+        kwargs.setdefault("interval_seconds", config.mlflow.alias_check_seconds)
         return cls(aliases, versions=versions, **kwargs)
 
     def due(self) -> bool:

@@ -211,7 +211,7 @@ def resolve_config(config: MonitorConfig) -> dict[str, ResolvedReference]:
         engine = Engine(config, references={name: r.reference for name, r in resolved.items()})
         watcher = AliasWatcher.for_config(config, resolved)
     """
-    tracking_uri = (config.mlflow or {}).get("tracking_uri")
+    tracking_uri = config.mlflow.tracking_uri
     client = None
     resolved = {}
     for model in config.models:

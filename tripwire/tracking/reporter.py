@@ -86,13 +86,12 @@ class MlflowReporter:
     @classmethod
     def from_config(cls, config: MonitorConfig, **kwargs: Any) -> MlflowReporter | None:
         """The reporter the ``[mlflow]`` table asks for, or None unless ``report = true``."""
-        settings = config.mlflow or {}
-        if not settings.get("report"):
+        settings = config.mlflow
+        if not settings.report:
             return None
         kwargs.setdefault("references", {m.name: m.reference for m in config.models})
-        return cls(settings.get("tracking_uri"), settings.get("experiment") or DEFAULT_EXPERIMENT,
-                   flush_windows=settings.get("flush_windows", 10),
-                   buffer_windows=settings.get("buffer_windows", 10_000),
+        return cls(settings.tracking_uri, settings.experiment,
+                   flush_windows=settings.flush_windows, buffer_windows=settings.buffer_windows,
                    **kwargs)
 
     # -- sinks (cheap, never raise) ------------------------------------------------------------
