@@ -96,7 +96,7 @@ def run_tripwire(window_events: int = 1000, performance_window: int | None = Non
 
     from tripwire.config import parse_config
     from tripwire.engine import Engine
-    from tripwire.streams.replay import run_records
+    from tripwire.replay import run_records
 
     out = TripwireRun()
 

@@ -116,7 +116,7 @@ def run_tripwire(lines: list[bytes], window: int = WINDOW) -> dict[str, Any]:
     """Replay ``lines``: the data windows, performance windows and alerts (with record index from 1)."""
     from tripwire.config import parse_config
     from tripwire.engine import Engine
-    from tripwire.streams.replay import run_records
+    from tripwire.replay import run_records
 
     out: dict[str, Any] = {"data": [], "performance": [], "alerts": [], "rejected": []}
     engine = Engine(parse_config(config(window)), references={MODEL: reference_profile()},

@@ -222,7 +222,7 @@ def time_replay(lines: list[bytes], config: dict[str, Any], reference_path: Path
     ``one_at_a_time`` the record-by-record path (``engine.handle(decode(line))``) for comparison.
     """
     from tripwire.events import decode
-    from tripwire.streams.replay import Summary, run_records
+    from tripwire.replay import Summary, run_records
 
     engine = make_engine(config, reference_path)
     alerts: list[dict[str, Any]] = []
@@ -256,7 +256,7 @@ def memory_child(events: Path, reference: Path) -> dict[str, Any]:
     """Run in a fresh process: the real file replay, and the process's peak resident memory."""
     import psutil
 
-    from tripwire.streams.replay import replay_file
+    from tripwire.replay import replay_file
 
     config = {"models": [{"name": MODEL, "reference": str(reference)}]}
     engine = make_engine(config, reference)
@@ -276,7 +276,7 @@ def measure_memory(events: Path, reference: Path) -> dict[str, Any]:
 
 
 def profile_replay(lines: list[bytes], config: dict[str, Any], reference_path: Path, top: int = 15) -> str:
-    from tripwire.streams.replay import run_records
+    from tripwire.replay import run_records
 
     engine = make_engine(config, reference_path)
     profiler = cProfile.Profile()

@@ -101,7 +101,7 @@ def engine_memory(models: int, features: int, events_per_model: int = 20_000) ->
     """tracemalloc of the engine: built (references + detectors), then after replaying the stream."""
     from tripwire.config import parse_config
     from tripwire.engine import Engine
-    from tripwire.streams.replay import run_records
+    from tripwire.replay import run_records
 
     lines, setup = synthetic(models, features, events_per_model)
     config = parse_config(setup["config"])

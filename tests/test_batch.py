@@ -18,7 +18,7 @@ from tripwire.alerts import encode_alert
 from tripwire.config import parse_config
 from tripwire.engine import Engine
 from tripwire.events import decode, decode_batch, format_ts, parse_ts
-from tripwire.streams.replay import deadletter_line, deadletter_path, replay_file, run_records
+from tripwire.replay import deadletter_line, deadletter_path, replay_file, run_records
 
 STAMP = "2026-11-28T00:10:00.250Z"
 PREDICTION = {"type": "prediction", "schema": 1, "request_id": "odd", "model": "credit", "model_version": "3",

@@ -7,7 +7,7 @@ from tripwire.alerts import encode_alert
 from tripwire.config import parse_config
 from tripwire.engine import Engine
 from tripwire.events import Rejection, decode
-from tripwire.streams.replay import run_records
+from tripwire.replay import run_records
 
 
 def run(stream, references, engine=None):

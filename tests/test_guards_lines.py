@@ -10,7 +10,7 @@ import pytest
 
 from tests.guards_files import event_lines, replay, write_setup
 from tripwire.events import decode, decode_batch
-from tripwire.streams.replay import LineReader
+from tripwire.replay import LineReader
 
 
 def read_all(data: bytes, batch_bytes: int) -> tuple[list[bytes], LineReader]:

@@ -7,8 +7,8 @@ import pytest
 
 from tests.test_event_time import T0, engine_for, feed, label, one_by_one, prediction
 from tripwire.join import LabelJoin
+from tripwire.replay import run_records
 from tripwire.streams.metrics import WorkerMetrics
-from tripwire.streams.replay import run_records
 
 
 def test_a_label_that_comes_first_waits_for_its_prediction():

@@ -5,8 +5,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tripwire import demo
 from tripwire.config import parse_config
 from tripwire.engine import Engine
+from tripwire.replay import run_records
 from tripwire.streams.metrics import WorkerMetrics
-from tripwire.streams.replay import run_records
 
 
 def test_metrics_from_the_demo_parse_with_the_expected_series(demo_stream, demo_references):

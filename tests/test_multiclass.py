@@ -27,7 +27,7 @@ from tripwire.detectors.multiclass import MulticlassWindow, multiclass_baseline
 from tripwire.engine import Engine
 from tripwire.events import decode, format_ts
 from tripwire.reference import ReferenceError, build_reference
-from tripwire.streams.replay import deadletter_path, replay_file, run_records
+from tripwire.replay import deadletter_path, replay_file, run_records
 
 T0 = 1_795_824_000.0
 

@@ -29,7 +29,7 @@ from tripwire.config import parse_config
 from tripwire.engine import Engine
 from tripwire.events import Rejection, decode, format_ts, parse_ts
 from tripwire.reference import save_reference
-from tripwire.streams.replay import deadletter_path
+from tripwire.replay import deadletter_path
 
 T0 = datetime(2026, 11, 28, tzinfo=UTC).timestamp()
 MODELS = ("fuel-efficiency", "credit")

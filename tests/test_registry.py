@@ -21,10 +21,10 @@ from tripwire.config import ConfigError, ModelConfig, parse_config
 from tripwire.detectors.registry import DataWindow, Family, PerformanceWindow, Verdict, register, unregister
 from tripwire.engine import Engine
 from tripwire.events import format_ts
+from tripwire.replay import run_records
 from tripwire.report import WindowLog, build_series, render_report
 from tripwire.report.text import anchor
 from tripwire.streams.metrics import WorkerMetrics
-from tripwire.streams.replay import run_records
 from tripwire.streams.status import StatusBoard
 from tripwire.thresholds import Threshold
 

@@ -26,8 +26,8 @@ from tripwire.cli import main
 from tripwire.config import parse_config
 from tripwire.engine import Engine
 from tripwire.reference import build_reference, save_reference
+from tripwire.replay import run_records
 from tripwire.report import WindowLog, build_series, ratio, render_report, split_statistic
-from tripwire.streams.replay import run_records
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 T0 = 1_795_824_000.0

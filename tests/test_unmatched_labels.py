@@ -9,7 +9,7 @@ from tripwire import demo
 from tripwire.config import parse_config
 from tripwire.engine import Engine
 from tripwire.events import Label, decode, parse_ts
-from tripwire.streams.replay import replay_file, run_records
+from tripwire.replay import replay_file, run_records
 
 TTL = 900.0  # longer than the demo's label lag (at most 10 minutes): every label of a clean stream meets its prediction
 

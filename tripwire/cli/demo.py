@@ -64,7 +64,7 @@ def run_in_process(args: argparse.Namespace) -> int:
     engine = Engine(config, references=demo.training_references(args.seed),
                     on_window=fan_out(log, capacity.observe_window))
     alerts: list[tuple[int, dict[str, Any]]] = []
-    from tripwire.streams.replay import LineFile, OutputError, run_records
+    from tripwire.replay import LineFile, OutputError, run_records
 
     out = LineFile(args.out) if args.out else None
 

@@ -82,9 +82,9 @@ def _engine(config: MonitorConfig, on_window: Any = None) -> Engine:
 def replay_file(args: argparse.Namespace) -> int:
     import orjson
 
+    from tripwire.replay import check_paths, config_inputs, deadletter_path
+    from tripwire.replay import replay_file as replay_events
     from tripwire.sinks import fan_out
-    from tripwire.streams.replay import check_paths, config_inputs, deadletter_path
-    from tripwire.streams.replay import replay_file as replay_events
     from tripwire.tracking import MlflowReporter
 
     config = load_config(args.config)
@@ -138,8 +138,8 @@ def replay_file(args: argparse.Namespace) -> int:
 
 def _replay_partitioned(args: argparse.Namespace, config: MonitorConfig, sharded: list[str]) -> int:
     """A file replay over simulated partitions (see :mod:`tripwire.shard.replay`)."""
+    from tripwire.replay import deadletter_path
     from tripwire.shard.replay import PartitionedReplay, replay_partitioned
-    from tripwire.streams.replay import deadletter_path
     from tripwire.tracking import resolve_config
 
     if args.partitions is None:
@@ -185,7 +185,7 @@ def replay_topic(args: argparse.Namespace) -> int:
     from aiokafka.errors import KafkaError
 
     from tripwire.alerts import encode_alert
-    from tripwire.streams.replay import check_outputs, config_inputs, deadletter_line, deadletter_path
+    from tripwire.replay import check_outputs, config_inputs, deadletter_line, deadletter_path
     from tripwire.streams.topic_replay import describe_position, parse_position, replay_topics
 
     if args.out is None and args.alerts_topic is None:

@@ -21,8 +21,7 @@ from tripwire.alerts import encode_alert
 from tripwire.config import MonitorConfig
 from tripwire.engine import Engine
 from tripwire.paths import PathError
-from tripwire.shard.merge import ShardMerger
-from tripwire.streams.replay import (
+from tripwire.replay import (
     LineFile,
     LineReader,
     Summary,
@@ -31,6 +30,7 @@ from tripwire.streams.replay import (
     deadletter_path,
     open_events,
 )
+from tripwire.shard.merge import ShardMerger
 
 
 def record_key(record: bytes, sharded: frozenset[str]) -> bytes | None:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import orjson
 
 from tripwire.engine import Engine
-from tripwire.streams.replay import deadletter_line
+from tripwire.replay import deadletter_line
 from tripwire.streams.sightings import Sighting
 
 CHECKPOINT_FORMAT = 2

@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 from tripwire.engine import Engine
 from tripwire.events import Rejection, decode, parse_ts
+from tripwire.replay import Summary
 from tripwire.streams.merge import Merge
-from tripwire.streams.replay import Summary
 from tripwire.streams.topics import KafkaSettings, partitions_for, running
 
 AlertSink = Callable[[dict[str, Any], dict[str, Any]], None]
