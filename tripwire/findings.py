@@ -18,6 +18,7 @@ from tripwire.detectors.fairness import FairnessWindow
 from tripwire.detectors.multiple_testing import benjamini_hochberg, bonferroni
 from tripwire.detectors.quality import FeatureQuality
 from tripwire.detectors.serving import ServingWindow
+from tripwire.statistic_keys import statistic_key
 
 if TYPE_CHECKING:
     from tripwire.monitor import ModelMonitor
@@ -81,7 +82,7 @@ def performance_window_findings(monitor: ModelMonitor, start: float, end: float,
         if monitor.multiclass:
             for cls in monitor.class_names:
                 for metric in PER_CLASS_STATS:
-                    stats[f"class:{cls}.{metric}"] = result[f"{metric}:{cls}"]
+                    stats[statistic_key(f"class:{cls}", metric)] = result[f"{metric}:{cls}"]
     monitor.performance.reset()
     for attribute, window in monitor.fairness.items():
         findings += fairness_findings(config, attribute, window, start, end, stats)
@@ -92,7 +93,7 @@ def change_findings(config: ModelConfig, streams: Iterable[str], hits: dict[str,
                     n: int, stats: dict[str, Any]) -> list[Finding]:
     """Per change stream, how often its detector alarmed over a performance window."""
     for stream, count in hits.items():
-        stats[f"change:{stream}"] = count
+        stats[statistic_key(f"change:{stream}", "changes")] = count
     findings = []
     for stream in streams:
         method = config.change_method
@@ -127,7 +128,7 @@ def quality_findings(config: ModelConfig, reference: dict[str, Any], name: str, 
         rate = result[check]
         if rate is None:
             continue
-        stats[f"{signal}.{check}"] = rate
+        stats[statistic_key(signal, check)] = rate
         value = rate - baseline_missing if check == "missing_rate" else rate
         evidence = {"rate": rate}
         if check == "unseen_rate" and result["unseen_examples"]:
@@ -154,10 +155,10 @@ def drift_finding(config: ModelConfig, detector: NumericDrift | CategoricalDrift
     pvalue = result.get("ks_pvalue", result.get("chi2_pvalue"))
     for key in ("psi", "js", "wasserstein"):
         if result.get(key) is not None:
-            stats[f"{signal}.{key}"] = result[key]
-    stats[f"{signal}.pvalue"] = pvalue
+            stats[statistic_key(signal, key)] = result[key]
+    stats[statistic_key(signal, "pvalue")] = pvalue
     # The window's histogram on the reference bins (a list, not a scalar): the report draws it.
-    stats[f"{signal}.fractions"] = (window_counts / result["n"]).tolist()
+    stats[statistic_key(signal, "fractions")] = (window_counts / result["n"]).tolist()
     value = result[statistic]
     name = signal.removeprefix("feature:")
     finding = Finding(
@@ -219,7 +220,7 @@ def baseline_findings(config: ModelConfig, reference: dict[str, Any], result: di
         detector = f"estimated_{metric}" if estimated else metric
         current, base = result.get(detector), baseline.get(metric)
         signal = f"{family}:{metric}"
-        stats[signal] = current
+        stats[statistic_key(signal, detector)] = current
         if current is None or base is None or not config.enabled(family, signal):
             continue
         worse = degradation(metric, current, base)
@@ -245,7 +246,7 @@ def serving_findings(config: ModelConfig, serving: ServingWindow, start: float, 
     serving.reset()
     findings = []
     for key in ("latency_p50", "latency_p95", "latency_p99", "throughput_per_s"):
-        stats[f"serving.{key}"] = result[key]
+        stats[statistic_key("serving", key)] = result[key]
     for key, unit in (("latency_p95", "ms"), ("latency_p99", "ms"), ("throughput_per_s", "/s")):
         value = result[key]
         threshold = config.threshold(key, "serving")
@@ -270,7 +271,7 @@ def fairness_findings(config: ModelConfig, attribute: str, window: FairnessWindo
     findings = []
     for metric in ("demographic_parity_difference", "equalized_odds_difference", "disparate_impact_ratio"):
         value = result.get(metric)
-        stats[f"{signal}.{metric}"] = value
+        stats[statistic_key(signal, metric)] = value
         if value is None:
             continue
         findings.append(Finding(
