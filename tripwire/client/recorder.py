@@ -171,19 +171,11 @@ class Recorder:
         """
         if not request_id:
             request_id = new_request_id()
-        # Inline, not through _submit: on the cold cache of a serving process each Python call
-        # costs a microsecond or two. The dicts are copied: the caller may reuse them once we return.
-        call = (self._prediction, model, request_id, prediction, _now() if ts is None else ts,
-                features.copy() if type(features) is dict else features, score,
-                scores.copy() if type(scores) is dict else scores, latency_ms,
-                attributes.copy() if type(attributes) is dict else attributes, model_version)
-        handed_off = self._handed_off
-        if handed_off is None or self.strict:
-            self._build_now(call)
-        elif len(handed_off) < self._hand_off_limit:
-            handed_off.append(call)
-        else:
-            self._drop_at_hand_off()
+        # The dicts are copied: the caller may reuse them once we return.
+        self._submit((self._prediction, model, request_id, prediction, _now() if ts is None else ts,
+                      features.copy() if type(features) is dict else features, score,
+                      scores.copy() if type(scores) is dict else scores, latency_ms,
+                      attributes.copy() if type(attributes) is dict else attributes, model_version))
         return request_id
 
     def log_features(self, model: str, features: Mapping[str, Any], *, request_id: str | None = None,
