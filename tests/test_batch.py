@@ -134,6 +134,24 @@ def test_batches_give_the_same_alerts_rejections_and_state(reference_run, demo_r
     assert orjson.dumps(engine.state()) == state
 
 
+def test_sinks_hear_windows_and_alerts_in_record_order(demo_stream, demo_references):
+    """The batch routes each model's events on its own; its window sinks and alert sink are still
+    called in exactly one-at-a-time order, the models' windows interleaved as their records are."""
+    records = dirty(demo_stream[0])
+
+    def heard(run) -> list[bytes]:
+        calls: list[bytes] = []
+        engine = demo_engine(demo_references, on_window=lambda window: calls.append(b"W" + orjson.dumps(window)))
+        engine.on_alert = lambda alert: calls.append(b"A" + encode_alert(alert))
+        run(engine)
+        return calls
+
+    expected = heard(lambda engine: one_at_a_time(engine, records))
+    models = {orjson.loads(call[1:])["model"] for call in expected if call.startswith(b"W")}
+    assert len(models) == 3 and sum(call.startswith(b"A") for call in expected) > 20
+    assert heard(lambda engine: in_batches(engine, records, [*range(0, len(records), 4096), len(records)])) == expected
+
+
 @pytest.mark.parametrize("shift", [-1, 0, 1])
 def test_batch_boundaries_on_window_closes(reference_run, demo_references, shift):
     """Batches that end at the record closing a window, just before it or just after it."""

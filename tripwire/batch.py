@@ -4,10 +4,10 @@ a run of one model's predictions and labels processed column-wise."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence, cast
+from typing import TYPE_CHECKING, Any, Sequence, cast
 
 from tripwire.events import Event, Label, Prediction, Rejection, decode_batch
-from tripwire.monitor import Alert, Refused
+from tripwire.monitor import Alert, Refused, WindowSink
 
 if TYPE_CHECKING:
     from tripwire.engine import Engine
@@ -29,48 +29,133 @@ class BatchResult:
 def process_records(engine: Engine, records: Sequence[bytes]) -> BatchResult:
     """``engine`` decodes and processes a batch of raw records (JSON lines, Kafka values; a tombstone as ``b""``).
 
-    Alerts, rejections and state are exactly those of :meth:`Engine.step` of ``decode(r)`` for each
-    record in order; the batch is only faster (see :func:`tripwire.events.decode_batch`). A
-    record on which the engine itself fails is rejected with the error, and the batch goes on.
+    Alerts, rejections, state and sink calls are exactly those of :meth:`Engine.step` of
+    ``decode(r)`` for each record in order; the batch is only faster (see
+    :func:`tripwire.events.decode_batch`). Models share no state, so each model's events are routed
+    on their own, in long runs even where models alternate (see :class:`_ModelPass`); then, in
+    record order, the engine counts every record in its record window, tallies the alerts and makes
+    the monitors' sink calls they deferred. A record on which the engine itself fails is rejected
+    with the error, and the batch goes on.
     """
-    result = BatchResult()
-    alerts, alert_records = result.alerts, result.alert_records
-    admit = engine.admit
-    items = [admit(item) for item in decode_batch(records)]
-    index, count = 0, len(items)
-    while index < count:
-        item = items[index]
-        if type(item) is Prediction or type(item) is Label:
-            taken = _run_in_bulk(engine, item, items, index, result)
-            if taken:
-                index += taken
-                continue
-        if type(item) is Rejection:
-            result.rejections.append((index, item))
-            raised = engine.reject(item)
-        else:
+    items = [engine.admit(item) for item in decode_batch(records)]
+    routed = _ModelPass(engine, items)
+    routed.run()
+    return _count_in_record_order(engine, items, routed)
+
+
+class _ModelPass:
+    """Routes a batch's events model by model (see :meth:`Engine.route`), keeping by record index what
+    each raised: alerts, a refusal, an engine failure, and the window sink calls it made (deferred,
+    so that they reach the sinks in record order)."""
+
+    def __init__(self, engine: Engine, items: list[Event | Rejection]) -> None:
+        self.engine = engine
+        self.items = items
+        self.raised: dict[int, list[Alert]] = {}
+        self.refused: dict[int, Rejection] = {}  # counted as rejections (see Engine.reject)
+        self.failed: dict[int, Rejection] = {}  # the engine failed: dead-lettered, not counted
+        self.sink_calls: dict[int, list[tuple[WindowSink, dict[str, Any]]]] = {}
+        self._pending: list[tuple[WindowSink, dict[str, Any]]] = []
+
+    def run(self) -> None:
+        groups: dict[str, list[int]] = {}
+        for index, item in enumerate(self.items):
+            if type(item) is not Rejection:
+                groups.setdefault(item.model, []).append(index)
+        monitors = list(self.engine.monitors.values())
+        sinks = [(monitor.on_window, monitor.on_summary) for monitor in monitors]
+        for monitor, (on_window, on_summary) in zip(monitors, sinks):
+            monitor.on_window = self._deferred(on_window)
+            monitor.on_summary = self._deferred(on_summary)
+        try:
+            for positions in groups.values():
+                self._route(positions)
+        finally:
+            for monitor, (on_window, on_summary) in zip(monitors, sinks):
+                monitor.on_window, monitor.on_summary = on_window, on_summary
+
+    def _deferred(self, sink: WindowSink | None) -> WindowSink | None:
+        if sink is None:
+            return None
+        return lambda payload: self._pending.append((sink, payload))
+
+    def sink_calls_made(self, index: int) -> bool:
+        """The sink calls made since the last call belong to the record at ``index``; whether there were any."""
+        if not self._pending:
+            return False
+        self.sink_calls[index], self._pending = self._pending, []
+        return True
+
+    def _route(self, positions: list[int]) -> None:
+        """One model's events (at ``positions`` in the batch, ascending) in runs where they may, else one by one."""
+        events = cast("list[Event]", [self.items[index] for index in positions])  # (rejections are in no group)
+        route = self.engine.route
+        at, count = 0, len(events)
+        while at < count:
+            event = events[at]
+            if type(event) is Prediction or type(event) is Label:
+                taken = _run_in_bulk(self, event, events, positions, at)
+                if taken:
+                    at += taken
+                    continue
+            index = positions[at]
             try:
-                raised = engine.process(item)
-                result.events += 1
-                result.last_ts = item.ts
+                raised = route(event)
+                if raised:
+                    self.raised[index] = raised
             except Refused as refused:
-                result.rejections.append((index, refused.rejection))
-                raised = engine.reject(refused.rejection)
+                self.refused[index] = refused.rejection
             except Exception as error:  # a bug must not stop a runner: dead-letter the record, go on
-                result.rejections.append((index, Rejection(f"engine error: {type(error).__name__}: {error}",
-                                                           item.model)))
-                raised = []
-        if raised:
-            alerts += raised
-            alert_records += [index] * len(raised)
-        index += 1
+                self.failed[index] = _engine_error(error, event)
+            self.sink_calls_made(index)
+            at += 1
+
+
+def _engine_error(error: Exception, event: Event) -> Rejection:
+    return Rejection(f"engine error: {type(error).__name__}: {error}", event.model)
+
+
+def _count_in_record_order(engine: Engine, items: list[Event | Rejection], routed: _ModelPass) -> BatchResult:
+    """The engine's own part of each record, in record order: the record window (see
+    :meth:`Engine.count_event` and :meth:`Engine.reject`), the deferred sink calls, then the alerts."""
+    result = BatchResult()
+    alerts, alert_records, rejections = result.alerts, result.alert_records, result.rejections
+    raised, refused, failed, sink_calls = routed.raised, routed.refused, routed.failed, routed.sink_calls
+    count_event, tally = engine.count_event, engine._tally
+    last_ts = None
+    for index, item in enumerate(items):
+        if sink_calls and index in sink_calls:
+            for sink, payload in sink_calls[index]:
+                sink(payload)
+        if type(item) is Rejection or index in refused:
+            rejection = item if type(item) is Rejection else refused[index]
+            rejections.append((index, rejection))
+            record_alerts = engine.reject(rejection)
+        elif index in failed:
+            rejections.append((index, failed[index]))
+            continue
+        else:
+            last_ts = item.ts
+            record_alerts = raised.get(index) or []
+            closing = count_event(last_ts)
+            if closing:
+                record_alerts = record_alerts + closing
+            if not record_alerts:
+                continue
+            tally(record_alerts)
+        if record_alerts:
+            alerts += record_alerts
+            alert_records += [index] * len(record_alerts)
+    result.events = len(items) - len(rejections)
+    result.last_ts = last_ts
     return result
 
 
-def _run_in_bulk(engine: Engine, head: Prediction | Label, items: list[Event | Rejection], first: int,
-                 result: BatchResult) -> int:
-    """Process the run of one model's predictions and labels from ``items[first]`` (``head``); return how
-    many items it took (0: none, the caller takes ``items[first]`` one by one).
+def _run_in_bulk(routed: _ModelPass, head: Prediction | Label, events: list[Event],
+                 positions: list[int], first: int) -> int:
+    """Route the run of one model's predictions and labels from ``events[first]`` (``head``; at
+    ``positions[first]`` in the batch); return how many events it took (0: none, the caller takes
+    ``events[first]`` one by one).
 
     The predictions go to the data window column-wise, once for the whole run (see
     :meth:`ModelMonitor.bulk_room` and :meth:`~ModelMonitor.bulk_span`: no window close or join
@@ -79,17 +164,16 @@ def _run_in_bulk(engine: Engine, head: Prediction | Label, items: list[Event | R
     the performance window exactly as one-by-one processing leaves them, and whatever it
     raises is that path's. The run stops before a record that could behave otherwise: a
     prediction a label waits for or that repeats a request id, a label the join would refuse,
-    another model, another event type, the record that closes the rejection window.
+    another event type; and after a label that closed a window (its sink calls belong to it).
     """
-    model = head.model
-    stop = min(len(items), first + engine.config.rejection_window - engine._records - 1)
+    stop = len(events)
     if stop - first < MIN_RUN:
         return 0
-    for position in range(first + MIN_RUN - 1, first, -1):  # (from the far end: models that alternate fail first)
-        item = items[position]
-        if (type(item) is not Prediction and type(item) is not Label) or item.model != model:
+    for position in range(first + MIN_RUN - 1, first, -1):  # (from the far end: a features event fails first)
+        event = events[position]
+        if type(event) is not Prediction and type(event) is not Label:
             return 0  # a short run: its bookkeeping would cost more than the one-by-one path
-    monitor = engine.monitors.get(model)
+    monitor = routed.engine.monitors.get(head.model)
     if monitor is None:
         return 0
     join = monitor.join
@@ -98,18 +182,16 @@ def _run_in_bulk(engine: Engine, head: Prediction | Label, items: list[Event | R
     predictions: list[Prediction] = []  # the run's predictions, for the data window at the end
     joined = 0  # how many of them are in the label join already
     position = first
-    latest = engine._last_ts
-    failed: int | None = None  # a label on which the engine failed: dead-lettered, not counted
     while position < stop:
-        item = items[position]
-        if type(item) is Prediction:
-            if item.model != model or len(predictions) >= prediction_room or not low <= item.ts < high:
+        event = events[position]
+        if type(event) is Prediction:
+            if len(predictions) >= prediction_room or not low <= event.ts < high:
                 break
-            predictions.append(item)
-        elif type(item) is Label:
+            predictions.append(event)
+        elif type(event) is Label:
             # A sharded model's label may close the data window (see _open_sharded_window): the
             # run's predictions must be in it first, so the label waits for the one-by-one path.
-            if item.model != model or monitor.sharded or join.would_refuse_label(item.request_id):
+            if monitor.sharded or join.would_refuse_label(event.request_id):
                 break
             if joined < len(predictions):
                 joined += monitor.join_predictions(predictions, joined, len(predictions))
@@ -117,19 +199,19 @@ def _run_in_bulk(engine: Engine, head: Prediction | Label, items: list[Event | R
                     position -= len(predictions) - joined
                     del predictions[joined:]
                     break
+            index = positions[position]
+            position += 1
             try:
-                raised = monitor.on_label(item)
+                raised = monitor.on_label(event)
             except Exception as error:  # a bug must not stop a runner: dead-letter the record, go on
-                result.rejections.append((position, Rejection(f"engine error: {type(error).__name__}: {error}",
-                                                              item.model)))
-                failed = position
-                position += 1
+                routed.failed[index] = _engine_error(error, event)
+                routed.sink_calls_made(index)
                 break
             if raised:
-                result.alerts += engine._tally(raised)
-                result.alert_records += [position] * len(raised)
-            if item.ts > latest:
-                latest = item.ts
+                routed.raised[index] = raised
+            if routed.sink_calls_made(index):
+                break
+            continue
         else:
             break
         position += 1
@@ -139,14 +221,4 @@ def _run_in_bulk(engine: Engine, head: Prediction | Label, items: list[Event | R
         del predictions[joined:]
     if predictions:
         monitor.append_predictions(predictions)
-        latest = max(latest, monitor._end)  # the data window's end is its latest prediction time
-    counted = (position if failed is None else failed) - first
-    if counted:
-        engine.events += counted
-        engine._last_ts = latest
-        if engine._records == 0:
-            engine._window_start = head.ts
-        engine._records += counted
-        result.events += counted
-        result.last_ts = cast("Prediction | Label", items[first + counted - 1]).ts  # (counted: run items)
     return position - first

@@ -61,25 +61,35 @@ class Engine:
         Refused
             When the model's label join refuses it (a duplicate ``request_id``), before anything changed.
         """
+        alerts = self.route(event)
+        alerts += self.count_event(event.ts)
+        return self._tally(alerts) if alerts else alerts
+
+    def route(self, event: Event) -> list[Alert]:
+        """The model half of :meth:`process`: the event to its model's monitor; the alerts it raised
+        (not tallied). Models share no state, so a batch routes each model's events on their own."""
         monitor = self.monitors.get(event.model)
         if monitor is None:
             self.unmonitored += 1
-            alerts: list[Alert] = []
-        elif type(event) is Prediction:
-            alerts = monitor.on_prediction(event)
-        elif type(event) is Label:
-            alerts = monitor.on_label(event)
-        else:
-            alerts = monitor.on_features(event)
+            return []
+        if type(event) is Prediction:
+            return monitor.on_prediction(event)
+        if type(event) is Label:
+            return monitor.on_label(event)
+        return monitor.on_features(event)
+
+    def count_event(self, ts: float) -> list[Alert]:
+        """The engine half of :meth:`process`: count a processed event of time ``ts`` in the record
+        window; the rejection-rate alert when that closes it (not tallied)."""
         self.events += 1
-        if event.ts > self._last_ts:  # a late record does not move the record window's end back
-            self._last_ts = event.ts
+        if ts > self._last_ts:  # a late record does not move the record window's end back
+            self._last_ts = ts
         self._records += 1
         if self._records == 1:
-            self._window_start = event.ts
+            self._window_start = ts
         if self._records >= self.config.rejection_window:
-            alerts += self._close_record_window()
-        return self._tally(alerts) if alerts else alerts
+            return self._close_record_window()
+        return []
 
     def admit(self, event: Event | Rejection) -> Event | Rejection:
         """Call between ``decode`` and :meth:`handle`: a classifier's event in its reference's class form.
