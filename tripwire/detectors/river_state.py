@@ -25,18 +25,18 @@ import sys
 import types
 from typing import Any
 
-__all__ = ["StateError", "build_detector", "export_state", "river_detector", "METHODS"]
+__all__ = ["StateError", "build_detector", "export_state", "river_detector", "river_drift", "METHODS"]
 
 METHODS = ("adwin", "page_hinkley")
 
 
 def river_detector(method: str, **params: Any) -> Any:
     """A new river detector of kind ``method`` (river.drift is imported on first use)."""
-    drift = _river_drift()
+    drift = river_drift()
     return {"adwin": drift.ADWIN, "page_hinkley": drift.PageHinkley}[method](**params)
 
 
-def _river_drift() -> Any:
+def river_drift() -> Any:
     """``river.drift`` without its example datasets.
 
     The package's ``__init__`` imports ``river.drift.datasets``, which imports scikit-learn: two

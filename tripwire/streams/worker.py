@@ -29,6 +29,7 @@ import orjson
 from tripwire.alerts import AlertPolicy, Finding, encode_alert
 from tripwire.collector import streaming_collector
 from tripwire.config import MonitorConfig, Threshold
+from tripwire.detectors.river_state import river_drift
 from tripwire.engine import Engine
 from tripwire.streams.checkpoints import Checkpoints
 from tripwire.streams.metrics import WorkerMetrics
@@ -170,6 +171,10 @@ class MonitorWorker:
 
     async def run(self) -> None:
         """Fetch, process, publish, checkpoint, until cancelled (the app stops)."""
+        if any(model.change_streams for model in self.config.models):
+            # A change detector imports river.drift at its first value (a replay's start need not wait
+            # for it); a worker would stall its stream for a second there, so it imports it now.
+            river_drift()
         await self.start()
         if self.merge_stage is not None:
             self._merging = asyncio.create_task(self.merge_stage.run())
