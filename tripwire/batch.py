@@ -51,6 +51,7 @@ class _ModelPass:
     def __init__(self, engine: Engine, items: list[Event | Rejection]) -> None:
         self.engine = engine
         self.items = items
+        self.rejected: list[int] = []  # records that decoding or admission rejected
         self.raised: dict[int, list[Alert]] = {}
         self.refused: dict[int, Rejection] = {}  # counted as rejections (see Engine.reject)
         self.failed: dict[int, Rejection] = {}  # the engine failed: dead-lettered, not counted
@@ -59,8 +60,11 @@ class _ModelPass:
 
     def run(self) -> None:
         groups: dict[str, list[int]] = {}
+        rejected = self.rejected
         for index, item in enumerate(self.items):
-            if type(item) is not Rejection:
+            if type(item) is Rejection:
+                rejected.append(index)
+            else:
                 groups.setdefault(item.model, []).append(index)
         monitors = list(self.engine.monitors.values())
         sinks = [(monitor.on_window, monitor.on_summary) for monitor in monitors]
@@ -117,16 +121,29 @@ def _engine_error(error: Exception, event: Event) -> Rejection:
 
 def _count_in_record_order(engine: Engine, items: list[Event | Rejection], routed: _ModelPass) -> BatchResult:
     """The engine's own part of each record, in record order: the record window (see
-    :meth:`Engine.count_event` and :meth:`Engine.reject`), the deferred sink calls, then the alerts."""
+    :meth:`Engine.count_events` and :meth:`Engine.reject`), the deferred sink calls, then the alerts.
+
+    Between records that raised, were rejected or made sink calls, the events are counted a span at a time.
+    """
     result = BatchResult()
     alerts, alert_records, rejections = result.alerts, result.alert_records, result.rejections
     raised, refused, failed, sink_calls = routed.raised, routed.refused, routed.failed, routed.sink_calls
-    count_event, tally = engine.count_event, engine._tally
-    last_ts = None
-    for index, item in enumerate(items):
-        if sink_calls and index in sink_calls:
-            for sink, payload in sink_calls[index]:
-                sink(payload)
+    tally = engine._tally
+    eventful = sorted({*routed.rejected, *raised, *refused, *failed, *sink_calls})
+    span_start = 0
+    for index in [*eventful, len(items)]:
+        if span_start < index:  # events that raised nothing
+            stamps = [cast("Event", item).ts for item in items[span_start:index]]
+            for offset, closing in engine.count_events(stamps):
+                alerts += tally(closing)
+                alert_records += [span_start + offset] * len(closing)
+            result.last_ts = stamps[-1]
+        span_start = index + 1
+        if index == len(items):
+            break
+        for sink, payload in sink_calls.get(index, ()):
+            sink(payload)
+        item = items[index]
         if type(item) is Rejection or index in refused:
             rejection = item if type(item) is Rejection else refused[index]
             rejections.append((index, rejection))
@@ -135,19 +152,12 @@ def _count_in_record_order(engine: Engine, items: list[Event | Rejection], route
             rejections.append((index, failed[index]))
             continue
         else:
-            last_ts = item.ts
-            record_alerts = raised.get(index) or []
-            closing = count_event(last_ts)
-            if closing:
-                record_alerts = record_alerts + closing
-            if not record_alerts:
-                continue
+            result.last_ts = item.ts
+            record_alerts = raised.get(index, []) + engine.count_event(item.ts)
             tally(record_alerts)
-        if record_alerts:
-            alerts += record_alerts
-            alert_records += [index] * len(record_alerts)
+        alerts += record_alerts
+        alert_records += [index] * len(record_alerts)
     result.events = len(items) - len(rejections)
-    result.last_ts = last_ts
     return result
 
 

@@ -78,6 +78,28 @@ class Engine:
             return monitor.on_label(event)
         return monitor.on_features(event)
 
+    def count_events(self, stamps: Sequence[float]) -> list[tuple[int, list[Alert]]]:
+        """:meth:`count_event` of each time in ``stamps``, a stretch at a time: the rejection-rate alerts
+        raised, each with the position in ``stamps`` of the event that closed the record window."""
+        closes: list[tuple[int, list[Alert]]] = []
+        window = self.config.rejection_window
+        at, count = 0, len(stamps)
+        while at < count:
+            span = stamps[at:at + window - self._records]
+            if self._records == 0:
+                self._window_start = span[0]
+            latest = max(span)
+            if latest > self._last_ts:
+                self._last_ts = latest
+            self.events += len(span)
+            self._records += len(span)
+            at += len(span)
+            if self._records >= window:
+                closing = self._close_record_window()
+                if closing:
+                    closes.append((at - 1, closing))
+        return closes
+
     def count_event(self, ts: float) -> list[Alert]:
         """The engine half of :meth:`process`: count a processed event of time ``ts`` in the record
         window; the rejection-rate alert when that closes it (not tallied)."""
