@@ -307,3 +307,25 @@ def test_drift_detector_for():
     assert isinstance(drift_detector_for(numeric_profile(np.arange(100.0))), NumericDrift)
     with pytest.raises(ValueError):
         drift_detector_for({"kind": "text"})
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_binned_reference_gives_exactly_the_statistics_of_the_functions(seed):
+    from tripwire.detectors.statistics import BinnedReference
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 12))
+    ref = rng.dirichlet(np.ones(k))
+    ref[rng.random(k) < 0.2] = 0.0  # empty reference bins (chi-square keeps them only when observed)
+    if ref.sum() == 0:
+        ref[0] = 1.0
+    ref = (ref / ref.sum()).tolist()
+    support = rng.normal(size=k).tolist()  # unsorted: the Wasserstein distance sorts it
+    counts = rng.multinomial(int(rng.integers(1, 2000)), rng.dirichlet(np.ones(k))).tolist()
+    cur = [c / sum(counts) for c in counts]
+    reference = BinnedReference(ref, n_ref=5000, support=support)
+    assert reference.psi(cur) == psi(ref, cur)
+    assert reference.js_distance(cur) == js_distance(ref, cur)
+    assert reference.wasserstein(cur) == wasserstein_binned(support, ref, cur)
+    assert reference.ks(counts) == ks_binned(ref, counts, 5000)
+    assert reference.chi_square(counts) == chi_square(ref, counts)

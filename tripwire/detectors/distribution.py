@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tripwire.detectors.statistics import chi_square, js_distance, ks_binned, psi, wasserstein_binned
+from tripwire.detectors.statistics import BinnedReference, chi_square, js_distance, ks_binned, psi, wasserstein_binned
 from tripwire.detectors.tally import tally
 
 __all__ = [
@@ -154,6 +154,7 @@ class NumericDrift(_BinnedWindow):
         self._ref = (fractions / fractions.sum()).tolist()
         self._support = self._fill_support(self._profile["bin_means"], edges).tolist()
         self._scale = float(std) if std and math.isfinite(std) and std > 0 else 1.0
+        self._reference = BinnedReference(self._ref, n_ref=self._profile["count"], support=self._support)
         lo = [-math.inf, *self._edges_list]
         hi = [*self._edges_list, math.inf]
         self._labels = [f"[{a!r}, {b!r})" for a, b in zip(lo, hi)]
@@ -231,13 +232,15 @@ class NumericDrift(_BinnedWindow):
             return {"n": 0, "psi": None, "js": None, "wasserstein": None,
                     "ks_statistic": None, "ks_pvalue": None, "mean": None, "top_bins": []}
         counts = self._counts.tolist()
-        cur = [c / self._n for c in counts]
-        d, p = ks_binned(self._ref, counts, self._profile["count"])
+        n = self._n
+        cur = [c / n for c in counts]
+        reference = self._reference
+        d, p = reference.ks(counts)
         return {
-            "n": self._n,
-            "psi": psi(self._ref, cur),
-            "js": js_distance(self._ref, cur),
-            "wasserstein": wasserstein_binned(self._support, self._ref, cur) / self._scale,
+            "n": n,
+            "psi": reference.psi(cur),
+            "js": reference.js_distance(cur),
+            "wasserstein": reference.wasserstein(cur) / self._scale,
             "ks_statistic": d,
             "ks_pvalue": p,
             "mean": self._total / self._n,
@@ -324,6 +327,7 @@ class CategoricalDrift(_BinnedWindow):
         self._index: dict[Any, int] = {name: i for i, name in enumerate(categories)}
         self._ref = (fractions / fractions.sum()).tolist()
         self._labels = [*categories, OTHER_LABEL]
+        self._reference = BinnedReference(self._ref)
         self.reset()
 
 
@@ -383,12 +387,14 @@ class CategoricalDrift(_BinnedWindow):
             return {"n": 0, "psi": None, "js": None, "chi2_statistic": None,
                     "chi2_pvalue": None, "top_bins": []}
         counts = self._counts.tolist()
-        cur = [c / self._n for c in counts]
-        stat, p = chi_square(self._ref, counts)
+        n = self._n
+        cur = [c / n for c in counts]
+        reference = self._reference
+        stat, p = reference.chi_square(counts)
         return {
-            "n": self._n,
-            "psi": psi(self._ref, cur),
-            "js": js_distance(self._ref, cur),
+            "n": n,
+            "psi": reference.psi(cur),
+            "js": reference.js_distance(cur),
             "chi2_statistic": stat,
             "chi2_pvalue": p,
             "top_bins": _top_bins(self._labels, self._ref, cur),
