@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from tripwire.detectors.distribution import CategoricalDrift, NumericDrift, fold_numeric_columns
+from tripwire.detectors.estimated import ConfidenceEstimate
 from tripwire.detectors.quality import check_numeric_columns
 
 if TYPE_CHECKING:
@@ -61,12 +62,16 @@ def fold_data_window(monitor: ModelMonitor, columns: Sequence[Sequence[Any]], pr
         fold_numeric_columns([drift[plain[i][0]] for i in drifting], floats[drifting])  # type: ignore[misc]
     if monitor.config.enabled("drift", "prediction"):
         _fold_drift(monitor.prediction_drift, predictions)
+    # Scores that are plain numbers (one per prediction: no multi-class vectors) are converted once.
+    score_floats = _plain_numbers(scores) if monitor.score_drift is not None else None
     if monitor.score_drift is not None and monitor.config.enabled("drift", "score"):
-        _fold_drift(monitor.score_drift, scores)
+        _fold_drift(monitor.score_drift, scores if score_floats is None else score_floats)
     for position, detector in enumerate(monitor.class_score_drift):
         if monitor.config.enabled("drift", f"score:{monitor.class_names[position]}"):
             _fold_drift(detector, [vector[position] for vector in scores])
-    if monitor.estimate is not None:
+    if isinstance(monitor.estimate, ConfidenceEstimate):
+        monitor.estimate.update_many(scores, score_floats)
+    elif monitor.estimate is not None:
         monitor.estimate.update_many(scores)
     if monitor.config.enabled("serving", "serving"):
         monitor.serving.update_many(latencies, start, end)

@@ -12,6 +12,8 @@ from tripwire.detectors.histogram import add_bins, latency_bins, latency_percent
 
 __all__ = ["ServingWindow"]
 
+_PLAIN_LATENCY_TYPES = frozenset({float, int, type(None)})
+
 
 class ServingWindow:
     """Latency percentiles and throughput of the requests in one window.
@@ -98,6 +100,10 @@ class ServingWindow:
             return
         self._observe_time(float(ts_first), float(ts_last))
         self.n += len(batch)
+        if set(map(type, batch)) <= _PLAIN_LATENCY_TYPES:  # the usual batch: converted by numpy, None -> NaN
+            floats = np.array(batch, dtype=np.float64)
+            self.latencies += floats[np.isfinite(floats)].tolist()
+            return
         append = self.latencies.append
         for latency_ms in batch:
             if latency_ms is not None:
