@@ -307,3 +307,44 @@ def test_drift_detector_for():
     assert isinstance(drift_detector_for(numeric_profile(np.arange(100.0))), NumericDrift)
     with pytest.raises(ValueError):
         drift_detector_for({"kind": "text"})
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_binned_reference_gives_exactly_the_statistics_of_the_functions(seed):
+    from tripwire.detectors.statistics import BinnedReference
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 12))
+    ref = rng.dirichlet(np.ones(k))
+    ref[rng.random(k) < 0.2] = 0.0  # empty reference bins (chi-square keeps them only when observed)
+    if ref.sum() == 0:
+        ref[0] = 1.0
+    ref = (ref / ref.sum()).tolist()
+    support = rng.normal(size=k).tolist()  # unsorted: the Wasserstein distance sorts it
+    counts = rng.multinomial(int(rng.integers(1, 2000)), rng.dirichlet(np.ones(k))).tolist()
+    cur = [c / sum(counts) for c in counts]
+    reference = BinnedReference(ref, n_ref=5000, support=support)
+    assert reference.psi(cur) == psi(ref, cur)
+    assert reference.js_distance(cur) == js_distance(ref, cur)
+    assert reference.wasserstein(cur) == wasserstein_binned(support, ref, cur)
+    assert reference.ks(counts) == ks_binned(ref, counts, 5000)
+    assert reference.chi_square(counts) == chi_square(ref, counts)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_fold_numeric_columns_counts_as_update_many_row_by_row(seed):
+    from tripwire.detectors.distribution import fold_numeric_columns
+
+    rng = np.random.default_rng(seed)
+    profiles = [numeric_profile(rng.normal(size=500), k=int(rng.integers(2, 12))) for _ in range(4)]
+    floats = rng.normal(scale=2.0, size=(4, 300))
+    floats[1, ::7] = np.nan  # rows with non-finite values take the value-by-value path
+    floats[2, 3] = np.inf
+    floats[3, :50] = np.round(floats[3, :50])  # values on the edges themselves
+    floats[3, 50:60] = profiles[3]["edges"][0]
+    batched, one_by_one = [NumericDrift(p) for p in profiles], [NumericDrift(p) for p in profiles]
+    fold_numeric_columns(batched, floats)
+    for detector, row in zip(one_by_one, floats):
+        detector.update_many(row)
+    for a, b in zip(batched, one_by_one):
+        assert a.summary() == b.summary()

@@ -171,3 +171,18 @@ def test_invalid_profile_kind():
         FeatureQuality({"kind": "text"})
     with pytest.raises(ValueError):
         FeatureQuality({})
+
+
+def test_check_numeric_columns_counts_as_update_many_column_by_column():
+    from tripwire.detectors.quality import check_numeric_columns
+
+    columns = [(0.5, 2.0, float("nan"), -1.0), (1, 2, 3, 4), (2**60, 1.0, 0.0, 2.0), (float("inf"), 0.5, 0.1, 0.2)]
+    profiles = [{"kind": "numeric", "min": 0.0, "max": 1.0}, {"kind": "numeric", "min": 2, "max": 3},
+                {"kind": "numeric", "min": 0.0, "max": 2**60 - 1}, {"kind": "numeric"}]
+    batched = [FeatureQuality(p) for p in profiles]
+    check_numeric_columns(batched, columns, np.array(columns, dtype=float))
+    for check, column, profile in zip(batched, columns, profiles):
+        one = FeatureQuality(profile)
+        one.update_many(column)
+        assert check.summary() == one.summary()
+    assert [check.n for check in batched] == [4] * 4

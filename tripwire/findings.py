@@ -41,25 +41,25 @@ def data_window_findings(monitor: ModelMonitor, start: float, end: float, stats:
     """The quality, drift, estimate and serving findings of ``monitor``'s folded data window; its detectors are reset."""
     config = monitor.config
     findings: list[Finding] = []
-    feature_findings, pvalues = [], []
+    feature_drafts, pvalues = [], []
     for name in monitor.monitored_features:
         if name in monitor.quality:
             findings += quality_findings(config, monitor.reference, name, monitor.quality[name], start, end, stats)
         if name in monitor.drift:
-            finding, pvalue = drift_finding(config, monitor.drift[name], "data_drift", f"feature:{name}", start, end,
-                                            stats)
-            if finding is not None:
-                feature_findings.append(finding)
+            draft, pvalue = drift_finding(config, monitor.drift[name], "data_drift", f"feature:{name}", start, end,
+                                          stats)
+            if draft is not None:
+                feature_drafts.append(draft)
                 pvalues.append(pvalue)
-    findings += significant(config, feature_findings, pvalues)
+    findings += significant(config, feature_drafts, pvalues)
 
     if config.enabled("drift", "prediction"):
-        finding, pvalue = drift_finding(config, monitor.prediction_drift, "prediction_drift", "prediction", start, end,
-                                        stats)
-        findings += significant(config, [finding], [pvalue]) if finding else []
+        draft, pvalue = drift_finding(config, monitor.prediction_drift, "prediction_drift", "prediction", start, end,
+                                      stats)
+        findings += significant(config, [draft], [pvalue]) if draft else []
     if monitor.score_drift is not None and config.enabled("drift", "score"):
-        finding, pvalue = drift_finding(config, monitor.score_drift, "prediction_drift", "score", start, end, stats)
-        findings += significant(config, [finding], [pvalue]) if finding else []
+        draft, pvalue = drift_finding(config, monitor.score_drift, "prediction_drift", "score", start, end, stats)
+        findings += significant(config, [draft], [pvalue]) if draft else []
     if monitor.class_score_drift:
         findings += class_score_findings(config, monitor.class_names, monitor.class_score_drift, start, end, stats)
     if monitor.estimate is not None:
@@ -143,7 +143,8 @@ def quality_findings(config: ModelConfig, reference: dict[str, Any], name: str, 
 
 
 def drift_finding(config: ModelConfig, detector: NumericDrift | CategoricalDrift, kind: str, signal: str,
-                  start: float, end: float, stats: dict[str, Any]) -> tuple[Finding | None, float | None]:
+                  start: float, end: float, stats: dict[str, Any]) -> tuple[dict[str, Any] | None, float | None]:
+    """The fields of the drift finding (all but ``significant``: see :func:`significant`) and its p-value."""
     result = detector.result()
     window_counts = detector.counts
     detector.reset()
@@ -161,7 +162,7 @@ def drift_finding(config: ModelConfig, detector: NumericDrift | CategoricalDrift
     stats[statistic_key(signal, "fractions")] = (window_counts / result["n"]).tolist()
     value = result[statistic]
     name = signal.removeprefix("feature:")
-    finding = Finding(
+    draft = dict(
         model=config.name, kind=kind, signal=signal, detector=statistic, value=value,
         threshold=config.threshold(statistic, signal), window_start=start, window_end=end, n=result["n"],
         evidence={"pvalue": pvalue, "top_bins": result["top_bins"],
@@ -169,12 +170,15 @@ def drift_finding(config: ModelConfig, detector: NumericDrift | CategoricalDrift
         message=f"{statistic.upper() if statistic != 'wasserstein' else 'Wasserstein'} of {name} is {value:.3g} "
                 f"over {result['n']} values (p = {pvalue:.2g})",
     )
-    return finding, pvalue
+    return draft, pvalue
 
 
-def significant(config: ModelConfig, findings: list[Finding], pvalues: list[float | None]) -> list[Finding]:
-    """A drift must be large (effect size) and not chance (p-value after multiple-testing correction)."""
-    if not findings:
+def significant(config: ModelConfig, drafts: list[dict[str, Any]], pvalues: list[float | None]) -> list[Finding]:
+    """The drift findings of ``drafts`` (:func:`drift_finding`), each significant or not.
+
+    A drift must be large (effect size) and not chance (p-value after multiple-testing correction).
+    """
+    if not drafts:
         return []
     correction = config.drift_correction
     alpha = config.drift_alpha
@@ -184,22 +188,22 @@ def significant(config: ModelConfig, findings: list[Finding], pvalues: list[floa
         passed = bonferroni(pvalues, alpha)
     else:
         passed = [p is not None and p <= alpha for p in pvalues]
-    return [Finding(**{**_fields(f), "significant": ok}) for f, ok in zip(findings, passed)]
+    return [Finding(**draft, significant=ok) for draft, ok in zip(drafts, passed)]
 
 
 def class_score_findings(config: ModelConfig, classes: Sequence[str], detectors: Sequence[NumericDrift],
                          start: float, end: float, stats: dict[str, Any]) -> list[Finding]:
     """Drift of each class's probability (multi-class), corrected for testing one signal per class."""
-    findings, pvalues = [], []
+    drafts, pvalues = [], []
     for position, detector in enumerate(detectors):
         signal = f"score:{classes[position]}"
         if not config.enabled("drift", signal):
             continue
-        finding, pvalue = drift_finding(config, detector, "prediction_drift", signal, start, end, stats)
-        if finding is not None:
-            findings.append(finding)
+        draft, pvalue = drift_finding(config, detector, "prediction_drift", signal, start, end, stats)
+        if draft is not None:
+            drafts.append(draft)
             pvalues.append(pvalue)
-    return significant(config, findings, pvalues)
+    return significant(config, drafts, pvalues)
 
 
 def estimate_findings(config: ModelConfig, reference: dict[str, Any],
@@ -282,7 +286,3 @@ def fairness_findings(config: ModelConfig, attribute: str, window: FairnessWindo
                     f"(smallest group {result.get('min_group_n')} labelled predictions)",
         ))
     return findings
-
-
-def _fields(finding: Finding) -> dict[str, Any]:
-    return {name: getattr(finding, name) for name in Finding.__slots__}

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from tripwire.detectors.distribution import CategoricalDrift, NumericDrift
+from tripwire.detectors.distribution import CategoricalDrift, NumericDrift, fold_numeric_columns
+from tripwire.detectors.estimated import ConfidenceEstimate
+from tripwire.detectors.quality import check_numeric_columns
 
 if TYPE_CHECKING:
     from tripwire.monitor import ModelMonitor
@@ -41,21 +43,35 @@ def fold_data_window(monitor: ModelMonitor, columns: Sequence[Sequence[Any]], pr
     ``columns``: one per monitored feature, in ``monitor.monitored_features`` order.
     """
     profiles = monitor.reference["features"]
+    quality, drift = monitor.quality, monitor.drift
+    plain: list[tuple[str, Sequence[Any]]] = []  # the numeric columns of plain numbers, folded together
     for name, column in zip(monitor.monitored_features, columns):
-        # A numeric column of plain numbers is converted once, for quality and drift both.
-        floats = _plain_numbers(column) if profiles[name]["kind"] == "numeric" else None
-        if name in monitor.quality:
-            monitor.quality[name].update_many(column, floats)
-        if name in monitor.drift:
-            _fold_drift(monitor.drift[name], column if floats is None else floats)
+        if profiles[name]["kind"] == "numeric" and set(map(type, column)) <= _NUMBER_TYPES:
+            plain.append((name, column))
+            continue
+        if name in quality:
+            quality[name].update_many(column)
+        if name in drift:
+            _fold_drift(drift[name], column)
+    if plain:
+        # One float64 row per column, converted once for quality and drift, each counted for all rows at once.
+        floats = np.array([column for _, column in plain], dtype=float)
+        checked = [i for i, (name, _) in enumerate(plain) if name in quality]
+        check_numeric_columns([quality[plain[i][0]] for i in checked], [plain[i][1] for i in checked], floats[checked])
+        drifting = [i for i, (name, _) in enumerate(plain) if name in drift]
+        fold_numeric_columns([drift[plain[i][0]] for i in drifting], floats[drifting])  # type: ignore[misc]
     if monitor.config.enabled("drift", "prediction"):
         _fold_drift(monitor.prediction_drift, predictions)
+    # Scores that are plain numbers (one per prediction: no multi-class vectors) are converted once.
+    score_floats = _plain_numbers(scores) if monitor.score_drift is not None else None
     if monitor.score_drift is not None and monitor.config.enabled("drift", "score"):
-        _fold_drift(monitor.score_drift, scores)
+        _fold_drift(monitor.score_drift, scores if score_floats is None else score_floats)
     for position, detector in enumerate(monitor.class_score_drift):
         if monitor.config.enabled("drift", f"score:{monitor.class_names[position]}"):
             _fold_drift(detector, [vector[position] for vector in scores])
-    if monitor.estimate is not None:
+    if isinstance(monitor.estimate, ConfidenceEstimate):
+        monitor.estimate.update_many(scores, score_floats)
+    elif monitor.estimate is not None:
         monitor.estimate.update_many(scores)
     if monitor.config.enabled("serving", "serving"):
         monitor.serving.update_many(latencies, start, end)

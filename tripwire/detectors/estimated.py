@@ -6,13 +6,24 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 __all__ = ["ConfidenceEstimate", "MulticlassConfidenceEstimate", "score_calibration"]
+
+_NUMBER_TYPES = frozenset({float, int})
 
 
 def _plain(value: Any) -> Any:
     # numpy scalars are not JSON-serialisable; .item() gives the Python equivalent.
     item = getattr(value, "item", None)
     return item() if callable(item) else value
+
+
+def _running_sum(start: float, values: np.ndarray) -> float:
+    """``start + values[0] + values[1] + ...`` added left to right, as a loop of ``+=`` adds them."""
+    if values.size == 0:
+        return start
+    return float(np.add.accumulate(np.concatenate(([start], values)))[-1])
 
 
 def _ratio(num: float, den: float) -> float:
@@ -88,6 +99,9 @@ class ConfidenceEstimate:
         self.positive_class = _plain(positive_class)
         self.threshold = threshold
         self.calibration = calibration
+        if calibration is not None:
+            self._edges = np.asarray(calibration["edges"], dtype=np.float64)
+            self._rates = np.asarray(calibration["rates"], dtype=np.float64)
         self.reset()
 
     def reset(self) -> None:
@@ -122,8 +136,17 @@ class ConfidenceEstimate:
             self._fn += p
             self._tn += 1.0 - p
 
-    def update_many(self, scores: Iterable[float]) -> None:
-        """:meth:`update` for each score in order (the same sums, added in the same order), faster."""
+    def update_many(self, scores: Iterable[float], floats: np.ndarray | None = None) -> None:
+        """:meth:`update` for each score in order (the same sums, added in the same order), faster.
+
+        ``floats``, optional, is ``scores`` as float64 when the caller knows every score to be a
+        plain ``int`` or ``float`` (it saves converting them again).
+        """
+        if floats is None and isinstance(scores, (list, tuple)) and set(map(type, scores)) <= _NUMBER_TYPES:
+            floats = np.array(scores, dtype=np.float64)
+        if floats is not None and ((floats >= 0.0) & (floats <= 1.0)).all():
+            self._add_probabilities(floats)
+            return
         threshold, calibration = self.threshold, self.calibration
         rates: list[float] = calibration["rates"] if calibration is not None else []
         edges: list[float] = calibration["edges"] if calibration is not None else []
@@ -145,6 +168,19 @@ class ConfidenceEstimate:
                     tn += 1.0 - p
         finally:  # the scores before a bad one stay counted, as with update()
             self.n, self._tp, self._fp, self._fn, self._tn = n, tp, fp, fn, tn
+
+    def _add_probabilities(self, p: np.ndarray) -> None:
+        """The loop of :meth:`update_many` on valid scores, in numpy: the sums are running sums
+        (``np.add.accumulate`` adds left to right, as the loop does), so they are the same floats."""
+        positive = p >= self.threshold
+        if self.calibration is not None:
+            p = self._rates[np.searchsorted(self._edges, p, side="right")]  # bisect_right per score
+        self.n += int(p.size)
+        on, off = p[positive], p[~positive]
+        self._tp = _running_sum(self._tp, on)
+        self._fp = _running_sum(self._fp, 1.0 - on)
+        self._fn = _running_sum(self._fn, off)
+        self._tn = _running_sum(self._tn, 1.0 - off)
 
     def expected_confusion(self) -> dict[str, float]:
         """The expected confusion matrix ``{tp, fp, fn, tn}`` of the window."""
@@ -345,8 +381,6 @@ def score_calibration(scores: Any, labels: Any, positive_class: Any, bins: int =
     >>> cal["edges"], [round(r, 3) for r in cal["rates"]]
     ([0.5], [0.383, 0.95])
     """
-    import numpy as np
-
     s = np.asarray(scores, dtype=float)
     y = np.array([label == positive_class for label in labels], dtype=float)
     finite = np.isfinite(s)

@@ -33,7 +33,7 @@ _LATENCY_EDGES = np.logspace(math.log10(LATENCY_LOW_MS), math.log10(LATENCY_LOW_
 
 def latency_bins(latencies: Iterable[float]) -> dict[str, int]:
     """Count finite latencies (ms) per log bin; sparse, as ``{"bin index": count}`` (JSON keys are strings)."""
-    values = np.asarray(list(latencies), dtype=float)
+    values = np.asarray(latencies if isinstance(latencies, np.ndarray) else list(latencies), dtype=float)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return {}

@@ -12,17 +12,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 
 __all__ = ["benjamini_hochberg", "bonferroni"]
 
 
-def _valid(pvalues: Sequence[float | None], alpha: float) -> tuple[np.ndarray, np.ndarray]:
+def _valid(pvalues: Sequence[float | None], alpha: float) -> tuple[list[float], list[int]]:
+    """The p-values as floats and the positions of the valid ones (a handful: plain Python beats numpy)."""
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    p = np.array([math.nan if v is None else float(v) for v in pvalues], dtype=np.float64)
-    ok = ~np.isnan(p)
-    if np.any((p[ok] < 0) | (p[ok] > 1)):
+    p = [math.nan if v is None else float(v) for v in pvalues]
+    ok = [i for i, v in enumerate(p) if v == v]
+    if any(p[i] < 0 or p[i] > 1 for i in ok):
         raise ValueError("p-values must lie in [0, 1]")
     return p, ok
 
@@ -61,18 +61,16 @@ def benjamini_hochberg(pvalues: Sequence[float | None], alpha: float) -> list[bo
 
     """
     p, ok = _valid(pvalues, alpha)
-    out = np.zeros(p.size, dtype=bool)
-    m = int(ok.sum())
-    if m == 0:
-        return out.tolist()
-    idx = np.flatnonzero(ok)
-    order = idx[np.argsort(p[idx], kind="stable")]
-    passed = np.flatnonzero(p[order] <= alpha * np.arange(1, m + 1) / m)
-    if passed.size:
+    out = [False] * len(p)
+    m = len(ok)
+    order = sorted(ok, key=p.__getitem__)  # sorted() is stable
+    passed = [rank for rank, i in enumerate(order, start=1) if p[i] <= alpha * rank / m]
+    if passed:
         # Step-up: everything ranked at or below the largest passing rank is rejected,
         # even if its own p-value misses its own threshold.
-        out[order[: passed[-1] + 1]] = True
-    return out.tolist()
+        for i in order[: passed[-1]]:
+            out[i] = True
+    return out
 
 
 def bonferroni(pvalues: Sequence[float | None], alpha: float) -> list[bool]:
@@ -105,7 +103,7 @@ def bonferroni(pvalues: Sequence[float | None], alpha: float) -> list[bool]:
 
     """
     p, ok = _valid(pvalues, alpha)
-    m = int(ok.sum())
-    if m == 0:
-        return [False] * p.size
-    return (ok & (p <= alpha / m)).tolist()
+    out = [False] * len(p)
+    for i in ok:
+        out[i] = p[i] <= alpha / len(ok)
+    return out

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from tripwire.detectors.tally import tally
 
-__all__ = ["FeatureQuality"]
+__all__ = ["FeatureQuality", "check_numeric_columns"]
 
 _MAX_EXAMPLES = 5
 _NUMBERS = frozenset({float, int})
@@ -123,9 +123,7 @@ class FeatureQuality:
             # The usual window, all plain numbers: counted with numpy, same counts as the loop below.
             if not (np.abs(floats) > _EXACT_INT).any():  # beyond, a float and an int may compare apart
                 missing = int(np.count_nonzero(floats != floats))
-                self.n += len(values)
-                self.missing += missing
-                self.out_of_range += int(np.count_nonzero((floats < self._lo) | (floats > self._hi)))
+                self._add_counted(len(values), missing, int(np.count_nonzero((floats < self._lo) | (floats > self._hi))))
                 return
         # Exact `type(v) is ...` tests first: they are the fast path for JSON-decoded values and
         # keep bool (an int subclass) out of the numbers.
@@ -153,6 +151,11 @@ class FeatureQuality:
         self.n += n
         self.missing += missing
         self.type_errors += type_errors
+        self.out_of_range += out_of_range
+
+    def _add_counted(self, n: int, missing: int, out_of_range: int) -> None:
+        self.n += n
+        self.missing += missing
         self.out_of_range += out_of_range
 
     def _update_categorical(self, values: list[Any] | tuple[Any, ...]) -> None:
@@ -269,3 +272,29 @@ class FeatureQuality:
 
     def __repr__(self) -> str:
         return f"FeatureQuality(kind={self.kind!r}, n={self.n})"
+
+
+def check_numeric_columns(checks: Sequence[FeatureQuality], columns: Sequence[Sequence[Any]],
+                          floats: np.ndarray) -> None:
+    """``checks[i].update_many(columns[i], floats[i])`` for numeric checks, counted for all rows at once.
+
+    ``floats`` is the 2-D float64 array of ``columns``, every value of which is a plain ``int`` or ``float``.
+
+    >>> a, b = FeatureQuality({"kind": "numeric", "min": 0.0, "max": 1.0}), FeatureQuality({"kind": "numeric"})
+    >>> check_numeric_columns([a, b], [(0.5, 2.0, float("nan")), (1, 2, 3)], np.array([[0.5, 2.0, np.nan], [1, 2, 3]]))
+    >>> a.result()["missing_rate"], a.result()["out_of_range_rate"], b.result()["n"]
+    (0.3333333333333333, 0.3333333333333333, 3)
+    """
+    if floats.shape[1] == 0:
+        return
+    lo = np.array([[check._lo] for check in checks])
+    hi = np.array([[check._hi] for check in checks])
+    exact = (~(np.abs(floats) > _EXACT_INT).any(axis=1)).tolist()
+    missing = np.count_nonzero(floats != floats, axis=1).tolist()
+    out_of_range = np.count_nonzero((floats < lo) | (floats > hi), axis=1).tolist()
+    n = floats.shape[1]
+    for i, check in enumerate(checks):
+        if exact[i]:
+            check._add_counted(n, missing[i], out_of_range[i])
+        else:  # beyond 2**53 a float and an int may compare apart: the value-by-value count
+            check.update_many(columns[i], floats[i])

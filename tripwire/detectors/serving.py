@@ -12,6 +12,8 @@ from tripwire.detectors.histogram import add_bins, latency_bins, latency_percent
 
 __all__ = ["ServingWindow"]
 
+_PLAIN_LATENCY_TYPES = frozenset({float, int, type(None)})
+
 
 class ServingWindow:
     """Latency percentiles and throughput of the requests in one window.
@@ -63,10 +65,21 @@ class ServingWindow:
     def reset(self) -> None:
         """Forget the window's requests (start a new window)."""
         self.n = 0
-        self.latencies: list[float] = []
+        self._latency_batches: list[np.ndarray] = []  # the finite latencies, in arrival order
         self.ts_min: float | None = None
         self.ts_max: float | None = None
         self._bins: dict[str, int] | None = None  # a merged window's latencies, binned (see merge)
+
+    @property
+    def latencies(self) -> list[float]:
+        """The window's finite latencies (ms), in arrival order."""
+        return self._latency_array().tolist()
+
+    def _latency_array(self) -> np.ndarray:
+        batches = self._latency_batches
+        if len(batches) == 1:
+            return batches[0]
+        return np.concatenate(batches) if batches else np.empty(0)
 
     def _observe_time(self, ts_first: float, ts_last: float) -> None:
         if not (math.isfinite(ts_first) and math.isfinite(ts_last)):
@@ -87,7 +100,7 @@ class ServingWindow:
         if latency_ms is not None:
             latency = float(latency_ms)
             if math.isfinite(latency):
-                self.latencies.append(latency)
+                self._latency_batches.append(np.array([latency]))
 
     def update_many(
         self, latencies: Iterable[float | None], ts_first: float, ts_last: float
@@ -98,22 +111,26 @@ class ServingWindow:
             return
         self._observe_time(float(ts_first), float(ts_last))
         self.n += len(batch)
-        append = self.latencies.append
+        if set(map(type, batch)) <= _PLAIN_LATENCY_TYPES:  # the usual batch: converted by numpy, None -> NaN
+            floats = np.array(batch, dtype=np.float64)
+            self._latency_batches.append(floats[np.isfinite(floats)])
+            return
+        known = []
         for latency_ms in batch:
             if latency_ms is not None:
                 latency = float(latency_ms)
                 if math.isfinite(latency):
-                    append(latency)
+                    known.append(latency)
+        self._latency_batches.append(np.array(known, dtype=np.float64))
 
     def result(self) -> dict[str, Any]:
         """Return latency percentiles and throughput of the window."""
         p50 = p95 = p99 = None
         if self._bins:
             p50, p95, p99 = latency_percentiles(self._bins, [50.0, 95.0, 99.0])
-        elif self.latencies:
-            p50, p95, p99 = (
-                float(p) for p in np.percentile(np.asarray(self.latencies), [50.0, 95.0, 99.0])
-            )
+        elif (latencies := self._latency_array()).size:
+            # (percentiles depend on the values only, not on their order across batches)
+            p50, p95, p99 = (float(p) for p in np.percentile(latencies, [50.0, 95.0, 99.0]))
         throughput = None
         if self.ts_min is not None and self.ts_max is not None and self.ts_max > self.ts_min:
             throughput = self.n / (self.ts_max - self.ts_min)
@@ -127,11 +144,11 @@ class ServingWindow:
 
     def summary(self) -> dict[str, Any]:
         """The window as mergeable plain data: requests, event-time span, latencies on fixed log bins."""
-        return {"n": self.n, "ts_min": self.ts_min, "ts_max": self.ts_max, "bins": latency_bins(self.latencies)}
+        return {"n": self.n, "ts_min": self.ts_min, "ts_max": self.ts_max, "bins": latency_bins(self._latency_array())}
 
     def merge(self, summary: dict[str, Any]) -> None:
         """Add another window's :meth:`summary`; from then on the percentiles are the binned ones."""
-        if self.latencies:
+        if self._latency_array().size:
             raise ValueError("a window holding raw latencies cannot take merged ones")
         if summary["n"]:
             self._observe_time(float(summary["ts_min"]), float(summary["ts_max"]))
@@ -154,10 +171,10 @@ class ServingWindow:
         """Rebuild from `to_dict` output."""
         obj = cls()
         obj.n = int(d["n"])
-        obj.latencies = [float(x) for x in d.get("latencies", [])]
+        obj._latency_batches = [np.array([float(x) for x in d.get("latencies", [])], dtype=np.float64)]
         obj.ts_min = None if d.get("ts_min") is None else float(d["ts_min"])
         obj.ts_max = None if d.get("ts_max") is None else float(d["ts_max"])
         return obj
 
     def __repr__(self) -> str:
-        return f"ServingWindow(n={self.n}, latencies={len(self.latencies)})"
+        return f"ServingWindow(n={self.n}, latencies={self._latency_array().size})"

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.special import chdtrc as _chi2_sf
 from scipy.special import kolmogorov as _kolmogorov
 
-__all__ = ["psi", "js_distance", "wasserstein_binned", "ks_binned", "chi_square"]
+__all__ = ["psi", "js_distance", "wasserstein_binned", "ks_binned", "chi_square", "BinnedReference"]
 
 
 # The histograms here have a handful of bins: plain Python floats beat numpy's per-call overhead
@@ -25,6 +25,11 @@ def _floats(values: Sequence[float] | np.ndarray) -> list[float]:
     if isinstance(values, np.ndarray):
         return values.astype(np.float64, copy=False).ravel().tolist()
     return [float(v) for v in values]
+
+
+def _same_length(r: list[float], c: list[float]) -> None:
+    if len(r) != len(c):
+        raise ValueError(f"shape mismatch: ({len(r)},) vs ({len(c)},)")
 
 
 def psi(ref_fractions: Sequence[float] | np.ndarray, cur_fractions: Sequence[float] | np.ndarray,
@@ -64,14 +69,17 @@ def psi(ref_fractions: Sequence[float] | np.ndarray, cur_fractions: Sequence[flo
 
     """
     r, c = _floats(ref_fractions), _floats(cur_fractions)
-    if len(r) != len(c):
-        raise ValueError(f"shape mismatch: ({len(r)},) vs ({len(c)},)")
+    _same_length(r, c)
+    return _psi(_floored(r, eps), c, eps)
+
+
+def _floored(fractions: list[float], eps: float) -> list[float]:
+    return [eps if eps > f else f for f in fractions]  # max(f, eps), NaN kept as max keeps it
+
+
+def _psi(floored_ref: list[float], cur: Sequence[float], eps: float) -> float:
     log = math.log
-    terms = []
-    for ri, ci in zip(r, c):
-        ri, ci = max(ri, eps), max(ci, eps)
-        terms.append((ci - ri) * log(ci / ri))
-    return math.fsum(terms)
+    return math.fsum([(ci - ri) * log(ci / ri) for ri, ci in zip(floored_ref, _floored(cur, eps))])
 
 
 def js_distance(ref: Sequence[float] | np.ndarray, cur: Sequence[float] | np.ndarray) -> float:
@@ -108,15 +116,24 @@ def js_distance(ref: Sequence[float] | np.ndarray, cur: Sequence[float] | np.nda
 
     """
     p, q = _floats(ref), _floats(cur)
-    if len(p) != len(q):
-        raise ValueError(f"shape mismatch: ({len(p)},) vs ({len(q)},)")
-    sp, sq = math.fsum(p), math.fsum(q)
-    if sp <= 0 or sq <= 0:
+    _same_length(p, q)
+    return _js(_normalised(p), q)
+
+
+def _normalised(weights: list[float]) -> list[float] | None:
+    """The weights divided by their sum; None when the sum is not positive (an empty histogram)."""
+    total = math.fsum(weights)
+    return None if total <= 0 else [w / total for w in weights]
+
+
+def _js(p: list[float] | None, q: Sequence[float]) -> float:
+    sq = math.fsum(q)
+    if p is None or sq <= 0:
         return math.nan
     log2 = math.log2
     terms = []
     for pi, qi in zip(p, q):
-        pi, qi = pi / sp, qi / sq
+        qi = qi / sq
         m = 0.5 * (pi + qi)
         # 0 * log(0 / m) is 0 by convention.
         if pi > 0:
@@ -167,15 +184,33 @@ def wasserstein_binned(support: Sequence[float] | np.ndarray, ref: Sequence[floa
     s, u, v = _floats(support), _floats(ref), _floats(cur)
     if not (len(s) == len(u) == len(v)):
         raise ValueError(f"shape mismatch: ({len(s)},), ({len(u)},), ({len(v)},)")
-    su, sv = math.fsum(u), math.fsum(v)
-    if su <= 0 or sv <= 0:
-        return math.nan
+    return _wasserstein(_wasserstein_reference(s, u), v)
+
+
+# The reference side of a Wasserstein distance: the bin order by support (None: already sorted),
+# the widths between consecutive support points and the reference CDF at each; None when empty.
+_WassersteinReference = tuple[list[int] | None, list[float], list[float]]
+
+
+def _wasserstein_reference(s: list[float], u: list[float]) -> _WassersteinReference | None:
+    su = math.fsum(u)
+    if su <= 0:
+        return None
+    order = None
     if any(b < a for a, b in zip(s, s[1:])):
         order = sorted(range(len(s)), key=s.__getitem__)  # sorted() is stable
-        s, u, v = [s[i] for i in order], [u[i] for i in order], [v[i] for i in order]
-    cdf_u, cdf_v = accumulate(u), accumulate(v)
-    return math.fsum(abs(cu / su - cv / sv) * (b - a)
-                     for cu, cv, a, b in zip(cdf_u, cdf_v, s, s[1:]))
+        s, u = [s[i] for i in order], [u[i] for i in order]
+    return order, [b - a for a, b in zip(s, s[1:])], [cu / su for cu in accumulate(u)]
+
+
+def _wasserstein(reference: _WassersteinReference | None, v: list[float]) -> float:
+    sv = math.fsum(v)
+    if reference is None or sv <= 0:
+        return math.nan
+    order, widths, cdf_u = reference
+    if order is not None:
+        v = [v[i] for i in order]
+    return math.fsum([abs(fu - cv / sv) * w for fu, cv, w in zip(cdf_u, accumulate(v), widths)])
 
 
 def ks_binned(ref_fractions: Sequence[float] | np.ndarray, cur_counts: Sequence[int] | np.ndarray,
@@ -224,13 +259,20 @@ def ks_binned(ref_fractions: Sequence[float] | np.ndarray, cur_counts: Sequence[
 
     """
     r, c = _floats(ref_fractions), _floats(cur_counts)
-    if len(r) != len(c):
-        raise ValueError(f"shape mismatch: ({len(r)},) vs ({len(c)},)")
+    _same_length(r, c)
+    return _ks(_cdf(r), c, n_ref)
+
+
+def _cdf(fractions: list[float]) -> list[float]:
+    total = math.fsum(fractions)
+    return [fr / total for fr in accumulate(fractions)]
+
+
+def _ks(ref_cdf: list[float], c: Sequence[float], n_ref: int) -> tuple[float, float]:
     n_cur = math.fsum(c)
     if n_ref <= 0 or n_cur <= 0:
         raise ValueError("both samples must be non-empty")
-    r_total = math.fsum(r)
-    d = max(abs(fr / r_total - fc / n_cur) for fr, fc in zip(accumulate(r), accumulate(c)))
+    d = max([abs(fr - fc / n_cur) for fr, fc in zip(ref_cdf, accumulate(c))])
     # The last boundary is 1 - 1; only rounding can make it non-zero.
     d = min(d, 1.0)
     en = float(n_ref) * n_cur / (float(n_ref) + n_cur)
@@ -279,20 +321,83 @@ def chi_square(ref_fractions: Sequence[float] | np.ndarray, cur_counts: Sequence
 
     """
     r, c = _floats(ref_fractions), _floats(cur_counts)
-    if len(r) != len(c):
-        raise ValueError(f"shape mismatch: ({len(r)},) vs ({len(c)},)")
+    _same_length(r, c)
+    return _chi_square(r, c, eps)
+
+
+def _chi_square(r: list[float], c: Sequence[float], eps: float,
+                shares: list[float] | None = None) -> tuple[float, float]:
+    """``shares``: ``r`` normalised, when every ``r`` is positive (then every bin is kept)."""
     n = math.fsum(c)
     if n <= 0:
         raise ValueError("the window is empty")
-    kept = [(ri if ri > 0 else eps, ci) for ri, ci in zip(r, c) if ri > 0 or ci > 0]
-    r_total = math.fsum(ri for ri, _ in kept)
+    if shares is None:
+        kept = [(ri if ri > 0 else eps, ci) for ri, ci in zip(r, c) if ri > 0 or ci > 0]
+        r_total = math.fsum(ri for ri, _ in kept)
+        shares, c = [ri / r_total for ri, _ in kept], [ci for _, ci in kept]
     terms = []
-    for ri, ci in kept:
-        expected = n * (ri / r_total)
+    for share, ci in zip(shares, c):
+        expected = n * share
         terms.append((ci - expected) ** 2 / expected)
     stat = math.fsum(terms)
-    df = len(kept) - 1
+    df = len(shares) - 1
     if df < 1:
         return stat, 1.0
     # chdtrc is what scipy.stats.chi2.sf evaluates, minus ~40 us of frozen-dist overhead.
     return stat, float(_chi2_sf(df, stat))
+
+
+class BinnedReference:
+    """A reference histogram with the terms of its side of every statistic worked out once.
+
+    A drift detector compares each window with the same reference: its floored fractions (PSI),
+    normalised weights (Jensen-Shannon), CDF (KS, Wasserstein) and expected shares (chi-square)
+    never change. Each method gives exactly what the function of the same name gives.
+
+    Parameters
+    ----------
+    fractions
+        Reference fraction per bin.
+    n_ref
+        Size of the reference sample (for :meth:`ks`).
+    support
+        Location of each bin (for :meth:`wasserstein`).
+
+    Examples
+    --------
+    >>> ref = BinnedReference([0.5, 0.5], n_ref=1000, support=[0.0, 1.0])
+    >>> ref.psi([0.9, 0.1]) == psi([0.5, 0.5], [0.9, 0.1])
+    True
+    >>> ref.ks([90, 10]) == ks_binned([0.5, 0.5], [90, 10], n_ref=1000)
+    True
+    """
+
+    def __init__(self, fractions: Sequence[float] | np.ndarray, n_ref: int = 0,
+                 support: Sequence[float] | np.ndarray | None = None, eps: float = 1e-4) -> None:
+        r = _floats(fractions)
+        self._fractions, self._n_ref, self._eps = r, n_ref, eps
+        self._floored = _floored(r, eps)
+        self._normalised = _normalised(r)
+        self._cdf = _cdf(r)
+        self._chi_shares = self._normalised if all(f > 0 for f in r) else None
+        self._wasserstein = None if support is None else _wasserstein_reference(_floats(support), r)
+
+    def psi(self, cur_fractions: list[float]) -> float:
+        """:func:`psi` of the window's fractions (same bins) against the reference."""
+        return _psi(self._floored, cur_fractions, self._eps)
+
+    def js_distance(self, cur: list[float]) -> float:
+        """:func:`js_distance` of the window's weights (same bins) from the reference."""
+        return _js(self._normalised, cur)
+
+    def wasserstein(self, cur: list[float]) -> float:
+        """:func:`wasserstein_binned` between the reference and the window's weights on the support."""
+        return _wasserstein(self._wasserstein, cur)
+
+    def ks(self, cur_counts: list[int]) -> tuple[float, float]:
+        """:func:`ks_binned` of the window's counts (same bins) against the reference."""
+        return _ks(self._cdf, cur_counts, self._n_ref)
+
+    def chi_square(self, cur_counts: list[int]) -> tuple[float, float]:
+        """:func:`chi_square` of the window's counts (same bins) against the reference."""
+        return _chi_square(self._fractions, cur_counts, self._eps, self._chi_shares)
