@@ -6,7 +6,7 @@ buffers); :mod:`tripwire.findings` then judges the folded detectors.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, cast
 
 import numpy as np
 
@@ -59,7 +59,8 @@ def fold_data_window(monitor: ModelMonitor, columns: Sequence[Sequence[Any]], pr
         checked = [i for i, (name, _) in enumerate(plain) if name in quality]
         check_numeric_columns([quality[plain[i][0]] for i in checked], [plain[i][1] for i in checked], floats[checked])
         drifting = [i for i, (name, _) in enumerate(plain) if name in drift]
-        fold_numeric_columns([drift[plain[i][0]] for i in drifting], floats[drifting])  # type: ignore[misc]
+        numeric_drift = [drift[plain[i][0]] for i in drifting]  # a numeric profile's are NumericDrift
+        fold_numeric_columns(cast("list[NumericDrift]", numeric_drift), floats[drifting])
     if monitor.config.enabled("drift", "prediction"):
         _fold_drift(monitor.prediction_drift, predictions)
     # Scores that are plain numbers (one per prediction: no multi-class vectors) are converted once.
