@@ -6,6 +6,7 @@ buffers); :mod:`tripwire.findings` then judges the folded detectors.
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import TYPE_CHECKING, Any, Sequence, cast
 
 import numpy as np
@@ -18,12 +19,28 @@ if TYPE_CHECKING:
     from tripwire.monitor import ModelMonitor
 
 
-_NUMBER_TYPES = frozenset({float, int})
+def _all_plain_numbers(values: Sequence[Any]) -> bool:
+    """Whether every value is a plain ``int`` or ``float`` (a bool, a numpy scalar, None or a str is not)."""
+    types = list(map(type, values))  # counted by identity (list.count), cheaper than a set of them
+    if not types:
+        return True
+    first = types[0]
+    if first is not float and first is not int:
+        return False
+    same = types.count(first)
+    return same == len(types) or same + types.count(int if first is float else float) == len(types)
+
+
+def _floats(columns: Sequence[Sequence[Any]], length: int) -> np.ndarray:
+    """Columns of plain numbers, each ``length`` long, as one float64 row each (np.fromiter skips np.array's
+    type discovery; the floats are the same)."""
+    return np.fromiter(chain.from_iterable(columns), dtype=np.float64, count=len(columns) * length).reshape(
+        len(columns), length)
 
 
 def _plain_numbers(values: Sequence[Any]) -> np.ndarray | None:
     """The values as floats when every one is a plain number (int or float), else None."""
-    return np.array(values, dtype=float) if set(map(type, values)) <= _NUMBER_TYPES else None
+    return _floats([values], len(values))[0] if _all_plain_numbers(values) else None
 
 
 def _as_numbers(values: Sequence[Any] | np.ndarray) -> np.ndarray:
@@ -46,7 +63,7 @@ def fold_data_window(monitor: ModelMonitor, columns: Sequence[Sequence[Any]], pr
     quality, drift = monitor.quality, monitor.drift
     plain: list[tuple[str, Sequence[Any]]] = []  # the numeric columns of plain numbers, folded together
     for name, column in zip(monitor.monitored_features, columns):
-        if profiles[name]["kind"] == "numeric" and set(map(type, column)) <= _NUMBER_TYPES:
+        if profiles[name]["kind"] == "numeric" and _all_plain_numbers(column):
             plain.append((name, column))
             continue
         if name in quality:
@@ -55,7 +72,7 @@ def fold_data_window(monitor: ModelMonitor, columns: Sequence[Sequence[Any]], pr
             _fold_drift(drift[name], column)
     if plain:
         # One float64 row per column, converted once for quality and drift, each counted for all rows at once.
-        floats = np.array([column for _, column in plain], dtype=float)
+        floats = _floats([column for _, column in plain], len(plain[0][1]))
         checked = [i for i, (name, _) in enumerate(plain) if name in quality]
         check_numeric_columns([quality[plain[i][0]] for i in checked], [plain[i][1] for i in checked], floats[checked])
         drifting = [i for i, (name, _) in enumerate(plain) if name in drift]
