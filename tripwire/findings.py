@@ -146,29 +146,29 @@ def drift_finding(config: ModelConfig, detector: NumericDrift | CategoricalDrift
                   start: float, end: float, stats: dict[str, Any]) -> tuple[dict[str, Any] | None, float | None]:
     """The fields of the drift finding (all but ``significant``: see :func:`significant`) and its p-value."""
     result = detector.result()
-    window_counts = detector.counts
+    n = result["n"]
+    # The window's histogram on the reference bins (a list, not a scalar): the report draws it.
+    fractions = [count / n for count in detector.counts.tolist()] if n else []
     detector.reset()
-    if result["n"] == 0:
+    if n == 0:
         return None, None
     statistic = config.drift_statistic
     if result.get(statistic) is None:
         statistic = "psi"  # Wasserstein has no meaning between categories
     pvalue = result.get("ks_pvalue", result.get("chi2_pvalue"))
-    for key in ("psi", "js", "wasserstein"):
-        if result.get(key) is not None:
-            stats[statistic_key(signal, key)] = result[key]
+    effects = {k: result[k] for k in ("psi", "js", "wasserstein") if result.get(k) is not None}
+    for key, effect in effects.items():
+        stats[statistic_key(signal, key)] = effect
     stats[statistic_key(signal, "pvalue")] = pvalue
-    # The window's histogram on the reference bins (a list, not a scalar): the report draws it.
-    stats[statistic_key(signal, "fractions")] = (window_counts / result["n"]).tolist()
+    stats[statistic_key(signal, "fractions")] = fractions
     value = result[statistic]
     name = signal.removeprefix("feature:")
     draft = dict(
         model=config.name, kind=kind, signal=signal, detector=statistic, value=value,
-        threshold=config.threshold(statistic, signal), window_start=start, window_end=end, n=result["n"],
-        evidence={"pvalue": pvalue, "top_bins": result["top_bins"],
-                  **{k: result[k] for k in ("psi", "js", "wasserstein") if result.get(k) is not None}},
+        threshold=config.threshold(statistic, signal), window_start=start, window_end=end, n=n,
+        evidence={"pvalue": pvalue, "top_bins": result["top_bins"], **effects},
         message=f"{statistic.upper() if statistic != 'wasserstein' else 'Wasserstein'} of {name} is {value:.3g} "
-                f"over {result['n']} values (p = {pvalue:.2g})",
+                f"over {n} values (p = {pvalue:.2g})",
     )
     return draft, pvalue
 

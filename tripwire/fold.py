@@ -6,31 +6,24 @@ buffers); :mod:`tripwire.findings` then judges the folded detectors.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, cast
 
 import numpy as np
 
 from tripwire.detectors.distribution import CategoricalDrift, NumericDrift, fold_numeric_columns
 from tripwire.detectors.estimated import ConfidenceEstimate
+from tripwire.detectors.plain import all_plain_numbers, as_floats, plain_floats
 from tripwire.detectors.quality import check_numeric_columns
 
 if TYPE_CHECKING:
     from tripwire.monitor import ModelMonitor
 
 
-_NUMBER_TYPES = frozenset({float, int})
-
-
-def _plain_numbers(values: Sequence[Any]) -> np.ndarray | None:
-    """The values as floats when every one is a plain number (int or float), else None."""
-    return np.array(values, dtype=float) if set(map(type, values)) <= _NUMBER_TYPES else None
-
-
 def _as_numbers(values: Sequence[Any] | np.ndarray) -> np.ndarray:
     """Raw JSON values to floats; anything that is not a number (quality counts it) becomes NaN."""
     if isinstance(values, np.ndarray):
-        return values  # already converted by _plain_numbers
-    floats = _plain_numbers(values)
+        return values  # already converted by plain_floats
+    floats = plain_floats(values)
     if floats is not None:
         return floats
     return np.array([v if type(v) is float or type(v) is int else None for v in values], dtype=float)
@@ -46,7 +39,7 @@ def fold_data_window(monitor: ModelMonitor, columns: Sequence[Sequence[Any]], pr
     quality, drift = monitor.quality, monitor.drift
     plain: list[tuple[str, Sequence[Any]]] = []  # the numeric columns of plain numbers, folded together
     for name, column in zip(monitor.monitored_features, columns):
-        if profiles[name]["kind"] == "numeric" and set(map(type, column)) <= _NUMBER_TYPES:
+        if profiles[name]["kind"] == "numeric" and all_plain_numbers(column):
             plain.append((name, column))
             continue
         if name in quality:
@@ -55,15 +48,16 @@ def fold_data_window(monitor: ModelMonitor, columns: Sequence[Sequence[Any]], pr
             _fold_drift(drift[name], column)
     if plain:
         # One float64 row per column, converted once for quality and drift, each counted for all rows at once.
-        floats = np.array([column for _, column in plain], dtype=float)
+        floats = as_floats([column for _, column in plain], len(plain[0][1]))
         checked = [i for i, (name, _) in enumerate(plain) if name in quality]
         check_numeric_columns([quality[plain[i][0]] for i in checked], [plain[i][1] for i in checked], floats[checked])
         drifting = [i for i, (name, _) in enumerate(plain) if name in drift]
-        fold_numeric_columns([drift[plain[i][0]] for i in drifting], floats[drifting])  # type: ignore[misc]
+        numeric_drift = [drift[plain[i][0]] for i in drifting]  # a numeric profile's are NumericDrift
+        fold_numeric_columns(cast("list[NumericDrift]", numeric_drift), floats[drifting])
     if monitor.config.enabled("drift", "prediction"):
         _fold_drift(monitor.prediction_drift, predictions)
     # Scores that are plain numbers (one per prediction: no multi-class vectors) are converted once.
-    score_floats = _plain_numbers(scores) if monitor.score_drift is not None else None
+    score_floats = plain_floats(scores) if monitor.score_drift is not None else None
     if monitor.score_drift is not None and monitor.config.enabled("drift", "score"):
         _fold_drift(monitor.score_drift, scores if score_floats is None else score_floats)
     for position, detector in enumerate(monitor.class_score_drift):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from itertools import chain
 from operator import itemgetter
 from typing import Any, Callable, Sequence
 
@@ -407,7 +406,13 @@ class ModelMonitor:
         parts = self._column_parts
         if len(parts) == 1:
             return list(parts[0])
-        return [tuple(chain.from_iterable(column)) for column in zip(*parts)]
+        columns: list[Sequence[Any]] = []
+        for column_parts in zip(*parts):
+            values: list[Any] = []
+            for part in column_parts:
+                values += part  # (extending by a tuple is a copy of pointers, where chain() steps value by value)
+            columns.append(tuple(values))
+        return columns
 
     def _transpose_new_rows(self) -> None:
         """Turn the rows appended since the last call into columns, while they are still in the CPU's caches."""

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ConfidenceEstimate", "MulticlassConfidenceEstimate", "score_calibration"]
+from tripwire.detectors.plain import plain_floats
 
-_NUMBER_TYPES = frozenset({float, int})
+__all__ = ["ConfidenceEstimate", "MulticlassConfidenceEstimate", "score_calibration"]
 
 
 def _plain(value: Any) -> Any:
@@ -142,8 +142,8 @@ class ConfidenceEstimate:
         ``floats``, optional, is ``scores`` as float64 when the caller knows every score to be a
         plain ``int`` or ``float`` (it saves converting them again).
         """
-        if floats is None and isinstance(scores, (list, tuple)) and set(map(type, scores)) <= _NUMBER_TYPES:
-            floats = np.array(scores, dtype=np.float64)
+        if floats is None and isinstance(scores, (list, tuple)):
+            floats = plain_floats(scores)
         if floats is not None and ((floats >= 0.0) & (floats <= 1.0)).all():
             self._add_probabilities(floats)
             return

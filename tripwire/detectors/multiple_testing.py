@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-
 __all__ = ["benjamini_hochberg", "bonferroni"]
 
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from tripwire.detectors.plain import plain_floats
 from tripwire.detectors.tally import tally
 
 __all__ = ["FeatureQuality", "check_numeric_columns"]
 
 _MAX_EXAMPLES = 5
-_NUMBERS = frozenset({float, int})
 _TEXT_OR_MISSING = frozenset({str, type(None)})
 _EXACT_INT = 2.0**53  # up to here an int converts to a float exactly, so comparisons agree
 
@@ -117,8 +117,8 @@ class FeatureQuality:
             self._update_categorical(values)
 
     def _update_numeric(self, values: list[Any] | tuple[Any, ...], floats: np.ndarray | None) -> None:
-        if floats is None and values and set(map(type, values)) <= _NUMBERS:
-            floats = np.array(values, dtype=np.float64)
+        if floats is None and values:
+            floats = plain_floats(values)
         if floats is not None and len(floats):
             # The usual window, all plain numbers: counted with numpy, same counts as the loop below.
             if not (np.abs(floats) > _EXACT_INT).any():  # beyond, a float and an int may compare apart

@@ -9,10 +9,9 @@ from typing import Any
 import numpy as np
 
 from tripwire.detectors.histogram import add_bins, latency_bins, latency_percentiles
+from tripwire.detectors.plain import plain_floats
 
 __all__ = ["ServingWindow"]
-
-_PLAIN_LATENCY_TYPES = frozenset({float, int, type(None)})
 
 
 class ServingWindow:
@@ -111,8 +110,8 @@ class ServingWindow:
             return
         self._observe_time(float(ts_first), float(ts_last))
         self.n += len(batch)
-        if set(map(type, batch)) <= _PLAIN_LATENCY_TYPES:  # the usual batch: converted by numpy, None -> NaN
-            floats = np.array(batch, dtype=np.float64)
+        floats = plain_floats(batch, none_too=True)  # the usual batch: converted by numpy, None -> NaN
+        if floats is not None:
             self._latency_batches.append(floats[np.isfinite(floats)])
             return
         known = []

@@ -73,7 +73,7 @@ def psi(ref_fractions: Sequence[float] | np.ndarray, cur_fractions: Sequence[flo
     return _psi(_floored(r, eps), c, eps)
 
 
-def _floored(fractions: list[float], eps: float) -> list[float]:
+def _floored(fractions: Sequence[float], eps: float) -> list[float]:
     return [eps if eps > f else f for f in fractions]  # max(f, eps), NaN kept as max keeps it
 
 
