@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tripwire import demo
 from tripwire.alerts import encode_alert
@@ -273,3 +275,35 @@ def test_one_model_stream_in_long_runs(demo_stream, demo_references, window_seco
     batched = engine()
     assert in_batches(batched, records, [*range(0, len(records), 1000), len(records)]) == expected
     assert orjson.dumps(batched.state()) == orjson.dumps(reference.state())
+
+
+CLASS_SPELLINGS = st.sampled_from([0, 1, 1.0, True, False, "1", "0", "yes"])
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.tuples(CLASS_SPELLINGS, CLASS_SPELLINGS,
+                          st.none() | st.floats(0.0, 1.0) | st.sampled_from([0.0, 1.0, 5e-324, 1 - 2**-53]),
+                          st.none() | st.sampled_from(["A", "B", 1, "1", 2.5])), max_size=60),
+       st.sampled_from([1, "yes", True, 0]))
+def test_window_updates_column_wise_equal_one_by_one(outcomes, positive):
+    """The batch path's deferred outcomes (update_many) leave the performance and fairness windows
+    exactly as update() of each in order: counts, scores and log loss in order, groups first seen."""
+    from tripwire.detectors.fairness import FairnessWindow
+    from tripwire.detectors.performance import ClassificationWindow
+
+    single, column = ClassificationWindow(positive), ClassificationWindow(positive)
+    fair_single, fair_column = FairnessWindow(positive), FairnessWindow(positive)
+    single.update(1, 0, 0.25)  # windows holding some state already
+    column.update(1, 0, 0.25)
+    for prediction, label, score, group in outcomes:
+        single.update(prediction, label, score)
+        if group is not None:
+            fair_single.update(str(group), prediction, label)
+    predictions, labels, scores, groups = (list(c) for c in zip(*outcomes)) if outcomes else ([], [], [], [])
+    column.update_many(predictions, labels, scores)
+    fair_column.update_many(groups, predictions, labels)
+    assert orjson.dumps(column.to_dict()) == orjson.dumps(single.to_dict())
+    assert list(fair_column.to_dict()["groups"].items()) == list(fair_single.to_dict()["groups"].items())
+    with pytest.raises(ValueError):
+        column.update_many([1], [1], [1.5])
+    assert orjson.dumps(column.to_dict()) == orjson.dumps(single.to_dict())  # refused before any change

@@ -118,7 +118,7 @@ def _run_in_bulk(engine: Engine, head: Prediction | Label, items: list[Event | R
                     del predictions[joined:]
                     break
             try:
-                raised = monitor.on_label(item)
+                raised = monitor.on_run_label(item)
             except Exception as error:  # a bug must not stop a runner: dead-letter the record, go on
                 result.rejections.append((position, Rejection(f"engine error: {type(error).__name__}: {error}",
                                                               item.model)))
@@ -133,6 +133,7 @@ def _run_in_bulk(engine: Engine, head: Prediction | Label, items: list[Event | R
         else:
             break
         position += 1
+    monitor.flush_outcomes()
     if joined < len(predictions):
         joined += monitor.join_predictions(predictions, joined, len(predictions))
         position -= len(predictions) - joined

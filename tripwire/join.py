@@ -107,11 +107,20 @@ class LabelJoin:
 
     def add_label(self, request_id: str, ts: float, label: Any) -> Outcome | None:
         """Join a label that :meth:`label_refusal` let in."""
+        waiting = self.take_prediction(request_id, ts, label)
+        if waiting is None:
+            return None
+        predicted_at, prediction, score, attributes = waiting
+        return Outcome(request_id, prediction, label, score, attributes, predicted_at, ts)
+
+    def take_prediction(self, request_id: str, ts: float,
+                        label: Any) -> tuple[float, Any, Score | None, dict[str, Any]] | None:
+        """:meth:`add_label` without the :class:`Outcome`: the prediction's ``(predicted_at, prediction,
+        score, attributes)``, or None when the label waits for it."""
         waiting = self._predictions.pop(request_id, None)
         if waiting is not None:
             self._mark_joined(request_id, ts)
-            predicted_at, prediction, score, attributes = waiting
-            return Outcome(request_id, prediction, label, score, attributes, predicted_at, ts)
+            return waiting
         self._labels[request_id] = (ts, label)
         if len(self._labels) > self.max_pending:
             self.evicted_labels += _drop_oldest(self._labels, self.max_pending)
