@@ -307,3 +307,51 @@ def test_window_updates_column_wise_equal_one_by_one(outcomes, positive):
     with pytest.raises(ValueError):
         column.update_many([1], [1], [1.5])
     assert orjson.dumps(column.to_dict()) == orjson.dumps(single.to_dict())  # refused before any change
+
+
+def test_label_join_at_its_bound_in_long_runs(demo_stream, demo_references):
+    """Long runs of one model whose labels reach for the oldest predictions of a label join at its
+    bound (some evicted just before), close performance windows and judge unmatched labels inside
+    the run: alerts, window records and state exactly as one by one."""
+    rng = random.Random(11)
+    objects = []
+    for record in demo_stream[0]:
+        raw = record if isinstance(record, bytes) else record.encode()
+        if b'"model":"credit"' in raw:
+            try:
+                objects.append(orjson.loads(raw))
+            except orjson.JSONDecodeError:
+                continue
+    objects = [o for o in objects if isinstance(o, dict) and isinstance(o.get("request_id"), str)]
+    labels = {o["request_id"]: o for o in objects if o.get("type") == "label"}
+    records: list[bytes] = []
+    due: list[tuple[int, int, dict]] = []  # (after which prediction, tie-break, label)
+    for index, prediction in enumerate(o for o in objects if o.get("type") == "prediction"):
+        records.append(orjson.dumps(prediction))
+        label = labels.get(prediction["request_id"])
+        if label is not None:
+            due.append((index + rng.choice([0, 1, 3, 7, 148, 150, 151, 153, 190]), 2 * index, label))
+            due.sort()
+        if rng.random() < 0.12:  # a label no prediction ever meets
+            due.append((index, 2 * index + 1, {**(label or next(iter(labels.values()))), "request_id": f"lost-{index}"}))
+        while due and due[0][0] <= index:
+            records.append(orjson.dumps({**due.pop(0)[2], "ts": prediction["ts"]}))
+    config = demo.demo_config()
+    config["defaults"] = {"performance_window": 37, "min_samples": 20, "label_join_max_pending": 150,
+                          "label_ttl_seconds": 30}
+
+    def run(batch_size: int) -> tuple:
+        windows: list[bytes] = []
+        engine = Engine(parse_config(config), references=demo_references,
+                        on_window=lambda window: windows.append(orjson.dumps(window)))
+        if batch_size == 1:
+            outcome = one_at_a_time(engine, records)
+        else:
+            outcome = in_batches(engine, records, [*range(0, len(records), batch_size), len(records)])
+        return outcome, windows, orjson.dumps(engine.state()), engine.bookkeeping()
+
+    expected = run(1)
+    assert len(expected[0][0]) > 5 and len(expected[1]) > 300
+    assert expected[3]["join_evicted"] > 1000 and b"unmatched_label_rate" in b"".join(expected[0][0])
+    for size in (1000, 4096):
+        assert run(size)[:3] == expected[:3]

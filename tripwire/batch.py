@@ -35,8 +35,7 @@ def process_records(engine: Engine, records: Sequence[bytes]) -> BatchResult:
     """
     result = BatchResult()
     alerts, alert_records = result.alerts, result.alert_records
-    admit = engine.admit
-    items = [admit(item) for item in decode_batch(records)]
+    items = _admit_all(engine, decode_batch(records))
     index, count = 0, len(items)
     while index < count:
         item = items[index]
@@ -64,7 +63,26 @@ def process_records(engine: Engine, records: Sequence[bytes]) -> BatchResult:
             alerts += raised
             alert_records += [index] * len(raised)
         index += 1
+    for monitor in engine.monitors.values():  # the runs' outcomes, for whatever reads the windows next
+        monitor.flush_outcomes()
     return result
+
+
+def _admit_all(engine: Engine, events: list[Event | Rejection]) -> list[Event | Rejection]:
+    """:meth:`Engine.admit` of each event in order; a monitored model's run of events at once (see
+    :meth:`tripwire.admission.Admission.admit_run`)."""
+    admitted: list[Event | Rejection] = []
+    monitors = engine.monitors
+    index, count = 0, len(events)
+    while index < count:
+        event = events[index]
+        monitor = monitors.get(event.model) if type(event) is not Rejection else None  # type: ignore[arg-type]
+        if monitor is None:
+            admitted.append(engine.admit(event))
+            index += 1
+        else:
+            index = monitor.admission.admit_run(events, index, admitted)
+    return admitted
 
 
 def _run_in_bulk(engine: Engine, head: Prediction | Label, items: list[Event | Rejection], first: int,
@@ -93,30 +111,43 @@ def _run_in_bulk(engine: Engine, head: Prediction | Label, items: list[Event | R
     if monitor is None:
         return 0
     join = monitor.join
+    waiting, labels_waiting, joined_ids = join.request_ids()
     prediction_room = monitor.bulk_room()
     low, high = monitor.bulk_span()
+    # A sharded model's label may close the data window (see _open_sharded_window): the run's
+    # predictions must be in it first, so the label waits for the one-by-one path.
+    labels_too = not monitor.sharded
     predictions: list[Prediction] = []  # the run's predictions, for the data window at the end
     joined = 0  # how many of them are in the label join already
+    pending_ids: set[str] = set()  # the request ids of the others
+    version = monitor.model_version  # as one-by-one processing leaves it: the latest given
     position = first
     latest = engine._last_ts
     failed: int | None = None  # a label on which the engine failed: dead-lettered, not counted
     while position < stop:
         item = items[position]
         if type(item) is Prediction:
-            if item.model != model or len(predictions) >= prediction_room or not low <= item.ts < high:
-                break
+            request_id = item.request_id
+            if (item.model != model or len(predictions) >= prediction_room or not low <= item.ts < high
+                    or request_id in waiting or request_id in labels_waiting or request_id in joined_ids
+                    or request_id in pending_ids):
+                break  # (or it would not only wait in the join: the one-by-one path)
             predictions.append(item)
+            pending_ids.add(request_id)
+            if item.model_version:
+                version = item.model_version
         elif type(item) is Label:
-            # A sharded model's label may close the data window (see _open_sharded_window): the
-            # run's predictions must be in it first, so the label waits for the one-by-one path.
-            if item.model != model or monitor.sharded or join.would_refuse_label(item.request_id):
+            request_id = item.request_id
+            if item.model != model or not labels_too or request_id in labels_waiting or request_id in joined_ids:
                 break
-            if joined < len(predictions):
+            # The predictions since the last label join later, in one go, unless this label
+            # could tell: it may meet one of them, or read the join's size. Whatever they
+            # would have evicted from the join is evicted now (see LabelJoin.evict_for).
+            if joined < len(predictions) and (not join.evict_for(len(predictions) - joined)
+                                              or request_id in pending_ids or monitor.next_label_reads_join()):
                 joined += monitor.join_predictions(predictions, joined, len(predictions))
-                if joined < len(predictions):  # from that prediction on, the one-by-one path
-                    position -= len(predictions) - joined
-                    del predictions[joined:]
-                    break
+                pending_ids.clear()
+            monitor.model_version = version
             try:
                 raised = monitor.on_run_label(item)
             except Exception as error:  # a bug must not stop a runner: dead-letter the record, go on
@@ -133,11 +164,8 @@ def _run_in_bulk(engine: Engine, head: Prediction | Label, items: list[Event | R
         else:
             break
         position += 1
-    monitor.flush_outcomes()
     if joined < len(predictions):
-        joined += monitor.join_predictions(predictions, joined, len(predictions))
-        position -= len(predictions) - joined
-        del predictions[joined:]
+        monitor.join_predictions(predictions, joined, len(predictions))  # each only waits: all are taken
     if predictions:
         monitor.append_predictions(predictions)
         latest = max(latest, monitor._end)  # the data window's end is its latest prediction time

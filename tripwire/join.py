@@ -159,6 +159,23 @@ class LabelJoin:
             self.evicted_predictions += _drop_oldest(predictions, self.max_pending)
         return added
 
+    def request_ids(self) -> tuple[Any, Any, Any]:
+        """Views of the ``request_id`` s of the waiting predictions, the waiting labels and the joined
+        requests (live: they follow the join)."""
+        return self._predictions.keys(), self._labels.keys(), self._joined.keys()
+
+    def evict_for(self, arriving: int) -> bool:
+        """Evict now what adding ``arriving`` predictions (each would only wait) would evict, if that is
+        only predictions waiting already: the oldest. False when some arriving ones would go too
+        (nothing is evicted then: add them first, :meth:`add_waiting` evicts)."""
+        waiting = self._predictions
+        excess = len(waiting) + arriving - self.max_pending
+        if excess > len(waiting):
+            return False
+        if excess > 0:
+            self.evicted_predictions += _drop_oldest(waiting, len(waiting) - excess)
+        return True
+
     def expire(self, now: float) -> None:
         horizon = now - self.ttl
         self.expired_predictions += _drop_older(self._predictions, horizon)

@@ -234,6 +234,11 @@ class ModelMonitor:
         """
         return self._take_label(event, [], defer=True)
 
+    def next_label_reads_join(self) -> bool:
+        """Whether the next label may read the label join's size or expire it: it may close the
+        performance window, or judge the labels that never met a prediction."""
+        return self._perf_n + 1 >= self.config.performance_window or self.unmatched_labels.judges_next()
+
     def _take_label(self, event: Label, alerts: list[Alert], defer: bool) -> list[Alert]:
         waiting = self.join.take_prediction(event.request_id, event.ts, event.label)
         if waiting is not None:
