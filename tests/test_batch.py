@@ -355,3 +355,44 @@ def test_label_join_at_its_bound_in_long_runs(demo_stream, demo_references):
     assert expected[3]["join_evicted"] > 1000 and b"unmatched_label_rate" in b"".join(expected[0][0])
     for size in (1000, 4096):
         assert run(size)[:3] == expected[:3]
+
+
+ADMITTED_VALUES = [0, 1, 1.0, True, "1", " 0 ", "true", 2, "billing", "account", 7.5, None, [1]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_runs_admitted_at_once_equal_one_by_one(demo_references, seed):
+    """Admission of a batch's runs (class spellings, regression numbers, the event clock with its
+    late, far and jumping records) gives each event and rejection that Engine.admit one by one gives."""
+    from tripwire.batch import _admit_all
+    from tripwire.events import Features, Label, Prediction, Rejection
+
+    rng = random.Random(seed)
+    kinds = ["prediction", "label", "label", "features", "rejection"]
+    models = ["credit"] * 4 + ["fuel-efficiency"] * 2 + ["triage", "other"]  # mostly runs of one model
+    steps = [1.0] * 20 + [0.0, -30.0, 5000.0]  # mostly a steady clock
+    # now and then a record off the clock: late, far ahead, outside the years 1-9999
+    strays = [0.0] * 12 + [-4000.0, -90_000.0, 90_000.0, 9e12, -9e12]
+    plan = [(rng.choice(kinds), rng.choice(models), rng.choice(ADMITTED_VALUES), rng.choice(steps),
+             rng.choice(strays), rng.choice([None, 0.25, 7])) for _ in range(3000)]
+
+    def events() -> list:
+        made: list = []
+        clock = 1_795_824_000.0
+        for index, (kind, model, value, step, stray, score) in enumerate(plan):
+            clock += step
+            ts = clock + stray
+            if kind == "prediction":
+                made.append(Prediction(f"r{index}", model, None, ts, {}, value, score, None, None, {}))
+            elif kind == "label":
+                made.append(Label(f"r{index}", model, ts, value))
+            elif kind == "features":
+                made.append(Features(f"r{index}", model, ts, {}))
+            else:
+                made.append(Rejection("broken", model))
+        return made
+
+    single, batched = demo_engine(demo_references), demo_engine(demo_references)
+    expected = [single.admit(event) for event in events()]
+    assert repr(_admit_all(batched, events())) == repr(expected)
+    assert [m.clock.to_dict() for m in batched.monitors.values()] == [m.clock.to_dict() for m in single.monitors.values()]
