@@ -92,12 +92,13 @@ def _run_in_bulk(engine: Engine, head: Prediction | Label, items: list[Event | R
 
     The predictions go to the data window column-wise, once for the whole run (see
     :meth:`ModelMonitor.bulk_room` and :meth:`~ModelMonitor.bulk_span`: no window close or join
-    expiry inside it); before each label, the predictions since the previous one join the label join (see
-    :meth:`ModelMonitor.join_predictions`), so the label meets the join, the model version and
-    the performance window exactly as one-by-one processing leaves them, and whatever it
-    raises is that path's. The run stops before a record that could behave otherwise: a
-    prediction a label waits for or that repeats a request id, a label the join would refuse,
-    another model, another event type, the record that closes the rejection window.
+    expiry inside it), and to the label join in one go (see :meth:`ModelMonitor.join_predictions`),
+    before a label only when it could tell the difference; each label meets the join, the model
+    version and the performance window exactly as one-by-one processing leaves them (see
+    :meth:`ModelMonitor.on_run_label`), and whatever it raises is that path's. The run stops
+    before a record that could behave otherwise: a prediction a label waits for or that repeats a
+    request id, a label the join would refuse, another model, another event type, the record that
+    closes the rejection window.
     """
     model = head.model
     stop = min(len(items), first + engine.config.rejection_window - engine._records - 1)
@@ -112,6 +113,7 @@ def _run_in_bulk(engine: Engine, head: Prediction | Label, items: list[Event | R
         return 0
     join = monitor.join
     waiting, labels_waiting, joined_ids = join.request_ids()
+    max_pending = join.max_pending
     prediction_room = monitor.bulk_room()
     low, high = monitor.bulk_span()
     # A sharded model's label may close the data window (see _open_sharded_window): the run's
@@ -143,8 +145,9 @@ def _run_in_bulk(engine: Engine, head: Prediction | Label, items: list[Event | R
             # The predictions since the last label join later, in one go, unless this label
             # could tell: it may meet one of them, or read the join's size. Whatever they
             # would have evicted from the join is evicted now (see LabelJoin.evict_for).
-            if joined < len(predictions) and (not join.evict_for(len(predictions) - joined)
-                                              or request_id in pending_ids or monitor.next_label_reads_join()):
+            arriving = len(predictions) - joined
+            if arriving and (request_id in pending_ids or monitor.next_label_reads_join()
+                             or (len(waiting) + arriving > max_pending and not join.evict_for(arriving))):
                 joined += monitor.join_predictions(predictions, joined, len(predictions))
                 pending_ids.clear()
             monitor.model_version = version

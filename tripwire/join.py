@@ -89,10 +89,6 @@ class LabelJoin:
         self.duplicates += 1
         return f"duplicate request_id {request_id!r}: {why}"
 
-    def would_refuse_label(self, request_id: str) -> bool:
-        """Whether :meth:`label_refusal` would refuse a label for ``request_id`` (nothing is counted)."""
-        return request_id in self._labels or request_id in self._joined
-
     def add_prediction(self, request_id: str, ts: float, prediction: Any, score: Score | None,
                        attributes: dict[str, Any]) -> Outcome | None:
         """Join a prediction that :meth:`prediction_refusal` let in."""

@@ -227,7 +227,7 @@ class ModelMonitor:
 
     def on_run_label(self, event: Label) -> list[Alert]:
         """:meth:`on_label` of a label in a run of the batch path (see :mod:`tripwire.batch`): one the
-        join lets in (see :meth:`LabelJoin.would_refuse_label`), of a model that is not sharded.
+        join lets in (see :meth:`LabelJoin.label_refusal`), of a model that is not sharded.
 
         The performance and fairness windows take its outcome later, column-wise (see
         :meth:`flush_outcomes`), where they could not fail on it; whatever reads them flushes first.
