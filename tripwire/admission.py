@@ -82,8 +82,8 @@ class Admission:
         append = admitted.append
         while position < count:
             event = events[position]
-            kind = type(event)
-            if kind is Rejection or event.model != model:  # type: ignore[union-attr]
+            kind: type | None = type(event)
+            if kind is Rejection or event.model != model:
                 break
             ts = event.ts  # type: ignore[union-attr]
             at = None

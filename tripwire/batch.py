@@ -76,7 +76,7 @@ def _admit_all(engine: Engine, events: list[Event | Rejection]) -> list[Event | 
     index, count = 0, len(events)
     while index < count:
         event = events[index]
-        monitor = monitors.get(event.model) if type(event) is not Rejection else None  # type: ignore[arg-type]
+        monitor = monitors.get(event.model) if type(event) is not Rejection else None
         if monitor is None:
             admitted.append(engine.admit(event))
             index += 1
