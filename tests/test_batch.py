@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tripwire import demo
 from tripwire.alerts import encode_alert
@@ -291,3 +293,124 @@ def test_one_model_stream_in_long_runs(demo_stream, demo_references, window_seco
     batched = engine()
     assert in_batches(batched, records, [*range(0, len(records), 1000), len(records)]) == expected
     assert orjson.dumps(batched.state()) == orjson.dumps(reference.state())
+
+
+CLASS_SPELLINGS = st.sampled_from([0, 1, 1.0, True, False, "1", "0", "yes"])
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.tuples(CLASS_SPELLINGS, CLASS_SPELLINGS,
+                          st.none() | st.floats(0.0, 1.0) | st.sampled_from([0.0, 1.0, 5e-324, 1 - 2**-53]),
+                          st.none() | st.sampled_from(["A", "B", 1, "1", 2.5])), max_size=60),
+       st.sampled_from([1, "yes", True, 0]))
+def test_window_updates_column_wise_equal_one_by_one(outcomes, positive):
+    """The batch path's deferred outcomes (update_many) leave the performance and fairness windows
+    exactly as update() of each in order: counts, scores and log loss in order, groups first seen."""
+    from tripwire.detectors.fairness import FairnessWindow
+    from tripwire.detectors.performance import ClassificationWindow
+
+    single, column = ClassificationWindow(positive), ClassificationWindow(positive)
+    fair_single, fair_column = FairnessWindow(positive), FairnessWindow(positive)
+    single.update(1, 0, 0.25)  # windows holding some state already
+    column.update(1, 0, 0.25)
+    for prediction, label, score, group in outcomes:
+        single.update(prediction, label, score)
+        if group is not None:
+            fair_single.update(str(group), prediction, label)
+    predictions, labels, scores, groups = (list(c) for c in zip(*outcomes)) if outcomes else ([], [], [], [])
+    column.update_many(predictions, labels, scores)
+    fair_column.update_many(groups, predictions, labels)
+    assert orjson.dumps(column.to_dict()) == orjson.dumps(single.to_dict())
+    assert list(fair_column.to_dict()["groups"].items()) == list(fair_single.to_dict()["groups"].items())
+    with pytest.raises(ValueError):
+        column.update_many([1], [1], [1.5])
+    assert orjson.dumps(column.to_dict()) == orjson.dumps(single.to_dict())  # refused before any change
+
+
+def test_label_join_at_its_bound_in_long_runs(demo_stream, demo_references):
+    """Long runs of one model whose labels reach for the oldest predictions of a label join at its
+    bound (some evicted just before), close performance windows and judge unmatched labels inside
+    the run: alerts, window records and state exactly as one by one."""
+    rng = random.Random(11)
+    objects = []
+    for record in demo_stream[0]:
+        raw = record if isinstance(record, bytes) else record.encode()
+        if b'"model":"credit"' in raw:
+            try:
+                objects.append(orjson.loads(raw))
+            except orjson.JSONDecodeError:
+                continue
+    objects = [o for o in objects if isinstance(o, dict) and isinstance(o.get("request_id"), str)]
+    labels = {o["request_id"]: o for o in objects if o.get("type") == "label"}
+    records: list[bytes] = []
+    due: list[tuple[int, int, dict]] = []  # (after which prediction, tie-break, label)
+    for index, prediction in enumerate(o for o in objects if o.get("type") == "prediction"):
+        records.append(orjson.dumps(prediction))
+        label = labels.get(prediction["request_id"])
+        if label is not None:
+            due.append((index + rng.choice([0, 1, 3, 7, 148, 150, 151, 153, 190]), 2 * index, label))
+            due.sort()
+        if rng.random() < 0.12:  # a label no prediction ever meets
+            due.append((index, 2 * index + 1, {**(label or next(iter(labels.values()))), "request_id": f"lost-{index}"}))
+        while due and due[0][0] <= index:
+            records.append(orjson.dumps({**due.pop(0)[2], "ts": prediction["ts"]}))
+    config = demo.demo_config()
+    config["defaults"] = {"performance_window": 37, "min_samples": 20, "label_join_max_pending": 150,
+                          "label_ttl_seconds": 30}
+
+    def run(batch_size: int) -> tuple:
+        windows: list[bytes] = []
+        engine = Engine(parse_config(config), references=demo_references,
+                        on_window=lambda window: windows.append(orjson.dumps(window)))
+        if batch_size == 1:
+            outcome = one_at_a_time(engine, records)
+        else:
+            outcome = in_batches(engine, records, [*range(0, len(records), batch_size), len(records)])
+        return outcome, windows, orjson.dumps(engine.state()), engine.bookkeeping()
+
+    expected = run(1)
+    assert len(expected[0][0]) > 5 and len(expected[1]) > 300
+    assert expected[3]["join_evicted"] > 1000 and b"unmatched_label_rate" in b"".join(expected[0][0])
+    for size in (1000, 4096):
+        assert run(size)[:3] == expected[:3]
+
+
+ADMITTED_VALUES = [0, 1, 1.0, True, "1", " 0 ", "true", 2, "billing", "account", 7.5, None, [1]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_runs_admitted_at_once_equal_one_by_one(demo_references, seed):
+    """Admission of a batch's runs (class spellings, regression numbers, the event clock with its
+    late, far and jumping records) gives each event and rejection that Engine.admit one by one gives."""
+    from tripwire.batch import _admit_all
+    from tripwire.events import Features, Label, Prediction, Rejection
+
+    rng = random.Random(seed)
+    kinds = ["prediction", "label", "label", "features", "rejection"]
+    models = ["credit"] * 4 + ["fuel-efficiency"] * 2 + ["triage", "other"]  # mostly runs of one model
+    steps = [1.0] * 20 + [0.0, -30.0, 5000.0]  # mostly a steady clock
+    # now and then a record off the clock: late, far ahead, outside the years 1-9999
+    strays = [0.0] * 12 + [-4000.0, -90_000.0, 90_000.0, 9e12, -9e12]
+    plan = [(rng.choice(kinds), rng.choice(models), rng.choice(ADMITTED_VALUES), rng.choice(steps),
+             rng.choice(strays), rng.choice([None, 0.25, 7])) for _ in range(3000)]
+
+    def events() -> list:
+        made: list = []
+        clock = 1_795_824_000.0
+        for index, (kind, model, value, step, stray, score) in enumerate(plan):
+            clock += step
+            ts = clock + stray
+            if kind == "prediction":
+                made.append(Prediction(f"r{index}", model, None, ts, {}, value, score, None, None, {}))
+            elif kind == "label":
+                made.append(Label(f"r{index}", model, ts, value))
+            elif kind == "features":
+                made.append(Features(f"r{index}", model, ts, {}))
+            else:
+                made.append(Rejection("broken", model))
+        return made
+
+    single, batched = demo_engine(demo_references), demo_engine(demo_references)
+    expected = [single.admit(event) for event in events()]
+    assert repr(_admit_all(batched, events())) == repr(expected)
+    assert [m.clock.to_dict() for m in batched.monitors.values()] == [m.clock.to_dict() for m in single.monitors.values()]

@@ -6,7 +6,7 @@ all its records before processing any of them.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Sequence, cast
 
 from tripwire.classes import ClassSet
 from tripwire.config import ConfigError, ModelConfig
@@ -63,6 +63,60 @@ class Admission:
                 return self._number_rejection(event)
         refusal = self.clock.refusal(event.ts, self.model)
         return event if refusal is None else Rejection(refusal, self.model)
+
+    def admit_run(self, events: Sequence[Event | Rejection], first: int, admitted: list[Event | Rejection]) -> int:
+        """:meth:`admit` of each of ``events[first:]`` in order, appended to ``admitted``, up to the first
+        rejection or event of another model; returns its index (``len(events)`` at the end).
+
+        The common event is admitted inline: a class value already seen in this spelling (see
+        :attr:`ClassSet.spellings`) or a regression number, and a time the clock accepts without
+        a jump; any other goes through :meth:`admit`.
+        """
+        model, clock, classes = self.model, self.clock, self.classes
+        spellings = classes.spellings if classes is not None else None
+        names = classes.classes if classes is not None else []
+        lateness, future = clock.allowed_lateness, clock.max_future
+        multiclass = self.multiclass
+        now = clock.now
+        position, count = first, len(events)
+        append = admitted.append
+        while position < count:
+            event = events[position]
+            kind: type | None = type(event)
+            if kind is Rejection or event.model != model:
+                break
+            ts = event.ts  # type: ignore[union-attr]
+            at = None
+            value: Any = None
+            if kind is Label:
+                value = event.label  # type: ignore[union-attr]
+            elif kind is Prediction and not multiclass and (event.scores is None or event.score is not None):  # type: ignore[union-attr]
+                value = event.prediction  # type: ignore[union-attr]
+            elif kind is not Features:
+                kind = None  # a score vector to make, or refuse: the whole check
+            if (kind is None or now is None or not now - lateness <= ts <= now + future
+                    or (spellings is not None and kind is not Features
+                        and ((seen := spellings.get(type(value))) is None or (at := seen.get(value)) is None))
+                    or (spellings is None and kind is not Features and type(value) is not float
+                        and type(value) is not int)):
+                clock.now = now
+                append(self.admit(cast(Event, event)))
+                now = clock.now
+                position += 1
+                continue
+            if clock._far_side:
+                clock._far_side = 0
+            if ts > now:
+                now = ts
+            if at is not None:
+                if kind is Label:
+                    event.label = names[at]  # type: ignore[union-attr]
+                else:
+                    event.prediction = names[at]  # type: ignore[union-attr]
+            append(event)
+            position += 1
+        clock.now = now
+        return position
 
     def _number_rejection(self, event: Prediction | Label) -> Rejection:
         role, value = ("prediction", event.prediction) if type(event) is Prediction else ("label", event.label)

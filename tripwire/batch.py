@@ -37,9 +37,11 @@ def process_records(engine: Engine, records: Sequence[bytes]) -> BatchResult:
     the monitors' sink calls they deferred. A record on which the engine itself fails is rejected
     with the error, and the batch goes on.
     """
-    items = [engine.admit(item) for item in decode_batch(records)]
+    items = decode_batch(records)
     routed = _ModelPass(engine, items)
     routed.run()
+    for monitor in engine.monitors.values():  # the runs' outcomes, for whatever reads the windows next
+        monitor.flush_outcomes()
     return _count_in_record_order(engine, items, routed)
 
 
@@ -50,7 +52,7 @@ class _ModelPass:
 
     def __init__(self, engine: Engine, items: list[Event | Rejection]) -> None:
         self.engine = engine
-        self.items = items
+        self.items = items  # decoded; admission replaces the events it rejects
         self.rejected: list[int] = []  # records that decoding or admission rejected
         self.raised: dict[int, list[Alert]] = {}
         self.refused: dict[int, Rejection] = {}  # counted as rejections (see Engine.reject)
@@ -72,11 +74,23 @@ class _ModelPass:
             monitor.on_window = self._deferred(on_window)
             monitor.on_summary = self._deferred(on_summary)
         try:
-            for positions in groups.values():
-                self._route(positions)
+            for model, positions in groups.items():
+                self._route(model, positions)
         finally:
             for monitor, (on_window, on_summary) in zip(monitors, sinks):
                 monitor.on_window, monitor.on_summary = on_window, on_summary
+
+    def _admit(self, model: str, events: list[Event]) -> list[Event | Rejection]:
+        """:meth:`Engine.admit` of each of one model's events, in order (a monitored model's at once, see
+        :meth:`tripwire.admission.Admission.admit_run`): admission reads only the model's own state."""
+        monitor = self.engine.monitors.get(model)
+        if monitor is None:
+            return [self.engine.admit(event) for event in events]
+        admitted: list[Event | Rejection] = []
+        at = 0
+        while at < len(events):
+            at = monitor.admission.admit_run(events, at, admitted)
+        return admitted
 
     def _deferred(self, sink: WindowSink | None) -> WindowSink | None:
         if sink is None:
@@ -90,9 +104,22 @@ class _ModelPass:
         self.sink_calls[index], self._pending = self._pending, []
         return True
 
-    def _route(self, positions: list[int]) -> None:
-        """One model's events (at ``positions`` in the batch, ascending) in runs where they may, else one by one."""
-        events = cast("list[Event]", [self.items[index] for index in positions])  # (rejections are in no group)
+    def _route(self, model: str, positions: list[int]) -> None:
+        """One model's events (at ``positions`` in the batch, ascending) admitted, then routed in runs
+        where they may, else one by one."""
+        items = self.items
+        admitted = self._admit(model, cast("list[Event]", [items[index] for index in positions]))
+        if len(admitted) != len(positions) or any(type(event) is Rejection for event in admitted):
+            kept = []
+            for index, event in zip(positions, admitted):
+                if type(event) is Rejection:
+                    items[index] = event
+                    self.rejected.append(index)
+                else:
+                    kept.append(index)
+            positions = kept
+            admitted = [event for event in admitted if type(event) is not Rejection]
+        events = cast("list[Event]", admitted)
         route = self.engine.route
         at, count = 0, len(events)
         while at < count:
@@ -169,12 +196,13 @@ def _run_in_bulk(routed: _ModelPass, head: Prediction | Label, events: list[Even
 
     The predictions go to the data window column-wise, once for the whole run (see
     :meth:`ModelMonitor.bulk_room` and :meth:`~ModelMonitor.bulk_span`: no window close or join
-    expiry inside it); before each label, the predictions since the previous one join the label join (see
-    :meth:`ModelMonitor.join_predictions`), so the label meets the join, the model version and
-    the performance window exactly as one-by-one processing leaves them, and whatever it
-    raises is that path's. The run stops before a record that could behave otherwise: a
-    prediction a label waits for or that repeats a request id, a label the join would refuse,
-    another event type; and after a label that closed a window (its sink calls belong to it).
+    expiry inside it), and to the label join in one go (see :meth:`ModelMonitor.join_predictions`),
+    before a label only when it could tell the difference; each label meets the join, the model
+    version and the performance window exactly as one-by-one processing leaves them (see
+    :meth:`ModelMonitor.on_run_label`), and whatever it raises is that path's. The run stops
+    before an event that could behave otherwise: a prediction a label waits for or that repeats a
+    request id, a label the join would refuse, another event type; and after a label that closed
+    a window (its sink calls belong to it).
     """
     stop = len(events)
     if stop - first < MIN_RUN:
@@ -187,32 +215,47 @@ def _run_in_bulk(routed: _ModelPass, head: Prediction | Label, events: list[Even
     if monitor is None:
         return 0
     join = monitor.join
+    waiting, labels_waiting, joined_ids = join.request_ids()
+    max_pending = join.max_pending
     prediction_room = monitor.bulk_room()
     low, high = monitor.bulk_span()
+    # A sharded model's label may close the data window (see _open_sharded_window): the run's
+    # predictions must be in it first, so the label waits for the one-by-one path.
+    labels_too = not monitor.sharded
     predictions: list[Prediction] = []  # the run's predictions, for the data window at the end
     joined = 0  # how many of them are in the label join already
+    pending_ids: set[str] = set()  # the request ids of the others
+    version = monitor.model_version  # as one-by-one processing leaves it: the latest given
     position = first
     while position < stop:
         event = events[position]
         if type(event) is Prediction:
-            if len(predictions) >= prediction_room or not low <= event.ts < high:
-                break
+            request_id = event.request_id
+            if (len(predictions) >= prediction_room or not low <= event.ts < high
+                    or request_id in waiting or request_id in labels_waiting or request_id in joined_ids
+                    or request_id in pending_ids):
+                break  # (or it would not only wait in the join: the one-by-one path)
             predictions.append(event)
+            pending_ids.add(request_id)
+            if event.model_version:
+                version = event.model_version
         elif type(event) is Label:
-            # A sharded model's label may close the data window (see _open_sharded_window): the
-            # run's predictions must be in it first, so the label waits for the one-by-one path.
-            if monitor.sharded or join.would_refuse_label(event.request_id):
+            request_id = event.request_id
+            if not labels_too or request_id in labels_waiting or request_id in joined_ids:
                 break
-            if joined < len(predictions):
+            # The predictions since the last label join later, in one go, unless this label
+            # could tell: it may meet one of them, or read the join's size. Whatever they
+            # would have evicted from the join is evicted now (see LabelJoin.evict_for).
+            arriving = len(predictions) - joined
+            if arriving and (request_id in pending_ids or monitor.next_label_reads_join()
+                             or (len(waiting) + arriving > max_pending and not join.evict_for(arriving))):
                 joined += monitor.join_predictions(predictions, joined, len(predictions))
-                if joined < len(predictions):  # from that prediction on, the one-by-one path
-                    position -= len(predictions) - joined
-                    del predictions[joined:]
-                    break
+                pending_ids.clear()
+            monitor.model_version = version
             index = positions[position]
             position += 1
             try:
-                raised = monitor.on_label(event)
+                raised = monitor.on_run_label(event)
             except Exception as error:  # a bug must not stop a runner: dead-letter the record, go on
                 routed.failed[index] = _engine_error(error, event)
                 routed.sink_calls_made(index)
@@ -226,9 +269,7 @@ def _run_in_bulk(routed: _ModelPass, head: Prediction | Label, events: list[Even
             break
         position += 1
     if joined < len(predictions):
-        joined += monitor.join_predictions(predictions, joined, len(predictions))
-        position -= len(predictions) - joined
-        del predictions[joined:]
+        monitor.join_predictions(predictions, joined, len(predictions))  # each only waits: all are taken
     if predictions:
         monitor.append_predictions(predictions)
     return position - first

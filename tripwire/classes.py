@@ -96,7 +96,8 @@ class ClassSet:
             if alias not in self._by_key and key in self._by_key:
                 self._by_key[alias] = self._by_key[key]
         # Per type, raw value -> position: 1 == 1.0 == True in one dict, so each type has its own.
-        self._cache: dict[type, dict[Any, int]] = {}
+        # Read-only outside this class (Admission.admit_run looks values up in it); a miss goes to index().
+        self.spellings: dict[type, dict[Any, int]] = {}
         self._cached = 0
 
     def __len__(self) -> int:
@@ -104,7 +105,7 @@ class ClassSet:
 
     def index(self, value: Any) -> int | None:
         """Position of ``value``'s class in :attr:`classes`, or ``None`` when it is no class."""
-        seen = self._cache.get(type(value))
+        seen = self.spellings.get(type(value))
         if seen is not None:
             position = seen.get(value)
             if position is not None:
@@ -114,13 +115,13 @@ class ClassSet:
         except TypeError:
             return None
         if position is not None and self._cached < _CACHE_LIMIT:
-            self._cache.setdefault(type(value), {})[value] = position
+            self.spellings.setdefault(type(value), {})[value] = position
             self._cached += 1
         return position
 
     def canonical(self, value: Any) -> Any:
         """The reference's spelling of ``value``'s class, or ``None`` when it is no class."""
-        seen = self._cache.get(type(value))  # index()'s first step, inlined: this runs per event
+        seen = self.spellings.get(type(value))  # index()'s first step, inlined: this runs per event
         position = seen.get(value) if seen is not None else None
         if position is None:
             position = self.index(value)

@@ -89,10 +89,6 @@ class LabelJoin:
         self.duplicates += 1
         return f"duplicate request_id {request_id!r}: {why}"
 
-    def would_refuse_label(self, request_id: str) -> bool:
-        """Whether :meth:`label_refusal` would refuse a label for ``request_id`` (nothing is counted)."""
-        return request_id in self._labels or request_id in self._joined
-
     def add_prediction(self, request_id: str, ts: float, prediction: Any, score: Score | None,
                        attributes: dict[str, Any]) -> Outcome | None:
         """Join a prediction that :meth:`prediction_refusal` let in."""
@@ -107,11 +103,20 @@ class LabelJoin:
 
     def add_label(self, request_id: str, ts: float, label: Any) -> Outcome | None:
         """Join a label that :meth:`label_refusal` let in."""
+        waiting = self.take_prediction(request_id, ts, label)
+        if waiting is None:
+            return None
+        predicted_at, prediction, score, attributes = waiting
+        return Outcome(request_id, prediction, label, score, attributes, predicted_at, ts)
+
+    def take_prediction(self, request_id: str, ts: float,
+                        label: Any) -> tuple[float, Any, Score | None, dict[str, Any]] | None:
+        """:meth:`add_label` without the :class:`Outcome`: the prediction's ``(predicted_at, prediction,
+        score, attributes)``, or None when the label waits for it."""
         waiting = self._predictions.pop(request_id, None)
         if waiting is not None:
             self._mark_joined(request_id, ts)
-            predicted_at, prediction, score, attributes = waiting
-            return Outcome(request_id, prediction, label, score, attributes, predicted_at, ts)
+            return waiting
         self._labels[request_id] = (ts, label)
         if len(self._labels) > self.max_pending:
             self.evicted_labels += _drop_oldest(self._labels, self.max_pending)
@@ -149,6 +154,23 @@ class LabelJoin:
         if len(predictions) > self.max_pending:
             self.evicted_predictions += _drop_oldest(predictions, self.max_pending)
         return added
+
+    def request_ids(self) -> tuple[Any, Any, Any]:
+        """Views of the ``request_id`` s of the waiting predictions, the waiting labels and the joined
+        requests (live: they follow the join)."""
+        return self._predictions.keys(), self._labels.keys(), self._joined.keys()
+
+    def evict_for(self, arriving: int) -> bool:
+        """Evict now what adding ``arriving`` predictions (each would only wait) would evict, if that is
+        only predictions waiting already: the oldest. False when some arriving ones would go too
+        (nothing is evicted then: add them first, :meth:`add_waiting` evicts)."""
+        waiting = self._predictions
+        excess = len(waiting) + arriving - self.max_pending
+        if excess > len(waiting):
+            return False
+        if excess > 0:
+            self.evicted_predictions += _drop_oldest(waiting, len(waiting) - excess)
+        return True
 
     def expire(self, now: float) -> None:
         horizon = now - self.ttl

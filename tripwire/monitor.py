@@ -123,6 +123,9 @@ class ModelMonitor:
         # They judge a window's raw values, which a sharded model's merged windows do not have.
         self.registered = [] if config.sharded else detectors_for(config, reference)
         self._keeps_outcomes = any(family.window == "performance" for family, _ in self.registered)
+        # Outcomes of the batch path waiting for a binary classifier's windows (see on_run_label).
+        self._defers_outcomes = type(self.performance) is ClassificationWindow
+        self._deferred_outcomes: list[tuple[Any, Any, Score | None, dict[str, Any]]] = []
         self.window_index = 0
         self.performance_index = 0
         self._reset_data_window()
@@ -219,9 +222,28 @@ class ModelMonitor:
         if duplicate is not None:
             raise Refused(Rejection(duplicate, event.model))
         alerts = self._open_sharded_window(event.ts) if self.sharded else []
-        outcome = self.join.add_label(event.request_id, event.ts, event.label)
-        if outcome is not None:
-            alerts += self._on_outcome(outcome, event.ts)
+        return self._take_label(event, alerts, defer=False)
+
+    def on_run_label(self, event: Label) -> list[Alert]:
+        """:meth:`on_label` of a label in a run of the batch path (see :mod:`tripwire.batch`): one the
+        join lets in (see :meth:`LabelJoin.label_refusal`), of a model that is not sharded.
+
+        The performance and fairness windows take its outcome later, column-wise (see
+        :meth:`flush_outcomes`), where they could not fail on it; whatever reads them flushes first.
+        """
+        return self._take_label(event, [], defer=True)
+
+    def next_label_reads_join(self) -> bool:
+        """Whether the next label may read the label join's size or expire it: it may close the
+        performance window, or judge the labels that never met a prediction."""
+        return self._perf_n + 1 >= self.config.performance_window or self.unmatched_labels.judges_next()
+
+    def _take_label(self, event: Label, alerts: list[Alert], defer: bool) -> list[Alert]:
+        waiting = self.join.take_prediction(event.request_id, event.ts, event.label)
+        if waiting is not None:
+            predicted_at, prediction, score, attributes = waiting
+            alerts += self._on_joined(event.request_id, prediction, event.label, score, attributes, predicted_at,
+                                      event.ts, event.ts, defer)
         finding = self.unmatched_labels.on_label(self.join, event.ts)
         if finding is not None:
             alert = self.policy.evaluate(finding, model_version=None, reference=None, ts=event.ts)
@@ -284,41 +306,66 @@ class ModelMonitor:
         return alerts
 
     def _on_outcome(self, outcome: Outcome, ts: float) -> list[Alert]:
+        return self._on_joined(outcome.request_id, outcome.prediction, outcome.label, outcome.score,
+                               outcome.attributes, outcome.predicted_at, outcome.labelled_at, ts, defer=False)
+
+    def _on_joined(self, request_id: str, prediction: Any, label: Any, score: Score | None, attributes: dict[str, Any],
+                   predicted_at: float, labelled_at: float, ts: float, defer: bool) -> list[Alert]:
+        """A prediction joined to its label at ``ts``: into the performance window and the error stream.
+
+        ``defer``: leave a binary classifier's window update to :meth:`flush_outcomes` where it
+        cannot fail (a score that is None or a probability).
+        """
         alerts: list[Alert] = []
         if self._perf_n == 0:
             self._perf_start = self._perf_end = ts
         elif ts > self._perf_end:
             self._perf_end = ts
         self._perf_n += 1
-        self._label_lags.append(outcome.label_lag)
+        self._label_lags.append(labelled_at - predicted_at)
         if self._keeps_outcomes:
-            self._outcomes.append(outcome)
-        if self.task == "classification":
+            self._outcomes.append(Outcome(request_id, prediction, label, score, attributes, predicted_at, labelled_at))
+        if defer and self._defers_outcomes and (score is None or (type(score) is float and 0.0 <= score <= 1.0)):
+            self._deferred_outcomes.append((prediction, label, score, attributes))
+        elif self.task == "classification":
+            self.flush_outcomes()
             # A classifier's window takes the score its admission gave: a multi-class one's vector, a
             # binary one's float (see Admission._admit_classes), a pairing the types cannot state.
-            self.performance.update(outcome.prediction, outcome.label, outcome.score)  # type: ignore[arg-type, call-arg]
+            self.performance.update(prediction, label, score)  # type: ignore[arg-type, call-arg]
             for attribute, window in self.fairness.items():
-                group = outcome.attributes.get(attribute)
+                group = attributes.get(attribute)
                 if group is not None:
-                    window.update(str(group), outcome.prediction, outcome.label)
+                    window.update(str(group), prediction, label)
         else:  # a regression prediction and label are numbers (see Admission.admit)
-            self.performance.update(outcome.prediction, outcome.label)
+            self.performance.update(prediction, label)
         if self.sharded:  # its performance window is its data window, judged after the merge
             return alerts
         error_stream = self.change.get("error")
         if error_stream is not None:
-            if error_stream.update(self._error(outcome)):
+            if error_stream.update(self._error(prediction, label)):
                 alerts += self._change_alarm("error", error_stream, ts)
         if self._perf_n >= self.config.performance_window:
             alerts += self.close_performance_window(ts)
         return alerts
 
-    def _error(self, outcome: Outcome) -> float:
+    def flush_outcomes(self) -> None:
+        """The outcomes :meth:`on_run_label` deferred, into the performance and fairness windows."""
+        deferred = self._deferred_outcomes
+        if not deferred:
+            return
+        self._deferred_outcomes = []
+        predictions, labels, scores, attributes = zip(*deferred)
+        # (deferred only for a binary classifier's window: see _on_joined)
+        self.performance.update_many(predictions, labels, scores)  # type: ignore[union-attr]
+        for attribute, window in self.fairness.items():
+            window.update_many([a.get(attribute) for a in attributes], predictions, labels)
+
+    def _error(self, prediction: Any, label: Any) -> float:
         """Per-event error on a scale the change detectors' defaults suit: 0/1, or |error| / baseline MAE."""
         if self.task == "classification":
-            return float(outcome.prediction != outcome.label)
+            return float(prediction != label)
         scale = self.reference["baseline"].get("mae") or 1.0
-        return abs(outcome.prediction - outcome.label) / scale
+        return abs(prediction - label) / scale
 
     def _change_alarm(self, stream: str, detector: ChangeDetector, ts: float) -> list[Alert]:
         self._change_hits[stream] = self._change_hits.get(stream, 0) + 1
@@ -436,6 +483,7 @@ class ModelMonitor:
 
     def judge_performance_window(self, start: float, end: float, n: int, ts: float) -> list[Alert]:
         """Judge the performance and fairness windows folded so far (and the change streams' hits), reset them."""
+        self.flush_outcomes()
         stats: dict[str, Any] = {}
         findings = performance_window_findings(self, start, end, n, stats)
         findings += change_findings(self.config, self.change, self._change_hits, start, end, n, stats)
@@ -463,6 +511,7 @@ class ModelMonitor:
         Drift, quality and serving detectors are folded and reset at every window close, so
         between events their state is the buffered window itself.
         """
+        self.flush_outcomes()
         return {
             "model_version": self.model_version,
             "indices": [self.window_index, self.performance_index, self._since_expiry],
@@ -492,6 +541,7 @@ class ModelMonitor:
         self._perf_n, self._perf_start, self._perf_end = perf["n"], perf["start"], perf["end"]
         self._label_lags, self._change_hits = perf["label_lags"], perf["change_hits"]
         self._outcomes = [Outcome(*fields) for fields in perf.get("outcomes", ())]
+        self._deferred_outcomes = []
         self.performance = type(self.performance).from_dict(state["performance"])
         self.fairness = {a: FairnessWindow.from_dict(w) for a, w in state["fairness"].items()}
         self.change = {s: ChangeDetector.from_dict(d) for s, d in state["change"].items()}

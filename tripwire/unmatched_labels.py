@@ -48,6 +48,10 @@ class UnmatchedLabels:
         self.window = [0, join.joined, join.expired_labels, ts]
         return unmatched_label_finding(self.config, unmatched, joined, join.ttl, start, ts)
 
+    def judges_next(self) -> bool:
+        """Whether the next label's :meth:`on_label` expires the join and reads its counts."""
+        return self.window[0] + 1 >= self.every
+
     def to_list(self) -> list[Any]:
         return list(self.window)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
+from typing import Any, Sequence
 
 __all__ = ["FairnessWindow"]
 
@@ -114,6 +115,25 @@ class FairnessWindow:
             c["tp" if pred_pos else "fn"] += 1
         else:
             c["fp" if pred_pos else "tn"] += 1
+
+    def update_many(self, groups: Sequence[Any], predictions: Sequence[Any], labels: Sequence[Any]) -> None:
+        """:meth:`update` of each ``(group, prediction, label)`` in order where the group is not None,
+        counted column-wise (groups first seen in the same order); predictions and labels are hashable."""
+        keyed = [(str(g), p, y) for g, p, y in zip(groups, predictions, labels) if g is not None]
+        positive = self.positive_class
+        for (key, prediction, label), count in Counter(keyed).items():
+            c = self._groups.get(key)
+            if c is None:
+                c = self._groups[key] = dict.fromkeys(_COUNTERS, 0)
+            pred_pos = prediction == positive
+            c["n"] += count
+            c["selected"] += count * bool(pred_pos)
+            if label is None:
+                continue
+            if label == positive:
+                c["tp" if pred_pos else "fn"] += count
+            else:
+                c["fp" if pred_pos else "tn"] += count
 
     def result(self) -> dict[str, Any]:
         """Per-group rates and the between-group disparities.

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tripwire.detectors.histogram import SCORE_BINS, binned_auc, score_bins
@@ -303,6 +304,41 @@ class ClassificationWindow:
             # matches scikit-learn bit for bit near 0 and 1.
             q = score if label_pos else 1.0 - score
             self._log_loss_sum -= math.log(min(max(q, LOG_LOSS_EPS), 1.0 - LOG_LOSS_EPS))
+
+    def update_many(self, predictions: Sequence[Any], labels: Sequence[Any], scores: Sequence[float | None]) -> None:
+        """:meth:`update` of each ``(prediction, label, score)`` in order, counted column-wise.
+
+        The predictions and labels are hashable class values; each score is ``None`` or a float
+        in [0, 1] (checked first: a ValueError changes nothing).
+        """
+        positive = self.positive_class
+        kept: list[float] = []
+        kept_is_pos: list[bool] = []
+        log_loss_sum = self._log_loss_sum
+        low, high = LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS
+        log = math.log
+        for score, label in zip(scores, labels):
+            if score is None:
+                continue
+            if type(score) is not float or not 0.0 <= score <= 1.0:
+                raise ValueError(f"score must be a probability in [0, 1], got {score!r}")
+            label_pos = bool(label == positive)
+            kept.append(score)
+            kept_is_pos.append(label_pos)
+            # the same sum, in the same order, as update's
+            log_loss_sum -= log(min(max(score if label_pos else 1.0 - score, low), high))
+        # Counts add up per distinct (prediction, label) pair: a binary window has at most a few.
+        for (prediction, label), count in Counter(zip(predictions, labels)).items():
+            pred_pos = bool(prediction == positive)
+            label_pos = bool(label == positive)
+            self._correct += count * bool(prediction == label)
+            self._tp += count * (pred_pos and label_pos)
+            self._fp += count * (pred_pos and not label_pos)
+            self._fn += count * (label_pos and not pred_pos)
+        self.n += len(predictions)
+        self._scores += kept
+        self._score_is_pos += kept_is_pos
+        self._log_loss_sum = log_loss_sum
 
     def confusion(self) -> dict[str, int]:
         """Counts of the binary confusion matrix for ``positive_class``."""
