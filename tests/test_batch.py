@@ -380,9 +380,10 @@ ADMITTED_VALUES = [0, 1, 1.0, True, "1", " 0 ", "true", 2, "billing", "account",
 
 @pytest.mark.parametrize("seed", range(4))
 def test_runs_admitted_at_once_equal_one_by_one(demo_references, seed):
-    """Admission of a batch's runs (class spellings, regression numbers, the event clock with its
-    late, far and jumping records) gives each event and rejection that Engine.admit one by one gives."""
-    from tripwire.batch import _admit_all
+    """Admission of each model's events at once (class spellings, regression numbers, the event clock
+    with its late, far and jumping records) gives each event and rejection that Engine.admit one by
+    one gives, the models' events interleaved."""
+    from tripwire.batch import admit_model
     from tripwire.events import Features, Label, Prediction, Rejection
 
     rng = random.Random(seed)
@@ -412,5 +413,14 @@ def test_runs_admitted_at_once_equal_one_by_one(demo_references, seed):
 
     single, batched = demo_engine(demo_references), demo_engine(demo_references)
     expected = [single.admit(event) for event in events()]
-    assert repr(_admit_all(batched, events())) == repr(expected)
+    made = events()
+    admitted = list(made)  # (rejections stay as they are)
+    by_model: dict[str, list[int]] = {}
+    for index, event in enumerate(made):
+        if type(event) is not Rejection:
+            by_model.setdefault(event.model, []).append(index)
+    for model, positions in by_model.items():
+        for index, event in zip(positions, admit_model(batched, model, [made[i] for i in positions])):
+            admitted[index] = event
+    assert repr(admitted) == repr(expected)
     assert [m.clock.to_dict() for m in batched.monitors.values()] == [m.clock.to_dict() for m in single.monitors.values()]

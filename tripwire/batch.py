@@ -80,18 +80,6 @@ class _ModelPass:
             for monitor, (on_window, on_summary) in zip(monitors, sinks):
                 monitor.on_window, monitor.on_summary = on_window, on_summary
 
-    def _admit(self, model: str, events: list[Event]) -> list[Event | Rejection]:
-        """:meth:`Engine.admit` of each of one model's events, in order (a monitored model's at once, see
-        :meth:`tripwire.admission.Admission.admit_run`): admission reads only the model's own state."""
-        monitor = self.engine.monitors.get(model)
-        if monitor is None:
-            return [self.engine.admit(event) for event in events]
-        admitted: list[Event | Rejection] = []
-        at = 0
-        while at < len(events):
-            at = monitor.admission.admit_run(events, at, admitted)
-        return admitted
-
     def _deferred(self, sink: WindowSink | None) -> WindowSink | None:
         if sink is None:
             return None
@@ -108,7 +96,7 @@ class _ModelPass:
         """One model's events (at ``positions`` in the batch, ascending) admitted, then routed in runs
         where they may, else one by one."""
         items = self.items
-        admitted = self._admit(model, cast("list[Event]", [items[index] for index in positions]))
+        admitted = admit_model(self.engine, model, cast("list[Event]", [items[index] for index in positions]))
         if len(admitted) != len(positions) or any(type(event) is Rejection for event in admitted):
             kept = []
             for index, event in zip(positions, admitted):
@@ -140,6 +128,20 @@ class _ModelPass:
                 self.failed[index] = _engine_error(error, event)
             self.sink_calls_made(index)
             at += 1
+
+
+def admit_model(engine: Engine, model: str, events: list[Event]) -> list[Event | Rejection]:
+    """:meth:`Engine.admit` of each of one model's events, in order; a monitored model's at once (see
+    :meth:`tripwire.admission.Admission.admit_run`). Admission reads only the model's own state, so
+    each model's events are admitted on their own."""
+    monitor = engine.monitors.get(model)
+    if monitor is None:
+        return [engine.admit(event) for event in events]
+    admitted: list[Event | Rejection] = []
+    at = 0
+    while at < len(events):
+        at = monitor.admission.admit_run(events, at, admitted)
+    return admitted
 
 
 def _engine_error(error: Exception, event: Event) -> Rejection:
