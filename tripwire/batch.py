@@ -97,7 +97,7 @@ class _ModelPass:
         where they may, else one by one."""
         items = self.items
         admitted = admit_model(self.engine, model, cast("list[Event]", [items[index] for index in positions]))
-        if len(admitted) != len(positions) or any(type(event) is Rejection for event in admitted):
+        if any(type(event) is Rejection for event in admitted):  # (one result per event, in order)
             kept = []
             for index, event in zip(positions, admitted):
                 if type(event) is Rejection:

@@ -78,6 +78,12 @@ class Engine:
             return monitor.on_label(event)
         return monitor.on_features(event)
 
+    def count_event(self, ts: float) -> list[Alert]:
+        """The engine half of :meth:`process`: count a processed event of time ``ts`` in the record
+        window; the rejection-rate alert when that closes it (not tallied)."""
+        closes = self.count_events((ts,))
+        return closes[0][1] if closes else []
+
     def count_events(self, stamps: Sequence[float]) -> list[tuple[int, list[Alert]]]:
         """:meth:`count_event` of each time in ``stamps``, a stretch at a time: the rejection-rate alerts
         raised, each with the position in ``stamps`` of the event that closed the record window."""
@@ -89,7 +95,7 @@ class Engine:
             if self._records == 0:
                 self._window_start = span[0]
             latest = max(span)
-            if latest > self._last_ts:
+            if latest > self._last_ts:  # a late record does not move the record window's end back
                 self._last_ts = latest
             self.events += len(span)
             self._records += len(span)
@@ -99,19 +105,6 @@ class Engine:
                 if closing:
                     closes.append((at - 1, closing))
         return closes
-
-    def count_event(self, ts: float) -> list[Alert]:
-        """The engine half of :meth:`process`: count a processed event of time ``ts`` in the record
-        window; the rejection-rate alert when that closes it (not tallied)."""
-        self.events += 1
-        if ts > self._last_ts:  # a late record does not move the record window's end back
-            self._last_ts = ts
-        self._records += 1
-        if self._records == 1:
-            self._window_start = ts
-        if self._records >= self.config.rejection_window:
-            return self._close_record_window()
-        return []
 
     def admit(self, event: Event | Rejection) -> Event | Rejection:
         """Call between ``decode`` and :meth:`handle`: a classifier's event in its reference's class form.
