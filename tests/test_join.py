@@ -116,6 +116,8 @@ def test_the_join_survives_a_checkpoint_and_one_from_before_the_bound(demo_refer
         model = state["models"]["fuel-efficiency"]
         del model["clock"], model["join_counts_shown"], model["join"]["joined"], model["join"]["max_pending"]
         model["join"]["counts"] = model["join"]["counts"][:3]
+        for side in ("predictions", "labels"):  # and its entries flat: [request id, *values]
+            model["join"][side] = [[request_id, *values] for request_id, values in model["join"][side]]
     restored = engine_for(demo_references, label_join_max_pending=1)
     restored.restore(state)
     join = restored.monitors["fuel-efficiency"].join

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from tripwire.events import Score
 
@@ -187,12 +187,14 @@ class LabelJoin:
         return self.evicted_predictions + self.evicted_labels
 
     def to_dict(self) -> dict[str, Any]:
+        # Each entry as its (request id, values) pair, copied in C: a checkpoint holds tens of
+        # thousands of them and the partition waits while it is taken (a list per entry was most of it).
         return {
             "ttl": self.ttl,
             "max_pending": self.max_pending,
-            "predictions": [[k, *v] for k, v in self._predictions.items()],
-            "labels": [[k, *v] for k, v in self._labels.items()],
-            "joined": [[k, *v] for k, v in self._joined.items()],
+            "predictions": list(self._predictions.items()),
+            "labels": list(self._labels.items()),
+            "joined": list(self._joined.items()),
             "counts": [self.joined, self.expired_predictions, self.expired_labels, self.evicted_predictions,
                        self.evicted_labels, self.duplicates],
         }
@@ -201,12 +203,13 @@ class LabelJoin:
     def from_dict(cls, state: dict[str, Any], max_pending: int) -> LabelJoin:
         """The join of :meth:`to_dict`, bounded by ``max_pending`` (the configuration's, which may have changed).
 
-        A checkpoint from before the bound and the duplicate rule (no ``joined``, three counts) is read too.
+        A checkpoint from before the bound and the duplicate rule (no ``joined``, three counts) is read
+        too, and one whose entries are flat (``[request id, *values]``).
         """
         join = cls(state["ttl"], max_pending)
-        join._predictions = OrderedDict((k, (ts, p, s, a)) for k, ts, p, s, a in state["predictions"])
-        join._labels = OrderedDict((k, (ts, label)) for k, ts, label in state["labels"])
-        join._joined = OrderedDict((k, (ts,)) for k, ts in state.get("joined", ()))
+        join._predictions = OrderedDict(_entries(state["predictions"]))
+        join._labels = OrderedDict(_entries(state["labels"]))
+        join._joined = OrderedDict(_entries(state.get("joined", ())))
         counts = list(state["counts"]) + [0] * (6 - len(state["counts"]))
         (join.joined, join.expired_predictions, join.expired_labels, join.evicted_predictions,
          join.evicted_labels, join.duplicates) = counts
@@ -214,6 +217,16 @@ class LabelJoin:
         join.evicted_labels += _drop_oldest(join._labels, max_pending)
         _drop_oldest(join._joined, max_pending)
         return join
+
+
+def _entries(rows: list[list[Any]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """The (request id, values) of each checkpointed entry: ``[id, [values]]``, or ``[id, *values]``
+    as checkpoints wrote them before (the first value is an event time, never a list)."""
+    for row in rows:
+        if len(row) == 2 and isinstance(row[1], (list, tuple)):
+            yield row[0], tuple(row[1])
+        else:
+            yield row[0], tuple(row[1:])
 
 
 def _drop_older(waiting: OrderedDict[str, Any], horizon: float) -> int:
