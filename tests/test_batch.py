@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from tripwire import demo
 from tripwire.alerts import encode_alert
+from tripwire.batch import CACHE_RECORDS
 from tripwire.config import parse_config
 from tripwire.engine import Engine
 from tripwire.events import decode, decode_batch, format_ts, parse_ts
@@ -134,6 +135,27 @@ def test_batches_give_the_same_alerts_rejections_and_state(reference_run, demo_r
     bounds = [*range(0, len(records), size), len(records)]
     assert in_batches(engine, records, bounds) == (alerts, rejections)
     assert orjson.dumps(engine.state()) == state
+
+
+def test_a_batch_bigger_than_the_cache_piece_keeps_each_records_index(demo_stream, demo_references):
+    """A worker's fetch of thousands is taken CACHE_RECORDS at a time: each alert and rejection still
+    names the record of the whole batch it belongs to."""
+    records = dirty(demo_stream[0])[:3 * CACHE_RECORDS + 20_000]  # (the burst of odd records, at 20,000)
+    single = demo_engine(demo_references)
+    expected_alerts, expected_rejections, last_ts = [], [], None
+    for index, record in enumerate(records):
+        event = decode(record)
+        raised, rejection = single.step(event)
+        expected_alerts += [(index, encode_alert(alert)) for alert in raised]
+        if rejection is None:
+            last_ts = event.ts
+        else:
+            expected_rejections.append((index, rejection.reason))
+    result = demo_engine(demo_references).process_records(records)
+    assert len(expected_alerts) >= 2 and len(expected_rejections) > 20
+    assert [(index, encode_alert(alert)) for index, alert in zip(result.alert_records, result.alerts)] == expected_alerts
+    assert [(index, rejection.reason) for index, rejection in result.rejections] == expected_rejections
+    assert (result.events, result.last_ts) == (single.events, last_ts)
 
 
 def test_sinks_hear_windows_and_alerts_in_record_order(demo_stream, demo_references):

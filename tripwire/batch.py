@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from tripwire.engine import Engine
 
 MIN_RUN = 8  # the batch path takes a run of one model's predictions and labels from this long
+# Records decoded and routed together. More amortise nothing further, and past a few thousand the
+# decoded events leave the CPU cache before they are routed: a worker's fetch of 5,000 records is
+# taken in pieces of this size (bench/replay_throughput.py: about 10 % slower at 4,096).
+CACHE_RECORDS = 1000
 
 
 @dataclass
@@ -37,6 +41,20 @@ def process_records(engine: Engine, records: Sequence[bytes]) -> BatchResult:
     the monitors' sink calls they deferred. A record on which the engine itself fails is rejected
     with the error, and the batch goes on.
     """
+    if len(records) <= CACHE_RECORDS:
+        return _process_piece(engine, records)
+    result = BatchResult()
+    for first in range(0, len(records), CACHE_RECORDS):
+        piece = _process_piece(engine, records[first:first + CACHE_RECORDS])
+        result.alerts += piece.alerts
+        result.rejections += [(first + index, rejection) for index, rejection in piece.rejections]
+        result.events += piece.events
+        result.last_ts = result.last_ts if piece.last_ts is None else piece.last_ts
+        result.alert_records += [first + index for index in piece.alert_records]
+    return result
+
+
+def _process_piece(engine: Engine, records: Sequence[bytes]) -> BatchResult:
     items = decode_batch(records)
     routed = _ModelPass(engine, items)
     routed.run()

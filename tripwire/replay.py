@@ -21,6 +21,7 @@ import orjson
 from tqdm import tqdm
 
 from tripwire.alerts import encode_alert
+from tripwire.batch import CACHE_RECORDS
 from tripwire.collector import streaming_collector
 from tripwire.config import MonitorConfig
 from tripwire.engine import Engine
@@ -81,12 +82,11 @@ class Summary:
         return "\n".join(lines)
 
 
-BATCH_RECORDS = 1000  # records per engine batch: big enough to amortise, small enough to stay in cache
 BATCH_BYTES = 1 << 18  # a file is read in blocks of whole lines of about this many bytes
 
 
 def run_records(engine: Engine, records: Iterable[bytes], on_alert: AlertSink, on_reject: RejectSink, *,
-                batch_records: int = BATCH_RECORDS) -> Summary:
+                batch_records: int = CACHE_RECORDS) -> Summary:
     """Decode and process records in order; ``index`` passed to the sinks counts from 1."""
     iterator = iter(records)
     return run_batches(engine, iter(lambda: list(islice(iterator, batch_records)), []), on_alert, on_reject)
