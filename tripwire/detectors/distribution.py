@@ -505,14 +505,11 @@ def _numeric_group_results(group: list[NumericDrift]) -> list[dict[str, Any]]:
     p = np.array([r._normalised for r in references])
     q = cur / np.array(cur_sums)[:, None]
     m = 0.5 * (p + q)
-    # (a subnormal fraction can make m 0 where p or q is not: result() then raises, as it does alone)
-    underflow = ((m == 0) & ((p > 0) | (q > 0))).any(axis=1).tolist()
     js_terms = np.zeros((2,) + cur.shape)
-    with np.errstate(divide="ignore"):
-        for values, terms in ((p, js_terms[0]), (q, js_terms[1])):
-            positive = values > 0
-            kept = values[positive]
-            terms[positive] = kept * np.array(list(map(log2, (kept / m[positive]).tolist())))
+    for values, terms in ((p, js_terms[0]), (q, js_terms[1])):
+        positive = values > 0
+        kept = values[positive]
+        terms[positive] = kept * np.array(list(map(log2, (kept / m[positive]).tolist())))
     js_rows = np.concatenate(js_terms, axis=1).tolist()
     # Wasserstein: |F_ref - F_cur| * width between consecutive support points (sorted: see numeric_results).
     widths = np.array([r._wasserstein[1] for r in references])  # type: ignore[index]
@@ -527,9 +524,6 @@ def _numeric_group_results(group: list[NumericDrift]) -> list[dict[str, Any]]:
     top = np.argsort(-np.abs(cur - np.array(ref_fractions)), axis=1, kind="stable")[:, :_TOP_BINS].tolist()
     results = []
     for i, detector in enumerate(group):
-        if underflow[i]:
-            results.append(detector.result())
-            continue
         reference, row, ref = references[i], cur_rows[i], ref_fractions[i]
         d = min(float(ks_d[i]), 1.0)
         n_ref, total = float(reference._n_ref), float(n[i])
