@@ -348,33 +348,3 @@ def test_fold_numeric_columns_counts_as_update_many_row_by_row(seed):
         detector.update_many(row)
     for a, b in zip(batched, one_by_one):
         assert a.summary() == b.summary()
-
-
-# -- numeric_results: every numeric detector's statistics of a window at once ------------------------
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from tripwire.detectors.distribution import numeric_results  # noqa: E402
-
-
-@st.composite
-def _numeric_windows(draw):
-    """A numeric drift detector on a random profile, with a random window folded in (possibly empty)."""
-    k = draw(st.integers(1, 11))
-    edges = sorted(set(draw(st.lists(st.floats(-100, 100), min_size=k - 1, max_size=k - 1))))
-    k = len(edges) + 1
-    fractions = draw(st.lists(st.sampled_from([0.0, 1e-6, 0.01, 0.1, 0.25, 0.5]) | st.floats(0, 1),
-                              min_size=k, max_size=k).filter(lambda f: sum(f) > 0))
-    bin_means = draw(st.none() | st.lists(st.none() | st.floats(-200, 200), min_size=k, max_size=k))
-    std = draw(st.sampled_from([None, 0.0, 1.0, 3.7]))
-    detector = NumericDrift({"kind": "numeric", "count": draw(st.integers(1, 10**6)), "edges": edges,
-                             "fractions": fractions, "bin_means": bin_means, "std": std})
-    counts = draw(st.lists(st.sampled_from([0, 0, 1, 7]) | st.integers(0, 10**6), min_size=k, max_size=k))
-    detector.merge({"counts": counts, "n": sum(counts), "total": draw(st.floats(-1e6, 1e6))})
-    return detector
-
-
-@settings(max_examples=300, deadline=None, derandomize=True)
-@given(st.lists(_numeric_windows(), min_size=1, max_size=6))
-def test_numeric_results_are_each_detectors_result_bit_for_bit(detectors):
-    assert repr(numeric_results(detectors)) == repr([d.result() for d in detectors])

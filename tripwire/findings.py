@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from tripwire.alerts import AlertPolicy, Finding
 from tripwire.config import ModelConfig
-from tripwire.detectors.distribution import CategoricalDrift, NumericDrift, numeric_results
+from tripwire.detectors.distribution import CategoricalDrift, NumericDrift
 from tripwire.detectors.estimated import ConfidenceEstimate, MulticlassConfidenceEstimate
 from tripwire.detectors.fairness import FairnessWindow
 from tripwire.detectors.multiple_testing import benjamini_hochberg, bonferroni
@@ -46,19 +46,13 @@ def data_window_findings(monitor: ModelMonitor, start: float, end: float, stats:
     config, policy = monitor.config, monitor.policy
     findings: list[Finding] = []
     feature_drafts, pvalues = [], []
-    # The numeric drift detectors' statistics, for all of them at once.
-    numeric = [detector for detector in monitor.drift.values() if isinstance(detector, NumericDrift)]
-    score_drift = monitor.score_drift if config.enabled("drift", "score") else None
-    if score_drift is not None:
-        numeric.append(score_drift)
-    results = dict(zip(numeric, numeric_results(numeric)))  # (detectors hash by identity)
     for name in monitor.monitored_features:
         if name in monitor.quality:
             findings += quality_findings(config, monitor.reference, name, monitor.quality[name], start, end, stats,
                                          policy)
         if name in monitor.drift:
             draft, pvalue = drift_finding(config, monitor.drift[name], "data_drift", f"feature:{name}", start, end,
-                                          stats, results.get(monitor.drift[name]))
+                                          stats)
             if draft is not None:
                 feature_drafts.append(draft)
                 pvalues.append(pvalue)
@@ -68,8 +62,8 @@ def data_window_findings(monitor: ModelMonitor, start: float, end: float, stats:
         draft, pvalue = drift_finding(config, monitor.prediction_drift, "prediction_drift", "prediction", start, end,
                                       stats)
         findings += significant(config, [draft], [pvalue], policy) if draft else []
-    if score_drift is not None:
-        draft, pvalue = drift_finding(config, score_drift, "prediction_drift", "score", start, end, stats, results[score_drift])
+    if monitor.score_drift is not None and config.enabled("drift", "score"):
+        draft, pvalue = drift_finding(config, monitor.score_drift, "prediction_drift", "score", start, end, stats)
         findings += significant(config, [draft], [pvalue], policy) if draft else []
     if monitor.class_score_drift:
         findings += class_score_findings(config, monitor.class_names, monitor.class_score_drift, start, end, stats,
@@ -159,14 +153,9 @@ def quality_findings(config: ModelConfig, reference: dict[str, Any], name: str, 
 
 
 def drift_finding(config: ModelConfig, detector: NumericDrift | CategoricalDrift, kind: str, signal: str,
-                  start: float, end: float, stats: dict[str, Any],
-                  result: dict[str, Any] | None = None) -> tuple[dict[str, Any] | None, float | None]:
-    """The fields of the drift finding (all but ``significant`` and ``message``: see :func:`significant`) and its p-value.
-
-    ``result``: the detector's :meth:`result`, when worked out already (see :func:`numeric_results`).
-    """
-    if result is None:
-        result = detector.result()
+                  start: float, end: float, stats: dict[str, Any]) -> tuple[dict[str, Any] | None, float | None]:
+    """The fields of the drift finding (all but ``significant`` and ``message``: see :func:`significant`) and its p-value."""
+    result = detector.result()
     n = result["n"]
     # The window's histogram on the reference bins (a list, not a scalar): the report draws it.
     fractions = [count / n for count in detector.counts.tolist()] if n else []

@@ -11,19 +11,11 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
-from tripwire.detectors.statistics import (
-    BinnedReference,
-    _kolmogorov,
-    chi_square,
-    js_distance,
-    ks_binned,
-    psi,
-    wasserstein_binned,
-)
+from tripwire.detectors.statistics import BinnedReference, chi_square, js_distance, ks_binned, psi, wasserstein_binned
 from tripwire.detectors.tally import tally
 
 __all__ = [
@@ -36,7 +28,6 @@ __all__ = [
     "CategoricalDrift",
     "drift_detector_for",
     "fold_numeric_columns",
-    "numeric_results",
 ]
 
 OTHER_LABEL = "<other>"
@@ -454,92 +445,6 @@ def fold_numeric_columns(detectors: Sequence[NumericDrift], floats: np.ndarray) 
             detector._update_ascending(xs, row_ascending)
         else:
             detector.update_many(xs)
-
-
-def numeric_results(detectors: Sequence[NumericDrift]) -> list[dict[str, Any]]:
-    """``[detector.result() for detector in detectors]``, the same floats, computed for all of them at once.
-
-    A window close judges a dozen numeric features of ten bins each: their statistics are computed
-    here as one matrix per bin count, with the arithmetic of :mod:`~tripwire.detectors.statistics`
-    done element for element in numpy (the same IEEE operations), the logarithms by :mod:`math`
-    (numpy's may differ in the last bit) and each sum by ``math.fsum`` (exact, so the order of its
-    terms does not matter). A detector the matrices do not fit (an empty window, support out of
-    order, no reference count) gives its own :meth:`NumericDrift.result`.
-
-    >>> a = NumericDrift({"kind": "numeric", "count": 10, "edges": [0.0], "fractions": [0.5, 0.5], "std": 1.0})
-    >>> a.update_many([-1.0, 0.5, 2.0])
-    >>> numeric_results([a]) == [a.result()]
-    True
-    """
-    results: list[dict[str, Any] | None] = [None] * len(detectors)
-    groups: dict[int, list[int]] = {}
-    for i, detector in enumerate(detectors):
-        wasserstein = detector._reference._wasserstein
-        if detector._n and detector._reference._n_ref > 0 and wasserstein is not None and wasserstein[0] is None:
-            groups.setdefault(detector._k, []).append(i)
-        else:
-            results[i] = detector.result()
-    for members in groups.values():
-        group = [detectors[i] for i in members]
-        for i, result in zip(members, _numeric_group_results(group)):
-            results[i] = result
-    return cast("list[dict[str, Any]]", results)
-
-
-def _numeric_group_results(group: list[NumericDrift]) -> list[dict[str, Any]]:
-    """:meth:`NumericDrift.result` of detectors with the same number of bins, each with a non-empty window."""
-    fsum, log, log2, sqrt = math.fsum, math.log, math.log2, math.sqrt
-    references = [d._reference for d in group]
-    n = [d._n for d in group]
-    counts = np.array([d._counts for d in group])
-    cur = counts / np.array(n)[:, None]  # (int / int, as c / n on Python ints below 2**53)
-    cur_rows = cur.tolist()
-    cur_sums = [fsum(row) for row in cur_rows]
-    # PSI: (c - r) * log(c / r) on fractions floored at eps.
-    eps = np.array([[r._eps] for r in references])
-    floored = np.where(eps > cur, eps, cur)
-    floored_ref = np.array([r._floored for r in references])
-    logs = np.array(list(map(log, (floored / floored_ref).ravel().tolist()))).reshape(cur.shape)
-    psi_terms = ((floored - floored_ref) * logs).tolist()
-    # Jensen-Shannon: p log2(p / m) + q log2(q / m) over the bins where p (q) is positive.
-    p = np.array([r._normalised for r in references])
-    q = cur / np.array(cur_sums)[:, None]
-    m = 0.5 * (p + q)
-    js_terms = np.zeros((2,) + cur.shape)
-    for values, terms in ((p, js_terms[0]), (q, js_terms[1])):
-        positive = values > 0
-        kept = values[positive]
-        terms[positive] = kept * np.array(list(map(log2, (kept / m[positive]).tolist())))
-    js_rows = np.concatenate(js_terms, axis=1).tolist()
-    # Wasserstein: |F_ref - F_cur| * width between consecutive support points (sorted: see numeric_results).
-    widths = np.array([r._wasserstein[1] for r in references])  # type: ignore[index]
-    ref_cdf = np.array([r._wasserstein[2] for r in references])[:, :-1]  # type: ignore[index]
-    cur_cdf = np.cumsum(cur, axis=1)[:, :-1] / np.array(cur_sums)[:, None]
-    wasserstein_terms = (np.abs(ref_cdf - cur_cdf) * widths).tolist()
-    # KS at the bin boundaries, on the counts' running sums (exact integers).
-    n_cur = np.array(n, dtype=np.float64)
-    ks_d = np.abs(np.array([r._cdf for r in references]) - np.cumsum(counts, axis=1) / n_cur[:, None]).max(axis=1)
-    # The top bins: the largest absolute changes, ties in bin order (a stable sort, as sorted()).
-    ref_fractions = [d._ref for d in group]
-    top = np.argsort(-np.abs(cur - np.array(ref_fractions)), axis=1, kind="stable")[:, :_TOP_BINS].tolist()
-    results = []
-    for i, detector in enumerate(group):
-        reference, row, ref = references[i], cur_rows[i], ref_fractions[i]
-        d = min(float(ks_d[i]), 1.0)
-        n_ref, total = float(reference._n_ref), float(n[i])
-        en = n_ref * total / (n_ref + total)
-        div = 0.5 * fsum(js_rows[i])
-        results.append({
-            "n": n[i],
-            "psi": fsum(psi_terms[i]),
-            "js": sqrt(min(max(div, 0.0), 1.0)),
-            "wasserstein": fsum(wasserstein_terms[i]) / detector._scale,
-            "ks_statistic": d,
-            "ks_pvalue": min(max(float(_kolmogorov(sqrt(en) * d)), 0.0), 1.0),
-            "mean": detector._total / n[i],
-            "top_bins": [{"bin": detector._labels[b], "reference": ref[b], "current": row[b]} for b in top[i]],
-        })
-    return results
 
 
 def _with_counts(detector: _BinnedWindow, state: Mapping[str, Any]) -> Any:
