@@ -92,3 +92,29 @@ def _severity_reference(threshold, value):
 @given(st.sampled_from(_THRESHOLDS), st.floats(-1.0, 2.0) | st.sampled_from([0.1, 0.25, 0.8, 0.6, float("nan")]))
 def test_severity_is_the_limit_crossed_in_its_direction(threshold, value):
     assert threshold.severity(value) == _severity_reference(threshold, value)
+
+
+def test_a_window_judge_building_every_finding_gives_the_same_alerts(demo_stream, demo_references):
+    """The demo stream, judged as it is and with would_act always True (every finding built): the same alerts.
+
+    The demo's alerts cover quality, drift, estimated-performance and serving signals firing and
+    resolving, so each builder's arguments to would_act (n, value, threshold, significance) are checked.
+    """
+    import orjson
+
+    from tripwire import demo
+    from tripwire.config import parse_config
+    from tripwire.engine import Engine
+
+    def alerts(build_every_finding):
+        engine = Engine(parse_config(demo.demo_config()), references=demo_references)
+        if build_every_finding:
+            for monitor in engine.monitors.values():
+                monitor.policy.would_act = lambda *args, **kwargs: True
+        return [orjson.dumps(a, option=orjson.OPT_SORT_KEYS) for a in engine.process_records(demo_stream[0]).alerts]
+
+    judged = alerts(False)
+    assert judged == alerts(True)
+    kinds = {orjson.loads(a)["kind"] for a in judged}
+    statuses = {orjson.loads(a)["status"] for a in judged}
+    assert {"data_quality", "data_drift", "estimated_performance"} <= kinds and statuses == {"firing", "resolved"}
