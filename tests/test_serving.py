@@ -143,3 +143,22 @@ def test_state_roundtrip_and_continue():
     assert restored.result() == whole.result()
 
     assert json_roundtrip(ServingWindow()).result()["n"] == 0
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+from tripwire.detectors.serving import linear_percentiles  # noqa: E402
+
+_latency = st.floats(0.0, 5000.0) | st.sampled_from([0.0, -0.0, 1.0, 1e-300, 7.5, float("inf"), float("nan"), -3.0])
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # (numpy interpolating between infinities)
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(arrays(np.float64, st.integers(1, 300), elements=_latency),
+       st.lists(st.floats(0.0, 100.0) | st.sampled_from([0.0, 50.0, 95.0, 99.0, 100.0]), min_size=1, max_size=4))
+def test_linear_percentiles_are_numpys_floats_bit_for_bit(values, percents):
+    expected = np.percentile(values, percents).tolist()
+    got = linear_percentiles(values, tuple(percents))
+    assert [v.hex() for v in got] == [v.hex() for v in expected]

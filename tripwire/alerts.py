@@ -18,6 +18,7 @@ from tripwire.events import format_ts
 from tripwire.thresholds import Threshold
 
 SEVERITY_RANK = {"warning": 1, "critical": 2}
+_MAX_KEYS = 10_000  # signal keys a policy remembers hashed
 KINDS = (
     "data_drift",
     "prediction_drift",
@@ -30,7 +31,7 @@ KINDS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: a frozen dataclass's __init__ costs four times as much, ~80 of them a window)
 class Finding:
     """One detector's verdict on one window (or one event, for change detectors)."""
 
@@ -69,13 +70,44 @@ class AlertPolicy:
         self._open: dict[str, dict[str, Any]] = {}  # key -> the firing alert
         self._good: dict[str, int] = {}  # key -> consecutive good windows while firing
         self._cooldown: dict[str, int] = {}  # key -> windows left before it may fire again
+        self._keys: dict[tuple[str, str, str, str | None], str] = {}  # the keys of the signals seen, hashed once
+
+    def _key(self, model: str, signal: str, detector: str, segment: str | None) -> str:
+        """The state key of a signal: :func:`alert_id` of what identifies it (hashed once per signal)."""
+        parts = (model, signal, detector, segment)
+        key = self._keys.get(parts)
+        if key is None:
+            if len(self._keys) >= _MAX_KEYS:  # (signals named after runs or sightings come and go)
+                self._keys.clear()
+            key = self._keys[parts] = alert_id(*parts)
+        return key
+
+    def would_act(self, model: str, signal: str, detector: str, n: int, value: float, threshold: Threshold,
+                  significant: bool = True, segment: str | None = None) -> bool:
+        """Whether :meth:`evaluate` of a window finding with these fields could alert or change this policy's state.
+
+        When it is False, evaluate would return None and change nothing, so a window's judge need
+        not build the finding (its message and evidence) at all.
+
+        >>> policy = AlertPolicy(min_samples=10)
+        >>> policy.would_act("m", "feature:x", "psi", 100, 0.01, Threshold(0.1, 0.25))
+        False
+        >>> policy.would_act("m", "feature:x", "psi", 100, 0.3, Threshold(0.1, 0.25))
+        True
+        """
+        if n < self.min_samples:
+            return False
+        if significant and threshold.severity(value) is not None:
+            return True
+        key = self._key(model, signal, detector, segment)
+        return key in self._open or bool(self._cooldown.get(key))
 
     def evaluate(self, finding: Finding, *, model_version: str | None, reference: str | None,
                  ts: float, min_samples: int | None = None) -> dict[str, Any] | None:
         """Return an alert to publish, or None. ``ts`` is the event time that produced the finding."""
         if finding.n < (self.min_samples if min_samples is None else min_samples):
             return None
-        key = alert_id(finding.model, finding.signal, finding.detector, finding.segment)
+        key = self._key(finding.model, finding.signal, finding.detector, finding.segment)
         severity = finding.threshold.severity(finding.value) if finding.significant else None
         firing = self._open.get(key)
         if firing is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from tripwire.alerts import Finding
+from tripwire.alerts import AlertPolicy, Finding
 from tripwire.config import ModelConfig
 from tripwire.detectors.distribution import CategoricalDrift, NumericDrift
 from tripwire.detectors.estimated import ConfidenceEstimate, MulticlassConfidenceEstimate
@@ -38,35 +38,41 @@ def degradation(metric: str, current: float, baseline: float) -> float:
 
 
 def data_window_findings(monitor: ModelMonitor, start: float, end: float, stats: dict[str, Any]) -> list[Finding]:
-    """The quality, drift, estimate and serving findings of ``monitor``'s folded data window; its detectors are reset."""
-    config = monitor.config
+    """The quality, drift, estimate and serving findings of ``monitor``'s folded data window; its detectors are reset.
+
+    Only the findings ``monitor.policy`` would act on are built (see :meth:`AlertPolicy.would_act`):
+    most of a window's signals are quiet, and a finding's message and evidence cost more than its check.
+    """
+    config, policy = monitor.config, monitor.policy
     findings: list[Finding] = []
     feature_drafts, pvalues = [], []
     for name in monitor.monitored_features:
         if name in monitor.quality:
-            findings += quality_findings(config, monitor.reference, name, monitor.quality[name], start, end, stats)
+            findings += quality_findings(config, monitor.reference, name, monitor.quality[name], start, end, stats,
+                                         policy)
         if name in monitor.drift:
             draft, pvalue = drift_finding(config, monitor.drift[name], "data_drift", f"feature:{name}", start, end,
                                           stats)
             if draft is not None:
                 feature_drafts.append(draft)
                 pvalues.append(pvalue)
-    findings += significant(config, feature_drafts, pvalues)
+    findings += significant(config, feature_drafts, pvalues, policy)
 
     if config.enabled("drift", "prediction"):
         draft, pvalue = drift_finding(config, monitor.prediction_drift, "prediction_drift", "prediction", start, end,
                                       stats)
-        findings += significant(config, [draft], [pvalue]) if draft else []
+        findings += significant(config, [draft], [pvalue], policy) if draft else []
     if monitor.score_drift is not None and config.enabled("drift", "score"):
         draft, pvalue = drift_finding(config, monitor.score_drift, "prediction_drift", "score", start, end, stats)
-        findings += significant(config, [draft], [pvalue]) if draft else []
+        findings += significant(config, [draft], [pvalue], policy) if draft else []
     if monitor.class_score_drift:
-        findings += class_score_findings(config, monitor.class_names, monitor.class_score_drift, start, end, stats)
+        findings += class_score_findings(config, monitor.class_names, monitor.class_score_drift, start, end, stats,
+                                         policy)
     if monitor.estimate is not None:
         findings += estimate_findings(config, monitor.reference, monitor.estimate, monitor.estimated_metrics, start,
-                                      end, stats)
+                                      end, stats, policy)
     if config.enabled("serving", "serving"):
-        findings += serving_findings(config, monitor.serving, start, end, stats)
+        findings += serving_findings(config, monitor.serving, start, end, stats, policy)
     return findings
 
 
@@ -118,7 +124,8 @@ def change_alarm_finding(config: ModelConfig, stream: str, n: int, start: float,
 
 
 def quality_findings(config: ModelConfig, reference: dict[str, Any], name: str, quality: FeatureQuality,
-                     start: float, end: float, stats: dict[str, Any]) -> list[Finding]:
+                     start: float, end: float, stats: dict[str, Any], policy: AlertPolicy | None = None) -> list[Finding]:
+    """``policy``: build only the findings it would act on (None: all of them)."""
     result = quality.result()
     quality.reset()
     signal = f"feature:{name}"
@@ -130,12 +137,15 @@ def quality_findings(config: ModelConfig, reference: dict[str, Any], name: str, 
             continue
         stats[statistic_key(signal, check)] = rate
         value = rate - baseline_missing if check == "missing_rate" else rate
+        threshold = config.threshold(check, signal)
+        if policy is not None and not policy.would_act(config.name, signal, check, result["n"], value, threshold):
+            continue
         evidence = {"rate": rate}
         if check == "unseen_rate" and result["unseen_examples"]:
             evidence["examples"] = result["unseen_examples"]
         findings.append(Finding(
             model=config.name, kind="data_quality", signal=signal, detector=check, value=value,
-            threshold=config.threshold(check, signal), window_start=start, window_end=end,
+            threshold=threshold, window_start=start, window_end=end,
             n=result["n"], evidence=evidence,
             message=f"{check.replace('_', ' ')} of {name} is {rate:.2%} over {result['n']} values",
         ))
@@ -144,7 +154,7 @@ def quality_findings(config: ModelConfig, reference: dict[str, Any], name: str, 
 
 def drift_finding(config: ModelConfig, detector: NumericDrift | CategoricalDrift, kind: str, signal: str,
                   start: float, end: float, stats: dict[str, Any]) -> tuple[dict[str, Any] | None, float | None]:
-    """The fields of the drift finding (all but ``significant``: see :func:`significant`) and its p-value."""
+    """The fields of the drift finding (all but ``significant`` and ``message``: see :func:`significant`) and its p-value."""
     result = detector.result()
     n = result["n"]
     # The window's histogram on the reference bins (a list, not a scalar): the report draws it.
@@ -161,22 +171,27 @@ def drift_finding(config: ModelConfig, detector: NumericDrift | CategoricalDrift
         stats[statistic_key(signal, key)] = effect
     stats[statistic_key(signal, "pvalue")] = pvalue
     stats[statistic_key(signal, "fractions")] = fractions
-    value = result[statistic]
-    name = signal.removeprefix("feature:")
     draft = dict(
-        model=config.name, kind=kind, signal=signal, detector=statistic, value=value,
+        model=config.name, kind=kind, signal=signal, detector=statistic, value=result[statistic],
         threshold=config.threshold(statistic, signal), window_start=start, window_end=end, n=n,
         evidence={"pvalue": pvalue, "top_bins": result["top_bins"], **effects},
-        message=f"{statistic.upper() if statistic != 'wasserstein' else 'Wasserstein'} of {name} is {value:.3g} "
-                f"over {n} values (p = {pvalue:.2g})",
     )
     return draft, pvalue
 
 
-def significant(config: ModelConfig, drafts: list[dict[str, Any]], pvalues: list[float | None]) -> list[Finding]:
+def _drift_message(draft: dict[str, Any]) -> str:
+    statistic, value, n = draft["detector"], draft["value"], draft["n"]
+    name = draft["signal"].removeprefix("feature:")
+    return (f"{statistic.upper() if statistic != 'wasserstein' else 'Wasserstein'} of {name} is {value:.3g} "
+            f"over {n} values (p = {draft['evidence']['pvalue']:.2g})")
+
+
+def significant(config: ModelConfig, drafts: list[dict[str, Any]], pvalues: list[float | None],
+                policy: AlertPolicy | None = None) -> list[Finding]:
     """The drift findings of ``drafts`` (:func:`drift_finding`), each significant or not.
 
     A drift must be large (effect size) and not chance (p-value after multiple-testing correction).
+    ``policy``: build only the findings it would act on (None: all of them).
     """
     if not drafts:
         return []
@@ -188,11 +203,14 @@ def significant(config: ModelConfig, drafts: list[dict[str, Any]], pvalues: list
         passed = bonferroni(pvalues, alpha)
     else:
         passed = [p is not None and p <= alpha for p in pvalues]
-    return [Finding(**draft, significant=ok) for draft, ok in zip(drafts, passed)]
+    return [Finding(**draft, message=_drift_message(draft), significant=ok) for draft, ok in zip(drafts, passed)
+            if policy is None or policy.would_act(draft["model"], draft["signal"], draft["detector"], draft["n"],
+                                                  draft["value"], draft["threshold"], ok)]
 
 
 def class_score_findings(config: ModelConfig, classes: Sequence[str], detectors: Sequence[NumericDrift],
-                         start: float, end: float, stats: dict[str, Any]) -> list[Finding]:
+                         start: float, end: float, stats: dict[str, Any],
+                         policy: AlertPolicy | None = None) -> list[Finding]:
     """Drift of each class's probability (multi-class), corrected for testing one signal per class."""
     drafts, pvalues = [], []
     for position, detector in enumerate(detectors):
@@ -203,20 +221,25 @@ def class_score_findings(config: ModelConfig, classes: Sequence[str], detectors:
         if draft is not None:
             drafts.append(draft)
             pvalues.append(pvalue)
-    return significant(config, drafts, pvalues)
+    return significant(config, drafts, pvalues, policy)
 
 
 def estimate_findings(config: ModelConfig, reference: dict[str, Any],
                       estimate: ConfidenceEstimate | MulticlassConfidenceEstimate, metrics: Iterable[str],
-                      start: float, end: float, stats: dict[str, Any]) -> list[Finding]:
+                      start: float, end: float, stats: dict[str, Any], policy: AlertPolicy | None = None) -> list[Finding]:
     result = estimate.result()
     estimate.reset()
-    return baseline_findings(config, reference, result, metrics, result["n"], start, end, stats, estimated=True)
+    return baseline_findings(config, reference, result, metrics, result["n"], start, end, stats, estimated=True,
+                             policy=policy)
 
 
 def baseline_findings(config: ModelConfig, reference: dict[str, Any], result: dict[str, Any], metrics: Iterable[str],
-                      n: int, start: float, end: float, stats: dict[str, Any], *, estimated: bool) -> list[Finding]:
-    """Each metric's degradation against the reference baseline: realized, or estimated before labels."""
+                      n: int, start: float, end: float, stats: dict[str, Any], *, estimated: bool,
+                      policy: AlertPolicy | None = None) -> list[Finding]:
+    """Each metric's degradation against the reference baseline: realized, or estimated before labels.
+
+    ``policy``: build only the findings it would act on (None: all of them).
+    """
     family, kind = ("estimated", "estimated_performance") if estimated else ("performance", "performance")
     baseline = reference["baseline"]
     findings = []
@@ -228,6 +251,9 @@ def baseline_findings(config: ModelConfig, reference: dict[str, Any], result: di
         if current is None or base is None or not config.enabled(family, signal):
             continue
         worse = degradation(metric, current, base)
+        threshold = config.threshold(detector, signal)
+        if policy is not None and not policy.would_act(config.name, signal, detector, n, worse, threshold):
+            continue
         if estimated:
             evidence = {"estimated": current, "baseline": base}
             message = (f"estimated {metric} of {config.name} (from scores, before labels) is {current:.4g} "
@@ -238,14 +264,15 @@ def baseline_findings(config: ModelConfig, reference: dict[str, Any], result: di
                        f"({worse:+.1%} worse) over {n} labelled predictions")
         findings.append(Finding(
             model=config.name, kind=kind, signal=signal, detector=detector, value=worse,
-            threshold=config.threshold(detector, signal), window_start=start, window_end=end, n=n,
+            threshold=threshold, window_start=start, window_end=end, n=n,
             evidence=evidence, message=message,
         ))
     return findings
 
 
 def serving_findings(config: ModelConfig, serving: ServingWindow, start: float, end: float,
-                     stats: dict[str, Any]) -> list[Finding]:
+                     stats: dict[str, Any], policy: AlertPolicy | None = None) -> list[Finding]:
+    """``policy``: build only the findings it would act on (None: all of them)."""
     result = serving.result()
     serving.reset()
     findings = []
@@ -255,6 +282,8 @@ def serving_findings(config: ModelConfig, serving: ServingWindow, start: float, 
         value = result[key]
         threshold = config.threshold(key, "serving")
         if value is None or (threshold.warning is None and threshold.critical is None):
+            continue
+        if policy is not None and not policy.would_act(config.name, "serving", key, result["n"], value, threshold):
             continue
         findings.append(Finding(
             model=config.name, kind="infrastructure", signal="serving", detector=key, value=value,

@@ -59,7 +59,10 @@ def fold_data_window(monitor: ModelMonitor, columns: Sequence[Sequence[Any]], pr
     # Scores that are plain numbers (one per prediction: no multi-class vectors) are converted once.
     score_floats = plain_floats(scores) if monitor.score_drift is not None else None
     if monitor.score_drift is not None and monitor.config.enabled("drift", "score"):
-        _fold_drift(monitor.score_drift, scores if score_floats is None else score_floats)
+        if score_floats is None:
+            _fold_drift(monitor.score_drift, scores)
+        else:  # (counted on the sorted scores, as the features: cheaper than a binary search per score)
+            fold_numeric_columns([monitor.score_drift], score_floats[np.newaxis])
     for position, detector in enumerate(monitor.class_score_drift):
         if monitor.config.enabled("drift", f"score:{monitor.class_names[position]}"):
             _fold_drift(detector, [vector[position] for vector in scores])

@@ -17,14 +17,17 @@ class Threshold:
     direction: str = "above"  # "below" for ratios where smaller is worse
 
     def severity(self, value: float) -> str | None:
-        def crossed(limit: float | None) -> bool:
-            if limit is None:
-                return False
-            return value >= limit if self.direction == "above" else value <= limit
-
-        if crossed(self.critical):
+        # (no helper function: this runs for every finding of every window)
+        critical, warning = self.critical, self.warning
+        if self.direction == "above":
+            if critical is not None and value >= critical:
+                return "critical"
+            if warning is not None and value >= warning:
+                return "warning"
+            return None
+        if critical is not None and value <= critical:
             return "critical"
-        if crossed(self.warning):
+        if warning is not None and value <= warning:
             return "warning"
         return None
 

@@ -11,7 +11,39 @@ import numpy as np
 from tripwire.detectors.histogram import add_bins, latency_bins, latency_percentiles
 from tripwire.detectors.plain import plain_floats
 
-__all__ = ["ServingWindow"]
+__all__ = ["ServingWindow", "linear_percentiles"]
+
+
+def linear_percentiles(values: np.ndarray, percents: tuple[float, ...]) -> list[float]:
+    """``np.percentile(values, percents)`` (linear interpolation) as floats, the same floats, for a fraction of its cost.
+
+    A window has a thousand latencies: numpy's percentile spends most of its time on checks and
+    dispatch. This sorts once and interpolates each percentile with numpy's arithmetic, step for
+    step (index ``(n - 1) * q``, ``_lerp`` from the nearer end). Values that are not all finite, or
+    have a negative one (-0.0 among them, whose place among equal zeros numpy's partition decides),
+    take numpy's path.
+
+    >>> values = np.array([3.0, 1.0, 2.0, 10.0])
+    >>> linear_percentiles(values, (50.0, 95.0)) == np.percentile(values, [50.0, 95.0]).tolist()
+    True
+    """
+    ordered = np.sort(values).tolist()
+    if not ordered or not math.isfinite(ordered[-1]) or np.signbit(values).any():  # (a NaN sorts last)
+        return [float(p) for p in np.percentile(values, list(percents))]
+    last = len(ordered) - 1
+    out = []
+    for percent in percents:
+        virtual = last * (percent / 100)
+        if virtual >= last:
+            below = above = last  # (numpy's index -1, and its gamma, give this element whatever the gamma)
+            gamma = 0.0
+        else:  # (percents are never below 0)
+            below = math.floor(virtual)
+            above, gamma = below + 1, virtual - below
+        a, b = ordered[below], ordered[above]
+        diff = b - a
+        out.append(b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma)
+    return out
 
 
 class ServingWindow:
@@ -129,7 +161,7 @@ class ServingWindow:
             p50, p95, p99 = latency_percentiles(self._bins, [50.0, 95.0, 99.0])
         elif (latencies := self._latency_array()).size:
             # (percentiles depend on the values only, not on their order across batches)
-            p50, p95, p99 = (float(p) for p in np.percentile(latencies, [50.0, 95.0, 99.0]))
+            p50, p95, p99 = linear_percentiles(latencies, (50.0, 95.0, 99.0))
         throughput = None
         if self.ts_min is not None and self.ts_max is not None and self.ts_max > self.ts_min:
             throughput = self.n / (self.ts_max - self.ts_min)
