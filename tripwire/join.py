@@ -9,14 +9,17 @@ for the TTL) is refused as a duplicate, so a reused id never joins the wrong lab
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
-from itertools import islice
+from itertools import islice, repeat
+from operator import attrgetter
 from typing import Any, Sequence
 
 from tripwire.events import Score
 
 SHORT_RUN = 8  # runs of predictions up to this long are checked one by one in add_waiting: fewer calls
+# What a prediction waits in the join with: (ts, prediction, score, attributes), as one tuple made in C.
+_JOIN_FIELDS = attrgetter("ts", "prediction", "score", "attributes")
 
 
 @dataclass(slots=True)
@@ -125,8 +128,8 @@ class LabelJoin:
     def _mark_joined(self, request_id: str, labelled_at: float) -> None:
         self.joined += 1
         self._joined[request_id] = (labelled_at,)
-        if len(self._joined) > self.max_pending:
-            _drop_oldest(self._joined, self.max_pending)  # forgotten, not lost: nothing waits there
+        if len(self._joined) > self.max_pending:  # (one at a time: the oldest goes)
+            self._joined.popitem(last=False)  # forgotten, not lost: nothing waits there
 
     def add_waiting(self, events: Sequence[Any], first: int, stop: int) -> int:
         """:meth:`add_prediction` for ``events[first:stop]`` in order, as far as each would only wait: no
@@ -139,8 +142,7 @@ class LabelJoin:
             ids = [events[position].request_id for position in range(first, stop)]
             if (len(set(ids)) == len(ids) and labels.keys().isdisjoint(ids) and predictions.keys().isdisjoint(ids)
                     and joined.keys().isdisjoint(ids)):
-                predictions.update((e.request_id, (e.ts, e.prediction, e.score, e.attributes))
-                                   for e in islice(events, first, stop))
+                predictions.update(zip(ids, map(_JOIN_FIELDS, islice(events, first, stop))))
                 added = len(ids)
         if not added:
             for position in range(first, stop):
@@ -230,6 +232,7 @@ def _drop_older(waiting: OrderedDict[str, Any], horizon: float) -> int:
 def _drop_oldest(waiting: OrderedDict[str, Any], keep: int) -> int:
     """Drop the oldest entries (the front: arrival order) until ``keep`` are left; how many went."""
     excess = len(waiting) - keep
-    for _ in range(excess):
-        waiting.popitem(last=False)
-    return max(excess, 0)
+    if excess <= 0:
+        return 0
+    deque(map(waiting.popitem, repeat(False, excess)), 0)  # (popitem(last=False) excess times, looped in C)
+    return excess
