@@ -13,6 +13,9 @@ import math
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import reduce
+from itertools import repeat
+from operator import eq, sub
 from typing import Any
 
 from tripwire.detectors.histogram import SCORE_BINS, binned_auc, score_bins
@@ -312,21 +315,24 @@ class ClassificationWindow:
         in [0, 1] (checked first: a ValueError changes nothing).
         """
         positive = self.positive_class
-        kept: list[float] = []
-        kept_is_pos: list[bool] = []
-        log_loss_sum = self._log_loss_sum
+        label_is_pos = list(map(bool, map(eq, labels, repeat(positive))))
+        if None in scores:  # (a score may be missing: the window keeps the others)
+            kept_pairs = [(score, pos) for score, pos in zip(scores, label_is_pos) if score is not None]
+            kept = [score for score, _ in kept_pairs]
+            kept_is_pos = [pos for _, pos in kept_pairs]
+        else:
+            kept, kept_is_pos = list(scores), label_is_pos
+        if kept and not (set(map(type, kept)) == {float} and not any(map(math.isnan, kept))
+                         and min(kept) >= 0.0 and max(kept) <= 1.0):
+            bad = next(s for s in kept if type(s) is not float or not 0.0 <= s <= 1.0)
+            raise ValueError(f"score must be a probability in [0, 1], got {bad!r}")
+        # The probability of the observed class, clipped where it must be (as update does), its
+        # logs subtracted in order from the running sum: update's sum to the last bit.
+        observed = [score if pos else 1.0 - score for score, pos in zip(kept, kept_is_pos)]
         low, high = LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS
-        log = math.log
-        for score, label in zip(scores, labels):
-            if score is None:
-                continue
-            if type(score) is not float or not 0.0 <= score <= 1.0:
-                raise ValueError(f"score must be a probability in [0, 1], got {score!r}")
-            label_pos = bool(label == positive)
-            kept.append(score)
-            kept_is_pos.append(label_pos)
-            # the same sum, in the same order, as update's
-            log_loss_sum -= log(min(max(score if label_pos else 1.0 - score, low), high))
+        if observed and (min(observed) < low or max(observed) > high):
+            observed = [min(max(q, low), high) for q in observed]
+        log_loss_sum = reduce(sub, map(math.log, observed), self._log_loss_sum)
         # Counts add up per distinct (prediction, label) pair: a binary window has at most a few.
         for (prediction, label), count in Counter(zip(predictions, labels)).items():
             pred_pos = bool(prediction == positive)
