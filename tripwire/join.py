@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from itertools import islice, repeat
-from operator import attrgetter
-from typing import Any, Sequence
+from operator import attrgetter, itemgetter
+from typing import Any, Callable, Sequence
 
 from tripwire.events import Score
 
@@ -62,7 +62,7 @@ class LabelJoin:
         # bound is reached, and a plain dict finds its front by scanning the slots deleted before it.
         self._predictions: OrderedDict[str, tuple[float, Any, Score | None, dict[str, Any]]] = OrderedDict()
         self._labels: OrderedDict[str, tuple[float, Any]] = OrderedDict()
-        self._joined: OrderedDict[str, tuple[float]] = OrderedDict()  # request_id -> (labelled at,): refused again for the TTL
+        self._joined: OrderedDict[str, float] = OrderedDict()  # request_id -> labelled at: refused again for the TTL
         self.joined = 0
         self.expired_predictions = 0
         self.expired_labels = 0
@@ -127,7 +127,7 @@ class LabelJoin:
 
     def _mark_joined(self, request_id: str, labelled_at: float) -> None:
         self.joined += 1
-        self._joined[request_id] = (labelled_at,)
+        self._joined[request_id] = labelled_at
         if len(self._joined) > self.max_pending:  # (one at a time: the oldest goes)
             self._joined.popitem(last=False)  # forgotten, not lost: nothing waits there
 
@@ -178,7 +178,7 @@ class LabelJoin:
         horizon = now - self.ttl
         self.expired_predictions += _drop_older(self._predictions, horizon)
         self.expired_labels += _drop_older(self._labels, horizon)
-        _drop_older(self._joined, horizon)
+        _drop_older(self._joined, horizon, _itself)
 
     @property
     def pending(self) -> int:
@@ -194,7 +194,7 @@ class LabelJoin:
             "max_pending": self.max_pending,
             "predictions": [[k, *v] for k, v in self._predictions.items()],
             "labels": [[k, *v] for k, v in self._labels.items()],
-            "joined": [[k, *v] for k, v in self._joined.items()],
+            "joined": [[k, ts] for k, ts in self._joined.items()],
             "counts": [self.joined, self.expired_predictions, self.expired_labels, self.evicted_predictions,
                        self.evicted_labels, self.duplicates],
         }
@@ -208,7 +208,7 @@ class LabelJoin:
         join = cls(state["ttl"], max_pending)
         join._predictions = OrderedDict((k, (ts, p, s, a)) for k, ts, p, s, a in state["predictions"])
         join._labels = OrderedDict((k, (ts, label)) for k, ts, label in state["labels"])
-        join._joined = OrderedDict((k, (ts,)) for k, ts in state.get("joined", ()))
+        join._joined = OrderedDict((k, ts) for k, ts in state.get("joined", ()))
         counts = list(state["counts"]) + [0] * (6 - len(state["counts"]))
         (join.joined, join.expired_predictions, join.expired_labels, join.evicted_predictions,
          join.evicted_labels, join.duplicates) = counts
@@ -218,15 +218,20 @@ class LabelJoin:
         return join
 
 
-def _drop_older(waiting: OrderedDict[str, Any], horizon: float) -> int:
+def _drop_older(waiting: OrderedDict[str, Any], horizon: float, time_of: Callable[[Any], float] = itemgetter(0)) -> int:
+    """Drop the entries from the front (arrival order) up to the first at ``horizon`` or later; how many went."""
     dropped = 0
     while waiting:
         oldest = next(iter(waiting))
-        if waiting[oldest][0] >= horizon:
+        if time_of(waiting[oldest]) >= horizon:
             break
         del waiting[oldest]
         dropped += 1
     return dropped
+
+
+def _itself(labelled_at: float) -> float:
+    return labelled_at  # (a joined request's entry is its time: no tuple made per label)
 
 
 def _drop_oldest(waiting: OrderedDict[str, Any], keep: int) -> int:
