@@ -18,6 +18,8 @@ from itertools import repeat
 from operator import eq, sub
 from typing import Any
 
+import numpy as np
+
 from tripwire.detectors.histogram import SCORE_BINS, binned_auc, score_bins
 
 __all__ = ["RegressionWindow", "ClassificationWindow", "baseline_metrics", "mann_whitney_auc"]
@@ -65,22 +67,18 @@ def mann_whitney_auc(scores: list[float], is_positive: list[bool]) -> float | No
     n_neg = n_scored - n_pos
     if not (n_pos and n_neg):
         return None
-    order = sorted(range(n_scored), key=scores.__getitem__)
-    # Twice the Mann-Whitney U, kept in integers so the only rounding is the final division.
-    twice_u = 0
-    neg_below = 0
-    i = 0
-    while i < n_scored:
-        s = scores[order[i]]
-        pos_here = neg_here = 0
-        while i < n_scored and scores[order[i]] == s:
-            if is_positive[order[i]]:
-                pos_here += 1
-            else:
-                neg_here += 1
-            i += 1
-        twice_u += pos_here * (2 * neg_below + neg_here)
-        neg_below += neg_here
+    # Twice the Mann-Whitney U, kept in integers so the only rounding is the final division: per
+    # run of tied scores (in ascending order), its positives times (2 * the negatives below it +
+    # its own negatives).
+    values = np.fromiter(scores, dtype=float, count=n_scored)
+    order = np.argsort(values, kind="stable")
+    ranked, is_pos = values[order], np.fromiter(is_positive, dtype=bool, count=n_scored)[order]
+    starts = np.flatnonzero(np.concatenate(([True], ranked[1:] != ranked[:-1])))
+    sizes = np.diff(np.append(starts, n_scored))
+    pos_here = np.add.reduceat(is_pos.astype(np.int64), starts)
+    neg_here = sizes - pos_here
+    neg_below = np.cumsum(neg_here) - neg_here
+    twice_u = int((pos_here * (2 * neg_below + neg_here)).sum())
     return twice_u / (2 * n_pos * n_neg)
 
 
