@@ -303,12 +303,15 @@ CLASS_SPELLINGS = st.sampled_from([0, 1, 1.0, True, False, "1", "0", "yes"])
 @given(st.lists(st.tuples(CLASS_SPELLINGS, CLASS_SPELLINGS,
                           st.none() | st.floats(0.0, 1.0) | st.sampled_from([0.0, 1.0, 5e-324, 1 - 2**-53]),
                           st.none() | st.sampled_from(["A", "B", 1, "1", 2.5, "None", 0.0, -0.0])), max_size=60),
-       st.sampled_from([1, "yes", True, 0]))
-def test_window_updates_column_wise_equal_one_by_one(outcomes, positive):
+       st.sampled_from([1, "yes", True, 0]), st.booleans())
+def test_window_updates_column_wise_equal_one_by_one(outcomes, positive, named_groups):
     """The batch path's deferred outcomes (update_many) leave the performance and fairness windows
     exactly as update() of each in order: counts, scores and log loss in order, groups first seen."""
     from tripwire.detectors.fairness import FairnessWindow
     from tripwire.detectors.performance import ClassificationWindow
+
+    if named_groups:  # every group a string (FairnessWindow.update_many counts those in C)
+        outcomes = [(prediction, label, score, str(group)) for prediction, label, score, group in outcomes]
 
     single, column = ClassificationWindow(positive), ClassificationWindow(positive)
     fair_single, fair_column = FairnessWindow(positive), FairnessWindow(positive)
