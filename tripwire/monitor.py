@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from itertools import repeat
 from operator import itemgetter
 from typing import Any, Callable, Sequence
 
@@ -242,7 +243,7 @@ class ModelMonitor:
     def next_label_reads_join(self) -> bool:
         """Whether the next label may read the label join's size or expire it: it may close the
         performance window, or judge the labels that never met a prediction."""
-        return self._perf_n + 1 >= self.config.performance_window or self.unmatched_labels.judges_next()
+        return self._perf_n + 1 >= self._performance_window or self.unmatched_labels.judges_next()
 
     def _take_label(self, event: Label, alerts: list[Alert], defer: bool) -> list[Alert]:
         request_id, ts, label = event.request_id, event.ts, event.label
@@ -366,7 +367,7 @@ class ModelMonitor:
         # (deferred only for a binary classifier's window: see _on_joined)
         self.performance.update_many(predictions, labels, scores)  # type: ignore[union-attr]
         for attribute, window in self.fairness.items():
-            window.update_many([a.get(attribute) for a in attributes], predictions, labels)
+            window.update_many(list(map(dict.get, attributes, repeat(attribute))), predictions, labels)
 
     def _error(self, prediction: Any, label: Any) -> float:
         """Per-event error on a scale the change detectors' defaults suit: 0/1, or |error| / baseline MAE."""
