@@ -325,12 +325,11 @@ class ModelMonitor:
         ``defer``: leave a binary classifier's window update to :meth:`flush_outcomes` where it
         cannot fail (a score that is None or a probability).
         """
-        n = self._perf_n
-        if n == 0:
+        if self._perf_n == 0:
             self._perf_start = self._perf_end = ts
         elif ts > self._perf_end:
             self._perf_end = ts
-        self._perf_n = n = n + 1
+        self._perf_n += 1
         self._label_lags.append(labelled_at - predicted_at)
         if self._keeps_outcomes:
             self._outcomes.append(Outcome(request_id, prediction, label, score, attributes, predicted_at, labelled_at))
@@ -353,7 +352,7 @@ class ModelMonitor:
         error_stream = self._error_stream
         if error_stream is not None and error_stream.update(self._error(prediction, label)):
             alerts += self._change_alarm("error", error_stream, ts)
-        if n >= self._performance_window:
+        if self._perf_n >= self._performance_window:
             alerts += self.close_performance_window(ts)
         return alerts
 

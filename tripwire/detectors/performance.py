@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from functools import reduce
 from itertools import repeat
 from operator import eq, sub
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -319,7 +319,7 @@ class ClassificationWindow:
             kept = [score for score, _ in kept_pairs]
             kept_is_pos = [pos for _, pos in kept_pairs]
         else:
-            kept, kept_is_pos = list(scores), label_is_pos
+            kept, kept_is_pos = cast("list[float]", list(scores)), label_is_pos
         if kept and not (set(map(type, kept)) == {float} and not any(map(math.isnan, kept))
                          and min(kept) >= 0.0 and max(kept) <= 1.0):
             bad = next(s for s in kept if type(s) is not float or not 0.0 <= s <= 1.0)
