@@ -20,6 +20,7 @@ from tripwire.events import Score
 SHORT_RUN = 8  # runs of predictions up to this long are checked one by one in add_waiting: fewer calls
 # What a prediction waits in the join with: (ts, prediction, score, attributes), as one tuple made in C.
 _JOIN_FIELDS = attrgetter("ts", "prediction", "score", "attributes")
+_REQUEST_ID = attrgetter("request_id")
 
 
 @dataclass(slots=True)
@@ -139,7 +140,7 @@ class LabelJoin:
         predictions, labels, joined = self._predictions, self._labels, self._joined
         added = 0
         if stop - first > SHORT_RUN:  # a long run is checked whole in C first (the common case: all wait)
-            ids = [events[position].request_id for position in range(first, stop)]
+            ids = list(map(_REQUEST_ID, islice(events, first, stop)))
             if (len(set(ids)) == len(ids) and labels.keys().isdisjoint(ids) and predictions.keys().isdisjoint(ids)
                     and joined.keys().isdisjoint(ids)):
                 predictions.update(zip(ids, map(_JOIN_FIELDS, islice(events, first, stop))))
