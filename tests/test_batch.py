@@ -6,6 +6,7 @@ their reasons, the engine's checkpoint, the dead-letter file.
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -323,13 +324,16 @@ CLASS_SPELLINGS = st.sampled_from([0, 1, 1.0, True, False, "1", "0", "yes"])
 @settings(max_examples=60, deadline=None, derandomize=True, database=None)
 @given(st.lists(st.tuples(CLASS_SPELLINGS, CLASS_SPELLINGS,
                           st.none() | st.floats(0.0, 1.0) | st.sampled_from([0.0, 1.0, 5e-324, 1 - 2**-53]),
-                          st.none() | st.sampled_from(["A", "B", 1, "1", 2.5])), max_size=60),
-       st.sampled_from([1, "yes", True, 0]))
-def test_window_updates_column_wise_equal_one_by_one(outcomes, positive):
+                          st.none() | st.sampled_from(["A", "B", 1, "1", 2.5, "None", 0.0, -0.0])), max_size=60),
+       st.sampled_from([1, "yes", True, 0]), st.booleans())
+def test_window_updates_column_wise_equal_one_by_one(outcomes, positive, named_groups):
     """The batch path's deferred outcomes (update_many) leave the performance and fairness windows
     exactly as update() of each in order: counts, scores and log loss in order, groups first seen."""
     from tripwire.detectors.fairness import FairnessWindow
     from tripwire.detectors.performance import ClassificationWindow
+
+    if named_groups:  # every group a string (FairnessWindow.update_many counts those in C)
+        outcomes = [(prediction, label, score, str(group)) for prediction, label, score, group in outcomes]
 
     single, column = ClassificationWindow(positive), ClassificationWindow(positive)
     fair_single, fair_column = FairnessWindow(positive), FairnessWindow(positive)
@@ -344,8 +348,9 @@ def test_window_updates_column_wise_equal_one_by_one(outcomes, positive):
     fair_column.update_many(groups, predictions, labels)
     assert orjson.dumps(column.to_dict()) == orjson.dumps(single.to_dict())
     assert list(fair_column.to_dict()["groups"].items()) == list(fair_single.to_dict()["groups"].items())
-    with pytest.raises(ValueError):
-        column.update_many([1], [1], [1.5])
+    for bad in (1.5, -0.5, math.nan, 1):  # (an int is no probability here: update_many takes admitted floats)
+        with pytest.raises(ValueError):
+            column.update_many([1, 0], [1, 1], [0.5, bad])
     assert orjson.dumps(column.to_dict()) == orjson.dumps(single.to_dict())  # refused before any change
 
 

@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import (
     accuracy_score,
     f1_score,
@@ -19,6 +21,7 @@ from tripwire.detectors.performance import (
     ClassificationWindow,
     RegressionWindow,
     baseline_metrics,
+    mann_whitney_auc,
 )
 
 TOL = 1e-9
@@ -274,3 +277,19 @@ def test_baseline_metrics_errors():
         baseline_metrics("regression", [1.0, 2.0], [1.0])
     with pytest.raises(ValueError):
         baseline_metrics("classification", [1, 0], [1, 0], [0.5], positive_class=1)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.tuples(st.sampled_from([0.0, -0.0, 0.25, 0.5, 1.0, 5e-324]) | st.floats(0.0, 1.0), st.booleans()),
+                max_size=80))
+def test_mann_whitney_auc_counts_every_pair(scored):
+    """The AUC is the share of (positive, negative) pairs ranked right, ties counting one half: pair by pair here."""
+    scores = [score for score, _ in scored]
+    is_positive = [positive for _, positive in scored]
+    positives = [score for score, positive in scored if positive]
+    negatives = [score for score, positive in scored if not positive]
+    if not positives or not negatives:
+        assert mann_whitney_auc(scores, is_positive) is None
+        return
+    twice_u = sum(2 * (p > n) + (p == n) for p in positives for n in negatives)
+    assert mann_whitney_auc(scores, is_positive) == twice_u / (2 * len(positives) * len(negatives))

@@ -9,14 +9,18 @@ for the TTL) is refused as a duplicate, so a reused id never joins the wrong lab
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
-from itertools import islice
-from typing import Any, Iterator, Sequence
+from itertools import islice, repeat
+from operator import attrgetter, itemgetter
+from typing import Any, Callable, Iterator, Sequence
 
 from tripwire.events import Score
 
 SHORT_RUN = 8  # runs of predictions up to this long are checked one by one in add_waiting: fewer calls
+# What a prediction waits in the join with: (ts, prediction, score, attributes), as one tuple made in C.
+_JOIN_FIELDS = attrgetter("ts", "prediction", "score", "attributes")
+_REQUEST_ID = attrgetter("request_id")
 
 
 @dataclass(slots=True)
@@ -59,7 +63,7 @@ class LabelJoin:
         # bound is reached, and a plain dict finds its front by scanning the slots deleted before it.
         self._predictions: OrderedDict[str, tuple[float, Any, Score | None, dict[str, Any]]] = OrderedDict()
         self._labels: OrderedDict[str, tuple[float, Any]] = OrderedDict()
-        self._joined: OrderedDict[str, tuple[float]] = OrderedDict()  # request_id -> (labelled at,): refused again for the TTL
+        self._joined: OrderedDict[str, float] = OrderedDict()  # request_id -> labelled at: refused again for the TTL
         self.joined = 0
         self.expired_predictions = 0
         self.expired_labels = 0
@@ -124,9 +128,9 @@ class LabelJoin:
 
     def _mark_joined(self, request_id: str, labelled_at: float) -> None:
         self.joined += 1
-        self._joined[request_id] = (labelled_at,)
-        if len(self._joined) > self.max_pending:
-            _drop_oldest(self._joined, self.max_pending)  # forgotten, not lost: nothing waits there
+        self._joined[request_id] = labelled_at
+        if len(self._joined) > self.max_pending:  # (one at a time: the oldest goes)
+            self._joined.popitem(last=False)  # forgotten, not lost: nothing waits there
 
     def add_waiting(self, events: Sequence[Any], first: int, stop: int) -> int:
         """:meth:`add_prediction` for ``events[first:stop]`` in order, as far as each would only wait: no
@@ -136,11 +140,10 @@ class LabelJoin:
         predictions, labels, joined = self._predictions, self._labels, self._joined
         added = 0
         if stop - first > SHORT_RUN:  # a long run is checked whole in C first (the common case: all wait)
-            ids = [events[position].request_id for position in range(first, stop)]
+            ids = list(map(_REQUEST_ID, islice(events, first, stop)))
             if (len(set(ids)) == len(ids) and labels.keys().isdisjoint(ids) and predictions.keys().isdisjoint(ids)
                     and joined.keys().isdisjoint(ids)):
-                predictions.update((e.request_id, (e.ts, e.prediction, e.score, e.attributes))
-                                   for e in islice(events, first, stop))
+                predictions.update(zip(ids, map(_JOIN_FIELDS, islice(events, first, stop))))
                 added = len(ids)
         if not added:
             for position in range(first, stop):
@@ -176,7 +179,7 @@ class LabelJoin:
         horizon = now - self.ttl
         self.expired_predictions += _drop_older(self._predictions, horizon)
         self.expired_labels += _drop_older(self._labels, horizon)
-        _drop_older(self._joined, horizon)
+        _drop_older(self._joined, horizon, _itself)
 
     @property
     def pending(self) -> int:
@@ -209,7 +212,7 @@ class LabelJoin:
         join = cls(state["ttl"], max_pending)
         join._predictions = OrderedDict(_entries(state["predictions"]))
         join._labels = OrderedDict(_entries(state["labels"]))
-        join._joined = OrderedDict(_entries(state.get("joined", ())))
+        join._joined = OrderedDict((k, ts) for k, ts in state.get("joined", ()))
         counts = list(state["counts"]) + [0] * (6 - len(state["counts"]))
         (join.joined, join.expired_predictions, join.expired_labels, join.evicted_predictions,
          join.evicted_labels, join.duplicates) = counts
@@ -229,20 +232,26 @@ def _entries(rows: list[list[Any]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
             yield row[0], tuple(row[1:])
 
 
-def _drop_older(waiting: OrderedDict[str, Any], horizon: float) -> int:
+def _drop_older(waiting: OrderedDict[str, Any], horizon: float, time_of: Callable[[Any], float] = itemgetter(0)) -> int:
+    """Drop the entries from the front (arrival order) up to the first at ``horizon`` or later; how many went."""
     dropped = 0
     while waiting:
         oldest = next(iter(waiting))
-        if waiting[oldest][0] >= horizon:
+        if time_of(waiting[oldest]) >= horizon:
             break
         del waiting[oldest]
         dropped += 1
     return dropped
 
 
+def _itself(labelled_at: float) -> float:
+    return labelled_at  # (a joined request's entry is its time: no tuple made per label)
+
+
 def _drop_oldest(waiting: OrderedDict[str, Any], keep: int) -> int:
     """Drop the oldest entries (the front: arrival order) until ``keep`` are left; how many went."""
     excess = len(waiting) - keep
-    for _ in range(excess):
-        waiting.popitem(last=False)
-    return max(excess, 0)
+    if excess <= 0:
+        return 0
+    deque(map(waiting.popitem, repeat(False, excess)), 0)  # (popitem(last=False) excess times, looped in C)
+    return excess

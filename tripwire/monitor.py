@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from itertools import repeat
 from operator import itemgetter
 from typing import Any, Callable, Sequence
 
@@ -117,14 +118,14 @@ class ModelMonitor:
         self.metrics = config.performance_metrics or DEFAULT_METRICS[kind]
         self.change = {s: ChangeDetector(config.change_method) for s in config.change_streams
                        if config.enabled("change", f"change:{s}")}
-        # Streams fed per prediction; "error" is fed per labelled outcome instead.
-        self._event_streams = [(s, d) for s, d in self.change.items() if s != "error"]
+        self._watch_streams()
         # Families registered in tripwire.detectors.registry; the outcomes are kept only for one that judges them.
         # They judge a window's raw values, which a sharded model's merged windows do not have.
         self.registered = [] if config.sharded else detectors_for(config, reference)
         self._keeps_outcomes = any(family.window == "performance" for family, _ in self.registered)
         # Outcomes of the batch path waiting for a binary classifier's windows (see on_run_label).
         self._defers_outcomes = type(self.performance) is ClassificationWindow
+        self._performance_window = config.performance_window
         self._deferred_outcomes: list[tuple[Any, Any, Score | None, dict[str, Any]]] = []
         self.window_index = 0
         self.performance_index = 0
@@ -132,6 +133,12 @@ class ModelMonitor:
         self._reset_performance_window()
         self._since_expiry = 0
         self.unmatched_labels = UnmatchedLabels(config, EXPIRE_EVERY)
+
+    def _watch_streams(self) -> None:
+        """The change detectors by what feeds them (looked up per event, so kept at hand)."""
+        # Streams fed per prediction; "error" is fed per labelled outcome instead (see _on_joined).
+        self._event_streams = [(s, d) for s, d in self.change.items() if s != "error"]
+        self._error_stream = self.change.get("error")
 
     # -- events ----------------------------------------------------------------------------
     def on_prediction(self, event: Prediction) -> list[Alert]:
@@ -236,17 +243,19 @@ class ModelMonitor:
     def next_label_reads_join(self) -> bool:
         """Whether the next label may read the label join's size or expire it: it may close the
         performance window, or judge the labels that never met a prediction."""
-        return self._perf_n + 1 >= self.config.performance_window or self.unmatched_labels.judges_next()
+        return self._perf_n + 1 >= self._performance_window or self.unmatched_labels.judges_next()
 
     def _take_label(self, event: Label, alerts: list[Alert], defer: bool) -> list[Alert]:
-        waiting = self.join.take_prediction(event.request_id, event.ts, event.label)
+        request_id, ts, label = event.request_id, event.ts, event.label
+        waiting = self.join.take_prediction(request_id, ts, label)
         if waiting is not None:
             predicted_at, prediction, score, attributes = waiting
-            alerts += self._on_joined(event.request_id, prediction, event.label, score, attributes, predicted_at,
-                                      event.ts, event.ts, defer)
-        finding = self.unmatched_labels.on_label(self.join, event.ts)
+            joined = self._on_joined(request_id, prediction, label, score, attributes, predicted_at, ts, ts, defer)
+            if joined:
+                alerts += joined
+        finding = self.unmatched_labels.on_label(self.join, ts)
         if finding is not None:
-            alert = self.policy.evaluate(finding, model_version=None, reference=None, ts=event.ts)
+            alert = self.policy.evaluate(finding, model_version=None, reference=None, ts=ts)
             alerts += [alert] if alert else []
         return alerts
 
@@ -316,7 +325,6 @@ class ModelMonitor:
         ``defer``: leave a binary classifier's window update to :meth:`flush_outcomes` where it
         cannot fail (a score that is None or a probability).
         """
-        alerts: list[Alert] = []
         if self._perf_n == 0:
             self._perf_start = self._perf_end = ts
         elif ts > self._perf_end:
@@ -339,12 +347,12 @@ class ModelMonitor:
         else:  # a regression prediction and label are numbers (see Admission.admit)
             self.performance.update(prediction, label)
         if self.sharded:  # its performance window is its data window, judged after the merge
-            return alerts
-        error_stream = self.change.get("error")
-        if error_stream is not None:
-            if error_stream.update(self._error(prediction, label)):
-                alerts += self._change_alarm("error", error_stream, ts)
-        if self._perf_n >= self.config.performance_window:
+            return []
+        alerts: list[Alert] = []
+        error_stream = self._error_stream
+        if error_stream is not None and error_stream.update(self._error(prediction, label)):
+            alerts += self._change_alarm("error", error_stream, ts)
+        if self._perf_n >= self._performance_window:
             alerts += self.close_performance_window(ts)
         return alerts
 
@@ -358,7 +366,7 @@ class ModelMonitor:
         # (deferred only for a binary classifier's window: see _on_joined)
         self.performance.update_many(predictions, labels, scores)  # type: ignore[union-attr]
         for attribute, window in self.fairness.items():
-            window.update_many([a.get(attribute) for a in attributes], predictions, labels)
+            window.update_many(list(map(dict.get, attributes, repeat(attribute))), predictions, labels)
 
     def _error(self, prediction: Any, label: Any) -> float:
         """Per-event error on a scale the change detectors' defaults suit: 0/1, or |error| / baseline MAE."""
@@ -545,7 +553,7 @@ class ModelMonitor:
         self.performance = type(self.performance).from_dict(state["performance"])
         self.fairness = {a: FairnessWindow.from_dict(w) for a, w in state["fairness"].items()}
         self.change = {s: ChangeDetector.from_dict(d) for s, d in state["change"].items()}
-        self._event_streams = [(s, d) for s, d in self.change.items() if s != "error"]
+        self._watch_streams()
         self.join = LabelJoin.from_dict(state["join"], self.config.label_join_max_pending)
         self._join_counts_shown = tuple(state.get("join_counts_shown", (self.join.evicted, self.join.duplicates)))
         if "clock" in state:  # (a checkpoint from before the event clock starts it afresh at the next record)

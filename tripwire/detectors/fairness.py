@@ -119,9 +119,12 @@ class FairnessWindow:
     def update_many(self, groups: Sequence[Any], predictions: Sequence[Any], labels: Sequence[Any]) -> None:
         """:meth:`update` of each ``(group, prediction, label)`` in order where the group is not None,
         counted column-wise (groups first seen in the same order); predictions and labels are hashable."""
-        keyed = [(str(g), p, y) for g, p, y in zip(groups, predictions, labels) if g is not None]
+        if set(map(type, groups)) <= {str}:  # (the common case, each group its own key: counted in C)
+            keyed = Counter(zip(groups, predictions, labels))
+        else:
+            keyed = Counter((str(g), p, y) for g, p, y in zip(groups, predictions, labels) if g is not None)
         positive = self.positive_class
-        for (key, prediction, label), count in Counter(keyed).items():
+        for (key, prediction, label), count in keyed.items():
             c = self._groups.get(key)
             if c is None:
                 c = self._groups[key] = dict.fromkeys(_COUNTERS, 0)

@@ -13,7 +13,12 @@ import math
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from functools import reduce
+from itertools import repeat
+from operator import eq, sub
+from typing import Any, cast
+
+import numpy as np
 
 from tripwire.detectors.histogram import SCORE_BINS, binned_auc, score_bins
 
@@ -62,22 +67,18 @@ def mann_whitney_auc(scores: list[float], is_positive: list[bool]) -> float | No
     n_neg = n_scored - n_pos
     if not (n_pos and n_neg):
         return None
-    order = sorted(range(n_scored), key=scores.__getitem__)
-    # Twice the Mann-Whitney U, kept in integers so the only rounding is the final division.
-    twice_u = 0
-    neg_below = 0
-    i = 0
-    while i < n_scored:
-        s = scores[order[i]]
-        pos_here = neg_here = 0
-        while i < n_scored and scores[order[i]] == s:
-            if is_positive[order[i]]:
-                pos_here += 1
-            else:
-                neg_here += 1
-            i += 1
-        twice_u += pos_here * (2 * neg_below + neg_here)
-        neg_below += neg_here
+    # Twice the Mann-Whitney U, kept in integers so the only rounding is the final division: per
+    # run of tied scores (in ascending order), its positives times (2 * the negatives below it +
+    # its own negatives).
+    values = np.fromiter(scores, dtype=float, count=n_scored)
+    order = np.argsort(values, kind="stable")
+    ranked, is_pos = values[order], np.fromiter(is_positive, dtype=bool, count=n_scored)[order]
+    starts = np.flatnonzero(np.concatenate(([True], ranked[1:] != ranked[:-1])))
+    sizes = np.diff(np.append(starts, n_scored))
+    pos_here = np.add.reduceat(is_pos.astype(np.int64), starts)
+    neg_here = sizes - pos_here
+    neg_below = np.cumsum(neg_here) - neg_here
+    twice_u = int((pos_here * (2 * neg_below + neg_here)).sum())
     return twice_u / (2 * n_pos * n_neg)
 
 
@@ -312,21 +313,24 @@ class ClassificationWindow:
         in [0, 1] (checked first: a ValueError changes nothing).
         """
         positive = self.positive_class
-        kept: list[float] = []
-        kept_is_pos: list[bool] = []
-        log_loss_sum = self._log_loss_sum
+        label_is_pos = list(map(bool, map(eq, labels, repeat(positive))))
+        if None in scores:  # (a score may be missing: the window keeps the others)
+            kept_pairs = [(score, pos) for score, pos in zip(scores, label_is_pos) if score is not None]
+            kept = [score for score, _ in kept_pairs]
+            kept_is_pos = [pos for _, pos in kept_pairs]
+        else:
+            kept, kept_is_pos = cast("list[float]", list(scores)), label_is_pos
+        if kept and not (set(map(type, kept)) == {float} and not any(map(math.isnan, kept))
+                         and min(kept) >= 0.0 and max(kept) <= 1.0):
+            bad = next(s for s in kept if type(s) is not float or not 0.0 <= s <= 1.0)
+            raise ValueError(f"score must be a probability in [0, 1], got {bad!r}")
+        # The probability of the observed class, clipped where it must be (as update does), its
+        # logs subtracted in order from the running sum: update's sum to the last bit.
+        observed = [score if pos else 1.0 - score for score, pos in zip(kept, kept_is_pos)]
         low, high = LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS
-        log = math.log
-        for score, label in zip(scores, labels):
-            if score is None:
-                continue
-            if type(score) is not float or not 0.0 <= score <= 1.0:
-                raise ValueError(f"score must be a probability in [0, 1], got {score!r}")
-            label_pos = bool(label == positive)
-            kept.append(score)
-            kept_is_pos.append(label_pos)
-            # the same sum, in the same order, as update's
-            log_loss_sum -= log(min(max(score if label_pos else 1.0 - score, low), high))
+        if observed and (min(observed) < low or max(observed) > high):
+            observed = [min(max(q, low), high) for q in observed]
+        log_loss_sum = reduce(sub, map(math.log, observed), self._log_loss_sum)
         # Counts add up per distinct (prediction, label) pair: a binary window has at most a few.
         for (prediction, label), count in Counter(zip(predictions, labels)).items():
             pred_pos = bool(prediction == positive)
