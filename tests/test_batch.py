@@ -424,3 +424,41 @@ def test_runs_admitted_at_once_equal_one_by_one(demo_references, seed):
             admitted[index] = event
     assert repr(admitted) == repr(expected)
     assert [m.clock.to_dict() for m in batched.monitors.values()] == [m.clock.to_dict() for m in single.monitors.values()]
+
+
+@pytest.mark.parametrize("window_seconds", [0, 20])
+def test_stretches_of_predictions_checked_at_once(demo_stream, demo_references, window_seconds):
+    """One model's predictions in long stretches with no label between them (the batch path checks a
+    stretch at once): stretches that cross a time window's end, hold a late record or repeat a
+    request id, and labels now and then; alerts, window records and state exactly as one by one."""
+    rng = random.Random(3)
+    objects = [orjson.loads(r) for r in demo_stream[0][:20_000] if b'"model":"credit"' in r]
+    predictions = [o for o in objects if o["type"] == "prediction"]
+    labels = {o["request_id"]: o for o in objects if o["type"] == "label"}
+    records: list[bytes] = []
+    for index, prediction in enumerate(predictions):
+        roll = rng.random()
+        if roll < 0.01 and index > 50:  # late: before the open window's start
+            prediction = {**prediction, "ts": predictions[index - 50]["ts"]}
+        elif roll < 0.02 and index > 50:  # a request id again
+            prediction = {**prediction, "request_id": predictions[index - rng.randrange(1, 50)]["request_id"]}
+        records.append(orjson.dumps(prediction))
+        if rng.random() < 0.02 and prediction["request_id"] in labels:
+            records.append(orjson.dumps(labels[prediction["request_id"]]))
+    config = demo.demo_config()
+    config["defaults"] = {**config.get("defaults", {}), "window_seconds": window_seconds,
+                          "window_events": 300}
+
+    def run(batch_size: int) -> tuple:
+        windows: list[bytes] = []
+        engine = Engine(parse_config(config), references=demo_references,
+                        on_window=lambda window: windows.append(orjson.dumps(window)))
+        if batch_size == 1:
+            outcome = one_at_a_time(engine, records)
+        else:
+            outcome = in_batches(engine, records, [*range(0, len(records), batch_size), len(records)])
+        return outcome, windows, orjson.dumps(engine.state())
+
+    expected = run(1)
+    assert len(expected[1]) > 10 and len(expected[0][1]) > 20  # windows closed; repeated ids refused
+    assert run(4096) == expected
