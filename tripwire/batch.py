@@ -233,14 +233,15 @@ def _run_in_bulk(routed: _ModelPass, head: Prediction | Label, events: list[Even
     checked_until = first  # the predictions before this are checked one by one (see _waiting_stretch)
     while position < stop:
         event = events[position]
-        if type(event) is Prediction and position >= checked_until:
-            taken, checked_until = _waiting_stretch(events, position, prediction_room - len(predictions), low, high,
-                                                    pending_ids, (waiting, labels_waiting, joined_ids))
+        # (a stretch of MIN_RUN predictions at least: the look at its last one saves the call on a short one)
+        if (type(event) is Prediction and position >= checked_until and position + MIN_RUN <= stop
+                and type(events[position + MIN_RUN - 1]) is Prediction):
+            taken, checked_until, ids = _waiting_stretch(events, position, prediction_room - len(predictions), low,
+                                                         high, pending_ids, (waiting, labels_waiting, joined_ids))
             if taken:
-                stretch = events[position:position + taken]
-                ids = [prediction.request_id for prediction in stretch]
+                stretch = cast("list[Prediction]", events[position:position + taken])
                 predictions += stretch
-                pending_ids.update(ids)
+                pending_ids |= ids
                 for prediction in reversed(stretch):
                     if prediction.model_version:
                         version = prediction.model_version
@@ -294,24 +295,25 @@ def _run_in_bulk(routed: _ModelPass, head: Prediction | Label, events: list[Even
 
 
 def _waiting_stretch(events: list[Event], first: int, room: int, low: float, high: float, pending_ids: set[str],
-                     known_ids: tuple[Any, ...]) -> tuple[int, int]:
+                     known_ids: tuple[Any, ...]) -> tuple[int, int, set[str]]:
     """The stretch of predictions from ``events[first]`` (at most ``room`` of them) checked at once, as
-    :func:`_run_in_bulk` checks each: ``(taken, end)``, ``taken`` the whole stretch when every one is
-    within ``[low, high)`` and has a request id that is in none of ``pending_ids``, ``known_ids``
-    (the join's, see :meth:`LabelJoin.request_ids`) or the stretch before it; else 0 and the
-    stretch, up to ``end``, goes one by one (a short stretch too: its checks would cost more)."""
+    :func:`_run_in_bulk` checks each: ``(taken, end, ids)``, ``taken`` the whole stretch (``ids`` its
+    request ids) when every one is within ``[low, high)`` and has a request id that is in none of
+    ``pending_ids``, ``known_ids`` (the join's, see :meth:`LabelJoin.request_ids`) or the stretch
+    before it; else 0 and the stretch, up to ``end``, goes one by one (a short stretch too: its
+    checks would cost more)."""
     end, limit = first, min(len(events), first + room)
     while end < limit and type(events[end]) is Prediction:
         end += 1
     if end - first < MIN_RUN:
-        return 0, end
+        return 0, end, set()
     stretch = cast("list[Prediction]", events[first:end])
     if low != -math.inf or high != math.inf:
         stamps = [prediction.ts for prediction in stretch]
         if not (low <= min(stamps) and max(stamps) < high):
-            return 0, end
+            return 0, end, set()
     ids = {prediction.request_id for prediction in stretch}
     if (len(ids) != len(stretch) or not pending_ids.isdisjoint(ids)
             or not all(known.isdisjoint(ids) for known in known_ids)):
-        return 0, end
-    return end - first, end
+        return 0, end, set()
+    return end - first, end, ids
