@@ -3,7 +3,6 @@ a run of one model's predictions and labels processed column-wise."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence, cast
 
@@ -230,24 +229,8 @@ def _run_in_bulk(routed: _ModelPass, head: Prediction | Label, events: list[Even
     pending_ids: set[str] = set()  # the request ids of the others
     version = monitor.model_version  # as one-by-one processing leaves it: the latest given
     position = first
-    checked_until = first  # the predictions before this are checked one by one (see _waiting_stretch)
     while position < stop:
         event = events[position]
-        # (a stretch of MIN_RUN predictions at least: the look at its last one saves the call on a short one)
-        if (type(event) is Prediction and position >= checked_until and position + MIN_RUN <= stop
-                and type(events[position + MIN_RUN - 1]) is Prediction):
-            taken, checked_until, ids = _waiting_stretch(events, position, prediction_room - len(predictions), low,
-                                                         high, pending_ids, (waiting, labels_waiting, joined_ids))
-            if taken:
-                stretch = cast("list[Prediction]", events[position:position + taken])
-                predictions += stretch
-                pending_ids |= ids
-                for prediction in reversed(stretch):
-                    if prediction.model_version:
-                        version = prediction.model_version
-                        break
-                position += taken
-                continue
         if type(event) is Prediction:
             request_id = event.request_id
             if (len(predictions) >= prediction_room or not low <= event.ts < high
@@ -292,28 +275,3 @@ def _run_in_bulk(routed: _ModelPass, head: Prediction | Label, events: list[Even
     if predictions:
         monitor.append_predictions(predictions)
     return position - first
-
-
-def _waiting_stretch(events: list[Event], first: int, room: int, low: float, high: float, pending_ids: set[str],
-                     known_ids: tuple[Any, ...]) -> tuple[int, int, set[str]]:
-    """The stretch of predictions from ``events[first]`` (at most ``room`` of them) checked at once, as
-    :func:`_run_in_bulk` checks each: ``(taken, end, ids)``, ``taken`` the whole stretch (``ids`` its
-    request ids) when every one is within ``[low, high)`` and has a request id that is in none of
-    ``pending_ids``, ``known_ids`` (the join's, see :meth:`LabelJoin.request_ids`) or the stretch
-    before it; else 0 and the stretch, up to ``end``, goes one by one (a short stretch too: its
-    checks would cost more)."""
-    end, limit = first, min(len(events), first + room)
-    while end < limit and type(events[end]) is Prediction:
-        end += 1
-    if end - first < MIN_RUN:
-        return 0, end, set()
-    stretch = cast("list[Prediction]", events[first:end])
-    if low != -math.inf or high != math.inf:
-        stamps = [prediction.ts for prediction in stretch]
-        if not (low <= min(stamps) and max(stamps) < high):
-            return 0, end, set()
-    ids = {prediction.request_id for prediction in stretch}
-    if (len(ids) != len(stretch) or not pending_ids.isdisjoint(ids)
-            or not all(known.isdisjoint(ids) for known in known_ids)):
-        return 0, end, set()
-    return end - first, end, ids
