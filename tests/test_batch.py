@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import numpy as np
 import orjson
 import pytest
@@ -19,7 +20,7 @@ from tripwire import demo
 from tripwire.alerts import encode_alert
 from tripwire.config import parse_config
 from tripwire.engine import Engine
-from tripwire.events import decode, decode_batch, format_ts, parse_ts
+from tripwire.events import FeatureRow, Prediction, decode, decode_batch, format_ts, parse_ts
 from tripwire.replay import deadletter_line, deadletter_path, replay_file, run_records
 
 STAMP = "2026-11-28T00:10:00.250Z"
@@ -462,3 +463,51 @@ def test_stretches_of_predictions_checked_at_once(demo_stream, demo_references, 
     expected = run(1)
     assert len(expected[1]) > 10 and len(expected[0][1]) > 20  # windows closed; repeated ids refused
     assert run(4096) == expected
+
+
+def normalized(item: object) -> str:
+    """An item's repr with a FeatureRow as the dict it stands for."""
+    if type(item) is Prediction and isinstance(item.features, FeatureRow):
+        return repr(msgspec.structs.replace(item, features=item.features.as_dict()))
+    return repr(item)
+
+
+CREDIT_NAMES = ("income", "age", "purpose")
+FEATURE_OBJECTS = [  # the features of PREDICTION, then records that fit CREDIT_NAMES or do not
+    b'{"purpose":"car","income":41000.0,"age":37}', b'{"income":1,"income":2,"age":3,"purpose":"x"}',
+    b'{"\\u0069ncome":1,"age":3,"purpose":"\\u00e9"}', b'{"income":1,"age":3}', b'{}', b'null', b'[]',
+    b'{"income":1,"age":3,"purpose":"x","extra":null}', b'{"income":1,"age":3,"purpose":"x","features_json":2}',
+    b'{"income":1,"age":3,"purpose":"x","features_json":[2]}', b'{"income":[1],"age":3,"purpose":"x"}',
+    b'{"income":123456789012345678901234567890,"age":3,"purpose":"x"}', b'{"income":1e999,"age":3,"purpose":"x"}',
+    b'{"income":-0.0,"age":true,"purpose":null}', b'{ "income" : 1 , "age" : 3 , "purpose" : "x" }',
+]
+
+
+def test_decode_batch_by_feature_names_equals_decode(demo_stream, demo_references):
+    """decode_batch given the models' feature names: a prediction whose features are exactly the
+    names is a FeatureRow equal to decode()'s dict, key order and all, and its columns are the
+    values by name; every other item is decode()'s."""
+    base = orjson.dumps(PREDICTION)
+    features = orjson.dumps(PREDICTION["features"])
+    odd = [base.replace(features, objects) for objects in FEATURE_OBJECTS]
+    records = ODD_RECORDS + odd + [record.decode() for record in odd[:3]] + demo_stream[0][:5000]
+    engine = demo_engine(demo_references)
+    names = {"credit": CREDIT_NAMES, **{model: monitor.feature_row_names() for model, monitor in engine.monitors.items()
+                                        if model != "credit"}}
+    batched = decode_batch(records, names)
+    single = [decode(record) for record in records]
+    assert [normalized(item) for item in batched] == [repr(item) for item in single]
+    rows = 0
+    for item, expected in zip(batched, single):
+        if type(item) is Prediction and isinstance(item.features, FeatureRow):
+            rows += 1
+            assert list(item.features.as_dict().items()) == list(expected.features.items())  # (in order)
+            assert item.features == expected.features and expected.features == item.features
+            model_names = names[item.model]
+            assert msgspec.structs.astuple(item.features)[:len(model_names)] == tuple(
+                expected.features[name] for name in model_names)
+    fitting = [isinstance(getattr(item, "features", None), FeatureRow)
+               for item in batched[len(ODD_RECORDS):len(ODD_RECORDS) + len(odd)]]
+    assert fitting == [True, True, True, False, False, False, False, False, True, False, False, False, False, True,
+                       True]
+    assert rows > 2000

@@ -37,7 +37,7 @@ def process_records(engine: Engine, records: Sequence[bytes]) -> BatchResult:
     the monitors' sink calls they deferred. A record on which the engine itself fails is rejected
     with the error, and the batch goes on.
     """
-    items = decode_batch(records)
+    items = decode_batch(records, {model: monitor.feature_row_names() for model, monitor in engine.monitors.items()})
     routed = _ModelPass(engine, items)
     routed.run()
     for monitor in engine.monitors.values():  # the runs' outcomes, for whatever reads the windows next

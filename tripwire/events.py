@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Sequence, Union, final
+from functools import lru_cache
+from typing import Annotated, Any, ClassVar, Literal, Mapping, Sequence, Union, final
 
 import msgspec
 import numpy as np
@@ -33,12 +34,38 @@ class Prediction(msgspec.Struct, gc=False):
     model: str
     model_version: str | None
     ts: float
-    features: dict[str, Any]
+    features: dict[str, Any] | FeatureRow  # a FeatureRow only from decode_batch given the model's feature names
     prediction: Scalar
     score: Score | None
     scores: dict[str, float] | None
     latency_ms: float | None
     attributes: dict[str, Any]
+
+
+class FeatureRow(msgspec.Struct, gc=False, kw_only=True):
+    """A prediction's features as :func:`decode_batch` reads them for a model whose reference names
+    every one of them: a struct of a field per name (see :func:`_row_decoder`), in the reference's
+    order, so the data window makes its columns without a dict per row. :meth:`as_dict` is the
+    object exactly as :func:`decode` gives it (from its JSON text, ``features_json``), and equality
+    is that dict's."""
+
+    names: ClassVar[tuple[str, ...]] = ()
+    # The object's JSON text, set after decoding. (A field: a JSON key of this name, not one of the
+    # names, is read into it and checked like a feature; the text, set over it, keeps it.)
+    features_json: _WireValue | msgspec.Raw = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return _FEATURES_DECODER.decode(self.features_json)  # type: ignore[arg-type]  # (the Raw by then)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FeatureRow):
+            return self.as_dict() == other.as_dict()
+        return self.as_dict() == other if type(other) is dict else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # (like the dict it stands for)
+
+    def __repr__(self) -> str:
+        return f"FeatureRow({self.as_dict()!r})"
 
 
 @final
@@ -154,8 +181,14 @@ def from_object(obj: dict[str, Any]) -> Event:
     return Label(request_id, model, ts, _require_scalar(obj, "label"))
 
 
-def decode_batch(records: Sequence[bytes | str]) -> list[Event | Rejection]:
+def decode_batch(records: Sequence[bytes | str],
+                 feature_names: Mapping[str, tuple[str, ...] | None] | None = None) -> list[Event | Rejection]:
     """Decode many records at once: the same result as ``[decode(r) for r in records]``, faster.
+
+    ``feature_names``: model -> the names of its features, or None. A prediction of such a model
+    whose features are exactly these names (in any order, each a scalar) gets them as a
+    :class:`FeatureRow` (equal to the dict; see :meth:`ModelMonitor.feature_row_names`); any
+    other gets its dict.
 
     The common shape of each event type is decoded by a typed msgspec decoder (type checks and
     bounds in C) and the usual timestamp form ``YYYY-MM-DDTHH:MM:SS.mmmZ`` is converted with numpy
@@ -167,7 +200,7 @@ def decode_batch(records: Sequence[bytes | str]) -> list[Event | Rejection]:
     >>> decode_batch([good, b'{"type":"label"'])
     [Label(request_id='r1', model='m', ts=1767225600.0, label=1), Rejection(reason='not valid JSON: unexpected end of data at char 15', model=None)]
     """
-    decode_wire = _WIRE_DECODER.decode
+    decode_wire = (_WIRE_DECODER if feature_names is None else _RAW_FEATURES_DECODER).decode
     wire: list[Any] = []
     for first in range(0, len(records), _CHUNK):
         chunk = records[first:first + _CHUNK]
@@ -181,13 +214,15 @@ def decode_batch(records: Sequence[bytes | str]) -> list[Event | Rejection]:
                 wire.append(decode_wire(record))
             except Exception:  # msgspec's errors, RecursionError: decode() words the rejection or takes the record
                 wire.append(None)
+    if feature_names is not None:
+        _read_features(wire, feature_names)
     stamps = _fast_timestamps([_NOT_A_STAMP if w is None else w.ts for w in wire])
     out: list[Event | Rejection] = []
     append = out.append
     for record, w, ts in zip(records, wire, stamps):
         if ts != ts:  # NaN: no fast timestamp, so no fast event
             append(decode(record))
-        elif type(w) is _WirePrediction:
+        elif type(w) is _WirePrediction or type(w) is _RawFeaturesPrediction:
             append(Prediction(w.request_id, w.model, w.model_version, ts, w.features, w.prediction, w.score, w.scores,
                               w.latency_ms, w.attributes))
         elif type(w) is _WireLabel:
@@ -241,7 +276,87 @@ class _WireFeatures(msgspec.Struct, tag_field="type", tag="features", forbid_unk
     features: dict[str, _WireValue]
 
 
+class _RawFeaturesPrediction(_WirePrediction, tag="prediction"):
+    """A prediction whose features are read afterwards, model by model (see _read_features)."""
+
+    features: msgspec.Raw = msgspec.Raw(b"{}")  # type: ignore[assignment]
+
+
 _WIRE_DECODER = msgspec.json.Decoder(Union[_WirePrediction, _WireLabel, _WireFeatures])
+_RAW_FEATURES_DECODER = msgspec.json.Decoder(Union[_RawFeaturesPrediction, _WireLabel, _WireFeatures])
+_FEATURES_DECODER = msgspec.json.Decoder(dict[str, _WireValue])
+_FEATURE_DICTS_DECODER = msgspec.json.Decoder(list[dict[str, _WireValue]])
+
+
+@lru_cache(maxsize=64)
+def _row_decoder(names: tuple[str, ...]) -> msgspec.json.Decoder[Any] | None:
+    """A decoder of a JSON array of feature objects with exactly ``names`` (each a scalar) into
+    :class:`FeatureRow` s of them, in that order (renamed fields: a name need not be a Python
+    identifier); None when names clash with the row's own field."""
+    try:
+        row = msgspec.defstruct("Row", [(f"f{i}", _WireValue) for i in range(len(names))], bases=(FeatureRow,),
+                                rename={f"f{i}": name for i, name in enumerate(names)}, forbid_unknown_fields=True,
+                                gc=False)
+    except ValueError:  # a feature named features_json
+        return None
+    row.names = names  # type: ignore[attr-defined]  # (a FeatureRow: see its ClassVar)
+    return msgspec.json.Decoder(list[row])  # type: ignore[valid-type]
+
+
+def _read_features(wire: list[Any], feature_names: Mapping[str, tuple[str, ...] | None]) -> None:
+    """Each prediction's features in ``wire`` (JSON text) as a :class:`FeatureRow` where its model's
+    names fit, else as the dict; a prediction whose features do not decode becomes None (then
+    :func:`decode` words the rejection). A model's features are decoded in one call."""
+    by_model: dict[str, list[int]] = {}
+    for index, w in enumerate(wire):
+        if type(w) is _RawFeaturesPrediction:
+            by_model.setdefault(w.model, []).append(index)
+    for model, indices in by_model.items():
+        raws = [wire[index].features for index in indices]
+        names = feature_names.get(model)
+        for index, features in zip(indices, _feature_objects(raws, names)):
+            if features is None:
+                wire[index] = None
+            else:
+                wire[index].features = features
+
+
+def _feature_objects(raws: list[msgspec.Raw], names: tuple[str, ...] | None) -> list[Any]:
+    """:class:`FeatureRow` s (or dicts, where ``names`` do not fit or are None) of the JSON objects ``raws``;
+    None for one that is not an object of scalars."""
+    joined = b"[" + b",".join(raws) + b"]"
+    rows = _row_decoder(names) if names else None
+    if rows is not None:
+        try:
+            out = rows.decode(joined)
+            for row, raw in zip(out, raws):
+                row.features_json = raw
+            return out
+        except Exception:  # (msgspec's errors, RecursionError) some do not fit: each on its own below
+            pass
+    else:
+        try:
+            return _FEATURE_DICTS_DECODER.decode(joined)
+        except Exception:
+            pass
+    out = []
+    for raw in raws:
+        features: Any = None
+        if rows is not None:
+            try:
+                features = rows.decode(b"[" + bytes(raw) + b"]")[0]
+                features.features_json = raw
+            except Exception:
+                pass
+        if features is None:
+            try:
+                features = _FEATURES_DECODER.decode(raw)
+            except Exception:
+                pass
+        out.append(features)
+    return out
+
+
 _CHUNK = 64  # records decoded in one map() call; a chunk with a bad record is redone one by one
 
 _STAMP = len("2026-11-28T05:00:00.120Z")
