@@ -428,10 +428,10 @@ def test_runs_admitted_at_once_equal_one_by_one(demo_references, seed):
 
 
 @pytest.mark.parametrize("window_seconds", [0, 20])
-def test_stretches_of_predictions_checked_at_once(demo_stream, demo_references, window_seconds):
-    """One model's predictions in long stretches with no label between them (the batch path checks a
-    stretch at once): stretches that cross a time window's end, hold a late record or repeat a
-    request id, and labels now and then; alerts, window records and state exactly as one by one."""
+def test_one_model_of_feature_rows_in_long_stretches(demo_stream, demo_references, window_seconds):
+    """One model's predictions (features decoded as FeatureRows) in long stretches with no label
+    between them: stretches that cross a time window's end, hold a late record or repeat a request
+    id, and labels now and then; alerts, window records and state exactly as one by one."""
     rng = random.Random(3)
     objects = [orjson.loads(r) for r in demo_stream[0][:20_000] if b'"model":"credit"' in r]
     predictions = [o for o in objects if o["type"] == "prediction"]
@@ -447,6 +447,7 @@ def test_stretches_of_predictions_checked_at_once(demo_stream, demo_references, 
         if rng.random() < 0.02 and prediction["request_id"] in labels:
             records.append(orjson.dumps(labels[prediction["request_id"]]))
     config = demo.demo_config()
+    config["models"] = [model for model in config["models"] if model["name"] == "credit"]  # (its FeatureRows)
     config["defaults"] = {**config.get("defaults", {}), "window_seconds": window_seconds,
                           "window_events": 300}
 
@@ -460,9 +461,11 @@ def test_stretches_of_predictions_checked_at_once(demo_stream, demo_references, 
             outcome = in_batches(engine, records, [*range(0, len(records), batch_size), len(records)])
         return outcome, windows, orjson.dumps(engine.state())
 
+    names = {"credit": Engine(parse_config(config), references=demo_references).monitors["credit"].feature_row_names()}
+    assert sum(isinstance(getattr(item, "features", None), FeatureRow) for item in decode_batch(records, names)) > 1000
     expected = run(1)
     assert len(expected[1]) > 10 and len(expected[0][1]) > 20  # windows closed; repeated ids refused
-    assert run(4096) == expected
+    assert run(4096) == expected and run(333) == expected
 
 
 def normalized(item: object) -> str:
@@ -476,38 +479,40 @@ CREDIT_NAMES = ("income", "age", "purpose")
 FEATURE_OBJECTS = [  # the features of PREDICTION, then records that fit CREDIT_NAMES or do not
     b'{"purpose":"car","income":41000.0,"age":37}', b'{"income":1,"income":2,"age":3,"purpose":"x"}',
     b'{"\\u0069ncome":1,"age":3,"purpose":"\\u00e9"}', b'{"income":1,"age":3}', b'{}', b'null', b'[]',
-    b'{"income":1,"age":3,"purpose":"x","extra":null}', b'{"income":1,"age":3,"purpose":"x","features_json":2}',
-    b'{"income":1,"age":3,"purpose":"x","features_json":[2]}', b'{"income":[1],"age":3,"purpose":"x"}',
+    b'{"income":1,"age":3,"purpose":"x","extra":null}', b'{"income":1,"age":3,"purpose":"x","record":2}',
+    b'{"income":1,"age":3,"purpose":"x","record":[2]}', b'{"income":[1],"age":3,"purpose":"x"}',
     b'{"income":123456789012345678901234567890,"age":3,"purpose":"x"}', b'{"income":1e999,"age":3,"purpose":"x"}',
     b'{"income":-0.0,"age":true,"purpose":null}', b'{ "income" : 1 , "age" : 3 , "purpose" : "x" }',
 ]
 
 
 def test_decode_batch_by_feature_names_equals_decode(demo_stream, demo_references):
-    """decode_batch given the models' feature names: a prediction whose features are exactly the
+    """decode_batch given one set of feature names: a prediction whose features are exactly the
     names is a FeatureRow equal to decode()'s dict, key order and all, and its columns are the
-    values by name; every other item is decode()'s."""
+    values by name; every other item is decode()'s, alone or in a batch."""
     base = orjson.dumps(PREDICTION)
-    features = orjson.dumps(PREDICTION["features"])
-    odd = [base.replace(features, objects) for objects in FEATURE_OBJECTS]
-    records = ODD_RECORDS + odd + [record.decode() for record in odd[:3]] + demo_stream[0][:5000]
-    engine = demo_engine(demo_references)
-    names = {"credit": CREDIT_NAMES, **{model: monitor.feature_row_names() for model, monitor in engine.monitors.items()
-                                        if model != "credit"}}
-    batched = decode_batch(records, names)
-    single = [decode(record) for record in records]
-    assert [normalized(item) for item in batched] == [repr(item) for item in single]
-    rows = 0
-    for item, expected in zip(batched, single):
-        if type(item) is Prediction and isinstance(item.features, FeatureRow):
-            rows += 1
+    odd = [base.replace(orjson.dumps(PREDICTION["features"]), objects) for objects in FEATURE_OBJECTS]
+    names = {"credit": CREDIT_NAMES, "fuel-efficiency": None}
+    fitting = []
+    for record in [*odd, *ODD_RECORDS, *(record.decode() for record in odd[:3])]:
+        (item,), expected = decode_batch([record], names), decode(record)
+        assert normalized(item) == repr(expected)
+        fitting.append(isinstance(getattr(item, "features", None), FeatureRow))
+        if fitting[-1]:
+            assert type(item) is Prediction and type(expected) is Prediction and isinstance(item.features, FeatureRow)
             assert list(item.features.as_dict().items()) == list(expected.features.items())  # (in order)
             assert item.features == expected.features and expected.features == item.features
-            model_names = names[item.model]
-            assert msgspec.structs.astuple(item.features)[:len(model_names)] == tuple(
-                expected.features[name] for name in model_names)
-    fitting = [isinstance(getattr(item, "features", None), FeatureRow)
-               for item in batched[len(ODD_RECORDS):len(ODD_RECORDS) + len(odd)]]
-    assert fitting == [True, True, True, False, False, False, False, False, True, False, False, False, False, True,
-                       True]
-    assert rows > 2000
+            assert msgspec.structs.astuple(item.features)[:len(CREDIT_NAMES)] == tuple(
+                expected.features[name] for name in CREDIT_NAMES)
+    assert fitting[:len(odd)] == [True, True, True, False, False, False, False, False, True, False, False, False,
+                                  False, True, True]
+    assert sum(fitting) > 10
+    # A batch: FeatureRows up to the first group of records with one that does not fit, dicts after it.
+    engine = demo_engine(demo_references)
+    credit = [r for r in demo_stream[0][:20_000] if b'"model":"credit"' in r]
+    names = {"credit": engine.monitors["credit"].feature_row_names()}
+    records = credit + odd + ODD_RECORDS + credit[:500]
+    batched = decode_batch(records, names)
+    assert [normalized(item) for item in batched] == [repr(decode(record)) for record in records]
+    rows = [isinstance(getattr(item, "features", None), FeatureRow) for item in batched]
+    assert sum(rows[:len(credit)]) > 2000 and not any(rows[len(credit) + 64:])

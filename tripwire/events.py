@@ -44,18 +44,18 @@ class Prediction(msgspec.Struct, gc=False):
 
 class FeatureRow(msgspec.Struct, gc=False, kw_only=True):
     """A prediction's features as :func:`decode_batch` reads them for a model whose reference names
-    every one of them: a struct of a field per name (see :func:`_row_decoder`), in the reference's
-    order, so the data window makes its columns without a dict per row. :meth:`as_dict` is the
-    object exactly as :func:`decode` gives it (from its JSON text, ``features_json``), and equality
-    is that dict's."""
+    every one of them: a struct of a field per name (see :func:`_prediction_decoder`), in the
+    reference's order, so the data window makes its columns without a dict per row.
+    :meth:`as_dict` is the dict :func:`decode` gives (read from the prediction's ``record``) and
+    equality is that dict's."""
 
     names: ClassVar[tuple[str, ...]] = ()
-    # The object's JSON text, set after decoding. (A field: a JSON key of this name, not one of the
-    # names, is read into it and checked like a feature; the text, set over it, keeps it.)
-    features_json: _WireValue | msgspec.Raw = None
+    # The record, set after decoding. (A field: a feature of this name, not one of the names, is read
+    # into it and checked like a feature; the record, set over it, keeps it.)
+    record: _WireValue = None  # (bytes or str, once set)
 
     def as_dict(self) -> dict[str, Any]:
-        return _FEATURES_DECODER.decode(self.features_json)  # type: ignore[arg-type]  # (the Raw by then)
+        return orjson.loads(self.record)["features"]  # type: ignore[arg-type]  # (the record by then)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, FeatureRow):
@@ -185,10 +185,10 @@ def decode_batch(records: Sequence[bytes | str],
                  feature_names: Mapping[str, tuple[str, ...] | None] | None = None) -> list[Event | Rejection]:
     """Decode many records at once: the same result as ``[decode(r) for r in records]``, faster.
 
-    ``feature_names``: model -> the names of its features, or None. A prediction of such a model
-    whose features are exactly these names (in any order, each a scalar) gets them as a
-    :class:`FeatureRow` (equal to the dict; see :meth:`ModelMonitor.feature_row_names`); any
-    other gets its dict.
+    ``feature_names``: model -> the names of its features, or None. Where they are one set of
+    names, a prediction whose features are exactly these (in any order, each a scalar) gets them
+    as a :class:`FeatureRow` (equal to the dict; see :meth:`ModelMonitor.feature_row_names`),
+    until a group of records has one that does not fit; any other gets its dict.
 
     The common shape of each event type is decoded by a typed msgspec decoder (type checks and
     bounds in C) and the usual timestamp form ``YYYY-MM-DDTHH:MM:SS.mmmZ`` is converted with numpy
@@ -200,10 +200,18 @@ def decode_batch(records: Sequence[bytes | str],
     >>> decode_batch([good, b'{"type":"label"'])
     [Label(request_id='r1', model='m', ts=1767225600.0, label=1), Rejection(reason='not valid JSON: unexpected end of data at char 15', model=None)]
     """
-    decode_wire = (_WIRE_DECODER if feature_names is None else _RAW_FEATURES_DECODER).decode
+    decode_wire = _WIRE_DECODER.decode
+    schema = _prediction_decoder(_one_set(feature_names))
+    decode_rows = schema.decode if schema is not None else None
     wire: list[Any] = []
     for first in range(0, len(records), _CHUNK):
         chunk = records[first:first + _CHUNK]
+        if decode_rows is not None:
+            try:
+                wire += list(map(decode_rows, chunk))
+                continue
+            except Exception:  # some record does not fit (or is bad): dicts from here on
+                decode_rows = None
         try:
             wire += list(map(decode_wire, chunk))  # no Python loop while every record takes the fast path
             continue
@@ -214,21 +222,27 @@ def decode_batch(records: Sequence[bytes | str],
                 wire.append(decode_wire(record))
             except Exception:  # msgspec's errors, RecursionError: decode() words the rejection or takes the record
                 wire.append(None)
-    if feature_names is not None:
-        _read_features(wire, feature_names)
     stamps = _fast_timestamps([_NOT_A_STAMP if w is None else w.ts for w in wire])
     out: list[Event | Rejection] = []
     append = out.append
     for record, w, ts in zip(records, wire, stamps):
         if ts != ts:  # NaN: no fast timestamp, so no fast event
             append(decode(record))
-        elif type(w) is _WirePrediction or type(w) is _RawFeaturesPrediction:
+        elif type(w) is _WirePrediction:
             append(Prediction(w.request_id, w.model, w.model_version, ts, w.features, w.prediction, w.score, w.scores,
                               w.latency_ms, w.attributes))
         elif type(w) is _WireLabel:
             append(Label(w.request_id, w.model, ts, w.label))
-        else:
+        elif type(w) is _WireFeatures:
             append(Features(w.request_id, w.model, ts, w.features))
+        else:  # a prediction read by the names (see _prediction_decoder)
+            features = w.features
+            if features is None:  # (no features, or null: decode() gives {})
+                features = {}
+            else:
+                features.record = record
+            append(Prediction(w.request_id, w.model, w.model_version, ts, features, w.prediction, w.score, w.scores,
+                              w.latency_ms, w.attributes))
     return out
 
 
@@ -276,85 +290,32 @@ class _WireFeatures(msgspec.Struct, tag_field="type", tag="features", forbid_unk
     features: dict[str, _WireValue]
 
 
-class _RawFeaturesPrediction(_WirePrediction, tag="prediction"):
-    """A prediction whose features are read afterwards, model by model (see _read_features)."""
-
-    features: msgspec.Raw = msgspec.Raw(b"{}")  # type: ignore[assignment]
-
-
 _WIRE_DECODER = msgspec.json.Decoder(Union[_WirePrediction, _WireLabel, _WireFeatures])
-_RAW_FEATURES_DECODER = msgspec.json.Decoder(Union[_RawFeaturesPrediction, _WireLabel, _WireFeatures])
-_FEATURES_DECODER = msgspec.json.Decoder(dict[str, _WireValue])
-_FEATURE_DICTS_DECODER = msgspec.json.Decoder(list[dict[str, _WireValue]])
 
 
-@lru_cache(maxsize=64)
-def _row_decoder(names: tuple[str, ...]) -> msgspec.json.Decoder[Any] | None:
-    """A decoder of a JSON array of feature objects with exactly ``names`` (each a scalar) into
-    :class:`FeatureRow` s of them, in that order (renamed fields: a name need not be a Python
-    identifier); None when names clash with the row's own field."""
+def _one_set(feature_names: Mapping[str, tuple[str, ...] | None] | None) -> tuple[str, ...] | None:
+    """The one set of names the models give (a typed decoder reads one), if so."""
+    sets = {names for names in feature_names.values() if names} if feature_names else set()
+    return next(iter(sets)) if len(sets) == 1 else None
+
+
+@lru_cache(maxsize=16)
+def _prediction_decoder(names: tuple[str, ...] | None) -> msgspec.json.Decoder[Any] | None:
+    """The typed decoder of the records whose predictions have features of exactly ``names``, each a
+    scalar: as :class:`FeatureRow` s of them in that order (fields renamed: a name need not be a
+    Python identifier). None without names, or for names that clash with the row's own field."""
+    if not names:
+        return None
     try:
         row = msgspec.defstruct("Row", [(f"f{i}", _WireValue) for i in range(len(names))], bases=(FeatureRow,),
                                 rename={f"f{i}": name for i, name in enumerate(names)}, forbid_unknown_fields=True,
                                 gc=False)
-    except ValueError:  # a feature named features_json
+    except ValueError:  # a feature named "record"
         return None
     row.names = names  # type: ignore[attr-defined]  # (a FeatureRow: see its ClassVar)
-    return msgspec.json.Decoder(list[row])  # type: ignore[valid-type]
-
-
-def _read_features(wire: list[Any], feature_names: Mapping[str, tuple[str, ...] | None]) -> None:
-    """Each prediction's features in ``wire`` (JSON text) as a :class:`FeatureRow` where its model's
-    names fit, else as the dict; a prediction whose features do not decode becomes None (then
-    :func:`decode` words the rejection). A model's features are decoded in one call."""
-    by_model: dict[str, list[int]] = {}
-    for index, w in enumerate(wire):
-        if type(w) is _RawFeaturesPrediction:
-            by_model.setdefault(w.model, []).append(index)
-    for model, indices in by_model.items():
-        raws = [wire[index].features for index in indices]
-        names = feature_names.get(model)
-        for index, features in zip(indices, _feature_objects(raws, names)):
-            if features is None:
-                wire[index] = None
-            else:
-                wire[index].features = features
-
-
-def _feature_objects(raws: list[msgspec.Raw], names: tuple[str, ...] | None) -> list[Any]:
-    """:class:`FeatureRow` s (or dicts, where ``names`` do not fit or are None) of the JSON objects ``raws``;
-    None for one that is not an object of scalars."""
-    joined = b"[" + b",".join(raws) + b"]"
-    rows = _row_decoder(names) if names else None
-    if rows is not None:
-        try:
-            out = rows.decode(joined)
-            for row, raw in zip(out, raws):
-                row.features_json = raw
-            return out
-        except Exception:  # (msgspec's errors, RecursionError) some do not fit: each on its own below
-            pass
-    else:
-        try:
-            return _FEATURE_DICTS_DECODER.decode(joined)
-        except Exception:
-            pass
-    out = []
-    for raw in raws:
-        features: Any = None
-        if rows is not None:
-            try:
-                features = rows.decode(b"[" + bytes(raw) + b"]")[0]
-                features.features_json = raw
-            except Exception:
-                pass
-        if features is None:
-            try:
-                features = _FEATURES_DECODER.decode(raw)
-            except Exception:
-                pass
-        out.append(features)
-    return out
+    prediction = msgspec.defstruct("Prediction", [("features", row | None, None)], bases=(_WirePrediction,),
+                                   tag="prediction", forbid_unknown_fields=True, gc=False)
+    return msgspec.json.Decoder(Union[prediction, _WireLabel, _WireFeatures])
 
 
 _CHUNK = 64  # records decoded in one map() call; a chunk with a bad record is redone one by one
