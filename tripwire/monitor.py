@@ -493,8 +493,13 @@ class ModelMonitor:
                 return
             except (KeyError, TypeError):  # (a FeatureRow among them: not subscriptable)
                 pass
-        # A FeatureRow of these names (see feature_row_names) is their values in order, then its JSON text.
+        # A FeatureRow of these names (see feature_row_names) is their values in order, then its record.
         row_names = self._row_names
+        kinds = set(map(type, new))
+        kind = kinds.pop() if len(kinds) == 1 else None
+        if kind is not None and issubclass(kind, FeatureRow) and kind.names == row_names:
+            self._column_parts.append(list(zip(*map(astuple, new)))[:len(names)])  # type: ignore[arg-type]
+            return
         self._column_parts.append(list(zip(*[
             astuple(row) if isinstance(row, FeatureRow) and row.names == row_names
             else tuple([row.get(name) for name in names]) if isinstance(row, dict)
