@@ -545,7 +545,8 @@ class ModelMonitor:
         return {
             "model_version": self.model_version,
             "indices": [self.window_index, self.performance_index, self._since_expiry],
-            "window": {"rows": [row.as_dict() if isinstance(row, FeatureRow) else row for row in self._rows], "predictions": self._predictions, "scores": self._scores,
+            "window": {"rows": [row.as_dict() if isinstance(row, FeatureRow) else row for row in self._rows],
+                       "predictions": self._predictions, "scores": self._scores,
                        "latencies": self._latencies, "n": self._n, "start": self._start, "end": self._end},
             "performance_window": {"n": self._perf_n, "start": self._perf_start, "end": self._perf_end,
                                    "label_lags": self._label_lags, "change_hits": self._change_hits,
