@@ -466,6 +466,21 @@ def test_one_model_of_feature_rows_in_long_stretches(demo_stream, demo_reference
     expected = run(1)
     assert len(expected[1]) > 10 and len(expected[0][1]) > 20  # windows closed; repeated ids refused
     assert run(4096) == expected and run(333) == expected
+    # A checkpoint in the middle of a window (its rows FeatureRows), restored in a new engine.
+    windows: list[bytes] = []
+    first = Engine(parse_config(config), references=demo_references,
+                   on_window=lambda window: windows.append(orjson.dumps(window)))
+    middle = len(records) // 2 + 37
+    head = in_batches(first, records, [*range(0, middle, 1000), middle])
+    assert any(isinstance(row, FeatureRow) for row in first.monitors["credit"]._rows)
+    single = Engine(parse_config(config), references=demo_references)
+    one_at_a_time(single, records[:middle])
+    assert orjson.dumps(first.state()) == orjson.dumps(single.state())  # (the rows as decode()'s dicts)
+    restored = Engine(parse_config(config), references=demo_references,
+                      on_window=lambda window: windows.append(orjson.dumps(window)))
+    restored.restore(orjson.loads(orjson.dumps(first.state())))
+    tail = in_batches(restored, records, [*range(middle, len(records), 1000), len(records)])
+    assert ((head[0] + tail[0], head[1] + tail[1]), windows, orjson.dumps(restored.state())) == expected
 
 
 def normalized(item: object) -> str:
