@@ -10,6 +10,7 @@ import math
 import random
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import numpy as np
 import orjson
 import pytest
@@ -21,7 +22,7 @@ from tripwire.alerts import encode_alert
 from tripwire.batch import CACHE_RECORDS
 from tripwire.config import parse_config
 from tripwire.engine import Engine
-from tripwire.events import decode, decode_batch, format_ts, parse_ts
+from tripwire.events import FeatureRow, Prediction, decode, decode_batch, format_ts, parse_ts
 from tripwire.replay import deadletter_line, deadletter_path, replay_file, run_records
 
 STAMP = "2026-11-28T00:10:00.250Z"
@@ -451,3 +452,109 @@ def test_runs_admitted_at_once_equal_one_by_one(demo_references, seed):
             admitted[index] = event
     assert repr(admitted) == repr(expected)
     assert [m.clock.to_dict() for m in batched.monitors.values()] == [m.clock.to_dict() for m in single.monitors.values()]
+
+
+@pytest.mark.parametrize("window_seconds", [0, 20])
+def test_one_model_of_feature_rows_in_long_stretches(demo_stream, demo_references, window_seconds):
+    """One model's predictions (features decoded as FeatureRows) in long stretches with no label
+    between them: stretches that cross a time window's end, hold a late record or repeat a request
+    id, and labels now and then; alerts, window records and state exactly as one by one."""
+    rng = random.Random(3)
+    objects = [orjson.loads(r) for r in demo_stream[0][:20_000] if b'"model":"credit"' in r]
+    predictions = [o for o in objects if o["type"] == "prediction"]
+    labels = {o["request_id"]: o for o in objects if o["type"] == "label"}
+    records: list[bytes] = []
+    for index, prediction in enumerate(predictions):
+        roll = rng.random()
+        if roll < 0.01 and index > 50:  # late: before the open window's start
+            prediction = {**prediction, "ts": predictions[index - 50]["ts"]}
+        elif roll < 0.02 and index > 50:  # a request id again
+            prediction = {**prediction, "request_id": predictions[index - rng.randrange(1, 50)]["request_id"]}
+        records.append(orjson.dumps(prediction))
+        if rng.random() < 0.02 and prediction["request_id"] in labels:
+            records.append(orjson.dumps(labels[prediction["request_id"]]))
+    config = demo.demo_config()
+    config["models"] = [model for model in config["models"] if model["name"] == "credit"]  # (its FeatureRows)
+    config["defaults"] = {**config.get("defaults", {}), "window_seconds": window_seconds,
+                          "window_events": 300}
+
+    def run(batch_size: int) -> tuple:
+        windows: list[bytes] = []
+        engine = Engine(parse_config(config), references=demo_references,
+                        on_window=lambda window: windows.append(orjson.dumps(window)))
+        if batch_size == 1:
+            outcome = one_at_a_time(engine, records)
+        else:
+            outcome = in_batches(engine, records, [*range(0, len(records), batch_size), len(records)])
+        return outcome, windows, orjson.dumps(engine.state())
+
+    names = {"credit": Engine(parse_config(config), references=demo_references).monitors["credit"].feature_row_names()}
+    assert sum(isinstance(getattr(item, "features", None), FeatureRow) for item in decode_batch(records, names)) > 1000
+    expected = run(1)
+    assert len(expected[1]) > 10 and len(expected[0][1]) > 20  # windows closed; repeated ids refused
+    assert run(4096) == expected and run(333) == expected
+    # A checkpoint in the middle of a window (its rows FeatureRows), restored in a new engine.
+    windows: list[bytes] = []
+    first = Engine(parse_config(config), references=demo_references,
+                   on_window=lambda window: windows.append(orjson.dumps(window)))
+    middle = len(records) // 2 + 37
+    head = in_batches(first, records, [*range(0, middle, 1000), middle])
+    assert any(isinstance(row, FeatureRow) for row in first.monitors["credit"]._rows)
+    single = Engine(parse_config(config), references=demo_references)
+    one_at_a_time(single, records[:middle])
+    assert orjson.dumps(first.state()) == orjson.dumps(single.state())  # (the rows as decode()'s dicts)
+    restored = Engine(parse_config(config), references=demo_references,
+                      on_window=lambda window: windows.append(orjson.dumps(window)))
+    restored.restore(orjson.loads(orjson.dumps(first.state())))
+    tail = in_batches(restored, records, [*range(middle, len(records), 1000), len(records)])
+    assert ((head[0] + tail[0], head[1] + tail[1]), windows, orjson.dumps(restored.state())) == expected
+
+
+def normalized(item: object) -> str:
+    """An item's repr with a FeatureRow as the dict it stands for."""
+    if type(item) is Prediction and isinstance(item.features, FeatureRow):
+        return repr(msgspec.structs.replace(item, features=item.features.as_dict()))
+    return repr(item)
+
+
+CREDIT_NAMES = ("income", "age", "purpose")
+FEATURE_OBJECTS = [  # the features of PREDICTION, then records that fit CREDIT_NAMES or do not
+    b'{"purpose":"car","income":41000.0,"age":37}', b'{"income":1,"income":2,"age":3,"purpose":"x"}',
+    b'{"\\u0069ncome":1,"age":3,"purpose":"\\u00e9"}', b'{"income":1,"age":3}', b'{}', b'null', b'[]',
+    b'{"income":1,"age":3,"purpose":"x","extra":null}', b'{"income":1,"age":3,"purpose":"x","record":2}',
+    b'{"income":1,"age":3,"purpose":"x","record":[2]}', b'{"income":[1],"age":3,"purpose":"x"}',
+    b'{"income":123456789012345678901234567890,"age":3,"purpose":"x"}', b'{"income":1e999,"age":3,"purpose":"x"}',
+    b'{"income":-0.0,"age":true,"purpose":null}', b'{ "income" : 1 , "age" : 3 , "purpose" : "x" }',
+]
+
+
+def test_decode_batch_by_feature_names_equals_decode(demo_stream, demo_references):
+    """decode_batch given one set of feature names: a prediction whose features are exactly the
+    names is a FeatureRow equal to decode()'s dict, key order and all, and its columns are the
+    values by name; every other item is decode()'s, alone or in a batch."""
+    base = orjson.dumps(PREDICTION)
+    odd = [base.replace(orjson.dumps(PREDICTION["features"]), objects) for objects in FEATURE_OBJECTS]
+    names = {"credit": CREDIT_NAMES, "fuel-efficiency": None}
+    fitting = []
+    for record in [*odd, *ODD_RECORDS, *(record.decode() for record in odd[:3])]:
+        (item,), expected = decode_batch([record], names), decode(record)
+        assert normalized(item) == repr(expected)
+        fitting.append(isinstance(getattr(item, "features", None), FeatureRow))
+        if fitting[-1]:
+            assert type(item) is Prediction and type(expected) is Prediction and isinstance(item.features, FeatureRow)
+            assert list(item.features.as_dict().items()) == list(expected.features.items())  # (in order)
+            assert item.features == expected.features and expected.features == item.features
+            assert msgspec.structs.astuple(item.features)[:len(CREDIT_NAMES)] == tuple(
+                expected.features[name] for name in CREDIT_NAMES)
+    assert fitting[:len(odd)] == [True, True, True, False, False, False, False, False, True, False, False, False,
+                                  False, True, True]
+    assert sum(fitting) > 10
+    # A batch: FeatureRows up to the first group of records with one that does not fit, dicts after it.
+    engine = demo_engine(demo_references)
+    credit = [r for r in demo_stream[0][:20_000] if b'"model":"credit"' in r]
+    names = {"credit": engine.monitors["credit"].feature_row_names()}
+    records = credit + odd + ODD_RECORDS + credit[:500]
+    batched = decode_batch(records, names)
+    assert [normalized(item) for item in batched] == [repr(decode(record)) for record in records]
+    rows = [isinstance(getattr(item, "features", None), FeatureRow) for item in batched]
+    assert sum(rows[:len(credit)]) > 2000 and not any(rows[len(credit) + 64:])

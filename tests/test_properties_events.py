@@ -220,3 +220,34 @@ def test_interleaved_bad_records_change_no_model_alert(clean_stream, clean_alert
     assert len(result.rejections) == expected_bad
     assert all(r.reason and not r.reason.startswith("engine error") for _i, r in result.rejections)
     assert [encode_alert(a) for a in result.alerts if a["model"] != "*"] == clean_alerts[window_seconds]
+
+
+# Predictions of fuel-efficiency whose features are its one set of names (see FeatureRow) or nearly.
+named_features = st.one_of(
+    st.permutations(["weight", "origin"]).flatmap(
+        lambda keys: st.tuples(*[scalars | json_values for _key in keys]).map(lambda values: dict(zip(keys, values)))),
+    st.dictionaries(st.sampled_from(["weight", "origin", "record", "x"]), scalars, max_size=4))
+named = st.builds(lambda features, ts, key: json.dumps(
+    {"type": "prediction", "schema": 1, "request_id": key, "model": MODELS[0], "ts": ts, "prediction": 1.0,
+     "features": features}).encode(), named_features, stamps, request_ids)
+
+
+@PROPERTY_SETTINGS
+@given(batch=st.lists(st.one_of(named, named, named, records), max_size=40))
+def test_decode_batch_by_feature_names_equals_decode(batch):
+    """decode_batch given the models' feature names gives what decode() gives, a FeatureRow standing
+    for its dict (in order), alone or in a batch."""
+    from tripwire.events import FeatureRow, decode_batch
+
+    def normalized(item: Any) -> str:
+        if isinstance(getattr(item, "features", None), FeatureRow):
+            assert type(item.features.as_dict()) is dict
+            return repr((item.request_id, item.ts, list(item.features.as_dict().items()), item.prediction))
+        if type(item).__name__ == "Prediction":
+            return repr((item.request_id, item.ts, list(item.features.items()), item.prediction))
+        return repr(item)
+
+    names = {MODELS[0]: ("weight", "origin"), MODELS[1]: None}
+    expected = [normalized(decode(record)) for record in batch]
+    assert [normalized(item) for item in decode_batch(batch, names)] == expected
+    assert [normalized(decode_batch([record], names)[0]) for record in batch] == expected

@@ -41,11 +41,12 @@ def process_records(engine: Engine, records: Sequence[bytes]) -> BatchResult:
     the monitors' sink calls they deferred. A record on which the engine itself fails is rejected
     with the error, and the batch goes on.
     """
+    feature_names = {model: monitor.feature_row_names() for model, monitor in engine.monitors.items()}
     if len(records) <= CACHE_RECORDS:
-        return _process_piece(engine, records)
+        return _process_piece(engine, records, feature_names)
     result = BatchResult()
     for first in range(0, len(records), CACHE_RECORDS):
-        piece = _process_piece(engine, records[first:first + CACHE_RECORDS])
+        piece = _process_piece(engine, records[first:first + CACHE_RECORDS], feature_names)
         result.alerts += piece.alerts
         result.rejections += [(first + index, rejection) for index, rejection in piece.rejections]
         result.events += piece.events
@@ -54,8 +55,8 @@ def process_records(engine: Engine, records: Sequence[bytes]) -> BatchResult:
     return result
 
 
-def _process_piece(engine: Engine, records: Sequence[bytes]) -> BatchResult:
-    items = decode_batch(records)
+def _process_piece(engine: Engine, records: Sequence[bytes], feature_names: dict[str, tuple[str, ...] | None]) -> BatchResult:
+    items = decode_batch(records, feature_names)
     routed = _ModelPass(engine, items)
     routed.run()
     for monitor in engine.monitors.values():  # the runs' outcomes, for whatever reads the windows next

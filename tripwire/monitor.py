@@ -12,9 +12,10 @@ import dataclasses
 import math
 from itertools import repeat
 from operator import itemgetter
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
+from msgspec.structs import astuple
 
 from tripwire.admission import Admission
 from tripwire.alerts import AlertPolicy, Finding
@@ -29,7 +30,7 @@ from tripwire.detectors.quality import FeatureQuality
 from tripwire.detectors.registry import DataWindow, PerformanceWindow, detectors_for, judge_window
 from tripwire.detectors.serving import ServingWindow
 from tripwire.event_time import EARLIEST_TS, EventClock
-from tripwire.events import Features, Label, Prediction, Rejection, Score, format_ts
+from tripwire.events import FeatureRow, Features, Label, Prediction, Rejection, Score, format_ts
 from tripwire.findings import change_alarm_finding, change_findings, data_window_findings, performance_window_findings
 from tripwire.fold import fold_data_window
 from tripwire.join import LabelJoin, Outcome
@@ -85,6 +86,7 @@ class ModelMonitor:
         self.drift = {n: drift_detector_for(p) for n, p in profiles.items() if config.enabled("drift", f"feature:{n}")}
         self.quality = {n: FeatureQuality(p) for n, p in profiles.items() if config.enabled("quality", f"feature:{n}")}
         self.monitored_features = [n for n in profiles if n in self.drift or n in self.quality]
+        self._row_names = tuple(self.monitored_features)  # (one tuple: FeatureRows compare their names to it)
         self.prediction_drift = drift_detector_for(reference["prediction_profile"])
         score_profile = reference.get("score_profile")
         self.score_drift = NumericDrift(score_profile) if score_profile else None
@@ -145,6 +147,8 @@ class ModelMonitor:
         duplicate = self.join.prediction_refusal(event.request_id)
         if duplicate is not None:
             raise Refused(Rejection(duplicate, event.model))
+        if isinstance(event.features, FeatureRow):  # (its readers below take dicts)
+            event.features = event.features.as_dict()
         alerts = self._maybe_close_by_time(event.ts) if self.config.window_seconds else []
         self.model_version = event.model_version or self.model_version
         self._open_data_window(event.ts)
@@ -210,7 +214,11 @@ class ModelMonitor:
             self._start = self._end = events[0].ts
         self._end = max(self._end, max([e.ts for e in events]))  # a record may be late (see EventClock)
         self._n += len(events)
-        self._rows += [e.features for e in events if e.features]
+        if self.registered:  # (the registered families read the window's rows as dicts)
+            self._rows += [e.features.as_dict() if isinstance(e.features, FeatureRow) else e.features
+                           for e in events if e.features]
+        else:
+            self._rows += [e.features for e in events if e.features]  # type: ignore[misc]  # (FeatureRows too)
         if len(self._rows) - self._transposed >= TRANSPOSE_ROWS:
             self._transpose_new_rows()
         self._predictions += [e.prediction for e in events]
@@ -309,7 +317,7 @@ class ModelMonitor:
             elif stream == "prediction":
                 value = event.prediction
             else:
-                value = event.features.get(stream.removeprefix("feature:"))
+                value = cast("dict[str, Any]", event.features).get(stream.removeprefix("feature:"))  # (see on_prediction)
             if (type(value) is float or type(value) is int) and detector.update(value):
                 alerts += self._change_alarm(stream, detector, event.ts)
         return alerts
@@ -384,7 +392,7 @@ class ModelMonitor:
 
     # -- windows ---------------------------------------------------------------------------
     def _reset_data_window(self) -> None:
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[dict[str, Any]] = []  # (or a FeatureRow, see feature_row_names: read by _transpose_new_rows, state)
         self._column_parts: list[list[tuple[Any, ...]]] = []  # the first `_transposed` rows, as columns
         self._transposed = 0
         self._predictions: list[Any] = []
@@ -469,6 +477,14 @@ class ModelMonitor:
             columns.append(tuple(values))
         return columns
 
+    def feature_row_names(self) -> tuple[str, ...] | None:
+        """The feature names :func:`tripwire.events.decode_batch` may give this model's predictions'
+        features by (see :class:`~tripwire.events.FeatureRow`): the monitored ones, when they are
+        every feature of the reference and the rows are read only as columns; else None."""
+        if self.registered or self._event_streams or tuple(self.reference["features"]) != self._row_names:
+            return None
+        return self._row_names
+
     def _transpose_new_rows(self) -> None:
         """Turn the rows appended since the last call into columns, while they are still in the CPU's caches."""
         rows, names = self._rows, self.monitored_features
@@ -476,13 +492,27 @@ class ModelMonitor:
             return
         new = rows[self._transposed:] if self._transposed else rows
         self._transposed = len(rows)
-        if len(names) > 1 and new:
+        if not new:
+            self._column_parts.append([() for _name in names])
+            return
+        if type(new[0]) is dict and type(new[-1]) is dict and len(names) > 1:
             try:
-                self._column_parts.append(list(zip(*map(itemgetter(*names), new))))  # every row has every feature
+                self._column_parts.append(list(zip(*map(itemgetter(*names), new))))  # every row a dict of every feature
                 return
-            except KeyError:
+            except (KeyError, TypeError):  # (a FeatureRow among them: not subscriptable)
                 pass
-        self._column_parts.append([tuple([row.get(name) for row in new]) for name in names])
+        # A FeatureRow of these names (see feature_row_names) is their values in order, then its record.
+        row_names = self._row_names
+        kinds = set(map(type, new))
+        kind = kinds.pop() if len(kinds) == 1 else None
+        if kind is not None and issubclass(kind, FeatureRow) and kind.names == row_names:
+            self._column_parts.append(list(zip(*map(astuple, new)))[:len(names)])  # type: ignore[arg-type]
+            return
+        self._column_parts.append(list(zip(*[
+            astuple(row) if isinstance(row, FeatureRow) and row.names == row_names
+            else tuple([row.get(name) for name in names]) if isinstance(row, dict)
+            else tuple([row.as_dict().get(name) for name in names])  # (of other names: a reference reloaded)
+            for row in cast("list[dict[str, Any] | FeatureRow]", new)]))[:len(names)])
 
     def close_performance_window(self, ts: float) -> list[Alert]:
         alerts = self.judge_performance_window(self._perf_start, self._perf_end, self._perf_n, ts)
@@ -523,7 +553,8 @@ class ModelMonitor:
         return {
             "model_version": self.model_version,
             "indices": [self.window_index, self.performance_index, self._since_expiry],
-            "window": {"rows": self._rows, "predictions": self._predictions, "scores": self._scores,
+            "window": {"rows": [row.as_dict() if isinstance(row, FeatureRow) else row for row in self._rows],
+                       "predictions": self._predictions, "scores": self._scores,
                        "latencies": self._latencies, "n": self._n, "start": self._start, "end": self._end},
             "performance_window": {"n": self._perf_n, "start": self._perf_start, "end": self._perf_end,
                                    "label_lags": self._label_lags, "change_hits": self._change_hits,
