@@ -103,6 +103,19 @@ def in_batches(engine: Engine, records: list[bytes], bounds: list[int]) -> tuple
     return alerts, rejections
 
 
+def fed(config: dict, references: dict, records: list[bytes], batch_size: int) -> tuple[tuple, Engine]:
+    """An engine of ``config`` fed ``records`` one at a time (``batch_size`` 1) or in batches: its
+    alerts and rejections, window records and final state, and the engine."""
+    windows: list[bytes] = []
+    engine = Engine(parse_config(config), references=references,
+                    on_window=lambda window: windows.append(orjson.dumps(window)))
+    if batch_size == 1:
+        outcome = one_at_a_time(engine, records)
+    else:
+        outcome = in_batches(engine, records, [*range(0, len(records), batch_size), len(records)])
+    return (outcome, windows, orjson.dumps(engine.state())), engine
+
+
 def demo_engine(references: dict, on_window=None) -> Engine:
     return Engine(parse_config(demo.demo_config()), references=references, on_window=on_window)
 
@@ -387,14 +400,8 @@ def test_label_join_at_its_bound_in_long_runs(demo_stream, demo_references):
                           "label_ttl_seconds": 30}
 
     def run(batch_size: int) -> tuple:
-        windows: list[bytes] = []
-        engine = Engine(parse_config(config), references=demo_references,
-                        on_window=lambda window: windows.append(orjson.dumps(window)))
-        if batch_size == 1:
-            outcome = one_at_a_time(engine, records)
-        else:
-            outcome = in_batches(engine, records, [*range(0, len(records), batch_size), len(records)])
-        return outcome, windows, orjson.dumps(engine.state()), engine.bookkeeping()
+        outcome, engine = fed(config, demo_references, records, batch_size)
+        return (*outcome, engine.bookkeeping())
 
     expected = run(1)
     assert len(expected[0][0]) > 5 and len(expected[1]) > 300
@@ -479,14 +486,7 @@ def test_one_model_of_feature_rows_in_long_stretches(demo_stream, demo_reference
                           "window_events": 300}
 
     def run(batch_size: int) -> tuple:
-        windows: list[bytes] = []
-        engine = Engine(parse_config(config), references=demo_references,
-                        on_window=lambda window: windows.append(orjson.dumps(window)))
-        if batch_size == 1:
-            outcome = one_at_a_time(engine, records)
-        else:
-            outcome = in_batches(engine, records, [*range(0, len(records), batch_size), len(records)])
-        return outcome, windows, orjson.dumps(engine.state())
+        return fed(config, demo_references, records, batch_size)[0]
 
     names = {"credit": Engine(parse_config(config), references=demo_references).monitors["credit"].feature_row_names()}
     assert sum(isinstance(getattr(item, "features", None), FeatureRow) for item in decode_batch(records, names)) > 1000
